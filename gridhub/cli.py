@@ -1,0 +1,42 @@
+"""``gridhub``: the operators' command line.
+
+Subcommands live beside the code they drive and are imported only when
+used, so ``gridhub infra status`` does not pay for importing Faust.
+Register a new one in ``COMMANDS`` as ``name: "module:attribute"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from gridhub.logging import configure_logging
+from gridhub.settings import get_settings
+
+COMMANDS: dict[str, str] = {
+    "infra": "gridhub.infra.cli:infra",
+    "run": "gridhub.runner:run",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        command: Any = getattr(importlib.import_module(module), attr)
+        return command  # type: ignore[no-any-return]
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="gridhub")
+def main() -> None:
+    """gridhub: fuse, route, land and replay the 141 system's incident feeds."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)

@@ -1,0 +1,21 @@
+"""Topic names. The contract names (CONTRACTS.md) are the ones in the empty
+namespace; ``Settings.topic`` prefixes them for another namespace."""
+
+from __future__ import annotations
+
+SOURCES = ("four-platforms", "hotline-12345", "sensors")
+RAW = {source: f"raw.{source}" for source in SOURCES}
+RAW_KEY_FIELD = {"four-platforms": "eventId", "hotline-12345": "orderNo", "sensors": "deviceId"}
+
+REGISTRY_DEVICES = "registry.devices"   # compacted, keyed by deviceId
+REPORTS = "reports"                     # Avro Report, keyed by county code
+DEVICE_EVENTS = "device-events"         # Avro DeviceEvent, keyed by deviceId
+CASES = "cases"                         # Avro Case, compacted, keyed by caseId
+CASE_EVENTS = "case-events"             # Avro CaseEvent, keyed by caseId
+FEEDBACK = "feedback"                   # JSON or Avro Feedback, keyed by caseId
+DLQ = "dlq"                             # original bytes + error.* headers
+
+
+def dispatch_topic(agency: str) -> str:
+    """``330502.zhzf`` -> ``dispatch.330502.zhzf``."""
+    return f"dispatch.{agency}"

@@ -1,0 +1,1 @@
+"""The hub's stream processors (Faust), split by domain: ingest, fusion, routing."""

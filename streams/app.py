@@ -1,0 +1,48 @@
+"""The Faust application every hub worker runs.
+
+Agents consume raw bytes (``value_serializer="raw"``) and decode
+explicitly, so a malformed record is dead-lettered with its original bytes
+instead of crashing the consumer (DESIGN.md, "Raw bytes in").  Domain
+packages (``streams.ingest``, ``streams.fusion``, ``streams.routing``)
+declare their topics, tables and agents against :data:`app`; importing a
+domain registers it.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from gridhub.settings import Settings, get_settings
+
+#: The domain packages a worker loads, in pipeline order.
+DOMAINS: list[str] = []
+
+
+def create_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.faust_app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store=settings.store,
+        datadir=str(settings.run_dir / "faust" / settings.faust_app_id),
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        producer_acks=-1,  # acks=all: a produced record survives a broker loss
+        web_port=settings.web_port,
+        web_bind="127.0.0.1",
+        web_enabled=True,
+        # At-least-once, idempotent at the edges; no Kafka transactions (DESIGN.md).
+        processing_guarantee="at_least_once",
+        table_cleanup_interval=30.0,
+        logging_config=None,
+    )
+
+
+settings = get_settings()
+app = create_app(settings)
+
+
+def topic(name: str, **kwargs: object) -> faust.TopicT:
+    """A Faust topic for a contract topic name, in this worker's namespace."""
+    return app.topic(settings.topic(name), key_type=bytes, value_type=bytes, **kwargs)  # type: ignore[arg-type]
