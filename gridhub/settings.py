@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _YamlFileSource(settings_cls), file_secret_settings)
 
+    def as_env(self) -> dict[str, str]:
+        """``GRIDHUB_*`` variables that recreate these settings in a child process."""
+        return {f"GRIDHUB_{name.upper()}": str(value) for name, value in self.model_dump().items()}
+
     # --- derived names ---------------------------------------------------------
     @property
     def kafka_bootstrap(self) -> str:
