@@ -9,6 +9,8 @@ RAW_KEY_FIELD = {"four-platforms": "eventId", "hotline-12345": "orderNo", "senso
 
 REGISTRY_DEVICES = "registry.devices"   # compacted, keyed by deviceId
 REPORTS = "reports"                     # Avro Report, keyed by county code
+REPORTS_LINKED = "reports.linked"       # Avro Report with case_id set by fusion, keyed by case_id
+CASE_LIFECYCLE = "case-lifecycle"       # Avro CaseEvent (resolved/closed/reopened), keyed by county code: tells fusion
 DEVICE_EVENTS = "device-events"         # Avro DeviceEvent, keyed by deviceId
 CASES = "cases"                         # Avro Case, compacted, keyed by caseId
 CASE_EVENTS = "case-events"             # Avro CaseEvent, keyed by caseId
