@@ -18,6 +18,8 @@ from gridhub.settings import get_settings
 COMMANDS: dict[str, str] = {
     "infra": "gridhub.infra.cli:infra",
     "run": "gridhub.runner:run",
+    "topics": "gridhub.ops.topics:topics",
+    "dlq": "gridhub.ops.dlq:dlq",
 }
 
 

@@ -1,0 +1,266 @@
+"""Shared pieces of the operator commands: clients, time parsing, bounded reads.
+
+The commands read a *snapshot* of a topic: the end offsets are taken once at
+the start and the read stops there, so a command on a live topic terminates
+and its counts are reproducible.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Iterator, Sequence
+
+import click
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient
+
+from gridhub.settings import Settings, get_settings
+
+Headers = list[tuple[str, bytes]]
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*(?:ago)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Poll in batches of this many ms: long enough to fill a fetch, short enough
+# that an empty partition does not stall the command.
+_POLL_MS = 500
+# A read that receives nothing for this long while still below the snapshot
+# end offset is stuck (records deleted by retention, a transaction marker at
+# the end): stop instead of hanging.
+_IDLE_LIMIT_S = 10.0
+
+
+def settings_for(namespace: str | None, base: Settings | None = None) -> Settings:
+    """The settings of another namespace (same infrastructure, other names)."""
+    base = base or get_settings()
+    if namespace is None:
+        return base
+    return base.model_copy(update={"namespace": namespace})
+
+
+def contract_name(settings: Settings, physical: str) -> str:
+    """``ns.raw.sensors`` -> ``raw.sensors`` (inverse of ``Settings.topic``)."""
+    prefix = f"{settings.namespace}." if settings.namespace else ""
+    return physical[len(prefix):] if prefix and physical.startswith(prefix) else physical
+
+
+def parse_time(text: str | None, now: datetime | None = None) -> int | None:
+    """Epoch ms of an operator-given time.
+
+    Accepts ISO-8601 (``2026-11-23T08:00:00+08:00``, ``2026-11-23 08:00``,
+    ``2026-11-23``; a time without an offset is the machine's local time),
+    ``now``, and relative times (``90s``, ``15m``, ``1h``, ``2d``, ``1w``,
+    optionally followed by ``ago``) meaning that long before now.
+    """
+    if text is None or text == "":
+        return None
+    now = now or datetime.now(timezone.utc)
+    if text.strip().lower() == "now":
+        return int(now.timestamp() * 1000)
+    match = _RELATIVE.match(text.lower())
+    if match:
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        return int((now - timedelta(seconds=seconds)).timestamp() * 1000)
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is neither ISO-8601 nor a relative time like 1h / 2d") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.astimezone()  # naive: the machine's local zone
+    return int(parsed.timestamp() * 1000)
+
+
+def fmt_ms(ms: int | None) -> str:
+    """Epoch ms as a short UTC ISO string (operators compare logs in UTC)."""
+    if ms is None or ms < 0:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def fmt_duration(ms: int) -> str:
+    """``93784000`` -> ``1d02h03m04s``: readable clocks for case timelines."""
+    negative = ms < 0
+    seconds = abs(ms) // 1000
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    text = (f"{days}d{hours:02d}h{minutes:02d}m{seconds:02d}s" if days
+            else f"{hours}h{minutes:02d}m{seconds:02d}s" if hours
+            else f"{minutes}m{seconds:02d}s")
+    return "-" + text if negative else text
+
+
+def new_run_id() -> str:
+    """A short id that tags one replay / retry run in headers and logs."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+# --- clients -------------------------------------------------------------------
+
+def admin_client(settings: Settings) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="gridhub-ops")
+
+
+def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
+    """A group-less consumer: operator reads never move the hub's offsets."""
+    config: dict[str, Any] = dict(
+        bootstrap_servers=settings.kafka_bootstrap, client_id="gridhub-ops", group_id=None,
+        enable_auto_commit=False, auto_offset_reset="earliest",
+        # Operators inspect what is committed to the log, including records of
+        # aborted transactions would be wrong: read_committed.
+        isolation_level="read_committed",
+    )
+    config.update(overrides)
+    return KafkaConsumer(**config)
+
+
+def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+    """acks=all + idempotence: re-injected records survive a broker loss and
+    keep their per-partition order even with several requests in flight."""
+    config: dict[str, Any] = dict(
+        bootstrap_servers=settings.kafka_bootstrap, client_id="gridhub-ops", acks="all",
+        enable_idempotence=True, linger_ms=20,  # 20 ms: batches bulk re-injection without visible delay
+    )
+    config.update(overrides)
+    return KafkaProducer(**config)
+
+
+def existing_topics(admin: KafkaAdminClient) -> set[str]:
+    return set(admin.list_topics())
+
+
+def partition_count(admin: KafkaAdminClient, topic: str) -> int | None:
+    """Partitions of an existing topic, None when it does not exist."""
+    for info in admin.describe_topics([topic]):
+        if info.get("name") == topic and info.get("error_code", 0) == 0:
+            return len(info.get("partitions") or [])
+    return None
+
+
+# --- bounded reads -----------------------------------------------------------------
+
+@dataclass
+class Span:
+    """The offsets ``[start, end)`` of one partition to read."""
+
+    tp: TopicPartition
+    start: int
+    end: int
+
+    @property
+    def count(self) -> int:
+        return max(0, self.end - self.start)
+
+
+def plan_spans(consumer: KafkaConsumer, topic: str, partitions: Iterable[int],
+               since_ms: int | None = None, until_ms: int | None = None) -> list[Span]:
+    """Offsets to read per partition for a time range.
+
+    Start: the first offset whose timestamp is >= ``since_ms``
+    (``offsets_for_times``), else the log start.  End: the first offset whose
+    timestamp is >= ``until_ms``, else the end offset taken now (the snapshot).
+    Records produced out of timestamp order are additionally filtered by the
+    reader, see :func:`read_spans`.
+    """
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    if not tps:
+        return []
+    begin = consumer.beginning_offsets(tps)
+    end = consumer.end_offsets(tps)
+    start = dict(begin)
+    stop = dict(end)
+    if since_ms is not None:
+        found = consumer.offsets_for_times({tp: since_ms for tp in tps})
+        for tp in tps:
+            start[tp] = found[tp].offset if found.get(tp) is not None else end[tp]
+    if until_ms is not None:
+        found = consumer.offsets_for_times({tp: until_ms for tp in tps})
+        for tp in tps:
+            if found.get(tp) is not None:
+                stop[tp] = min(stop[tp], found[tp].offset)
+    return [Span(tp, start[tp], stop[tp]) for tp in tps]
+
+
+def read_spans(consumer: KafkaConsumer, spans: Sequence[Span], since_ms: int | None = None,
+               until_ms: int | None = None, one_at_a_time: bool = False) -> Iterator[Any]:
+    """Yield the ConsumerRecords of ``spans`` (and within ``[since, until)`` by timestamp).
+
+    With ``one_at_a_time`` the partitions are read one after the other, so
+    the records come out sorted by (partition, offset): the archive relies on
+    it to merge day files back into partition order on import.
+    Offsets that no longer exist (retention, compaction, transaction
+    markers) are skipped; a partition that stays silent for
+    ``_IDLE_LIMIT_S`` while below its end is given up with the records read.
+    """
+    todo = [s for s in spans if s.count > 0]
+    groups = [[s] for s in todo] if one_at_a_time else ([todo] if todo else [])
+    for group in groups:
+        ends = {s.tp: s.end for s in group}
+        consumer.assign(list(ends))
+        for s in group:
+            consumer.seek(s.tp, s.start)
+        active = set(ends)
+        idle_since = time.monotonic()
+        while active:
+            batch = consumer.poll(timeout_ms=_POLL_MS)
+            got = False
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        break
+                    got = True
+                    if since_ms is not None and record.timestamp < since_ms:
+                        continue
+                    if until_ms is not None and record.timestamp >= until_ms:
+                        continue
+                    yield record
+            for tp in list(active):
+                if consumer.position(tp) >= ends[tp]:
+                    active.discard(tp)
+                    consumer.pause(tp)
+            if got:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > _IDLE_LIMIT_S:
+                break
+        consumer.assign([])
+
+
+def headers_list(headers: Any) -> Headers:
+    """kafka-python header tuples -> a plain list (``None`` values kept as b"")."""
+    return [(str(k), bytes(v) if v is not None else b"") for k, v in (headers or [])]
+
+
+def preview(data: bytes | None, width: int = 40) -> str:
+    """The first bytes of a record, printable: UTF-8 text when it is, else hex."""
+    if data is None:
+        return "<null>"
+    head = data[: width * 4]
+    try:
+        # incremental: a multi-byte character cut at the end of ``head`` is fine
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        half = width // 2
+        return "0x" + data[:half].hex() + ("…" if len(data) > half else "")
+    text = " ".join(text.split())
+    return text[:width] + ("…" if len(text) > width or len(data) > len(head) else "")
+
+
+def render_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    """A plain aligned text table (wide CJK characters count double)."""
+    import unicodedata
+
+    def width(s: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
+
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(width(r[i]) for r in cells) for i in range(len(header))]
+    lines = []
+    for n, row in enumerate(cells):
+        lines.append("  ".join(c + " " * (widths[i] - width(c)) for i, c in enumerate(row)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
