@@ -1,0 +1,234 @@
+"""Routing and the closed loop on Faust: topics, the lifecycle table, agents, timers.
+
+Inputs, all keyed by case id and all with ``settings.partitions`` partitions
+(co-partitioned: the lifecycle table's partition is the event's partition):
+
+- ``cases`` (Avro ``Case``, compacted): route a case when it first appears,
+  re-route when its category or township changes;
+- ``feedback`` (JSON or Avro ``Feedback``): agency actions;
+- ``reports.linked`` (Avro ``Report`` with ``case_id``): 12345 回访 updates;
+- ``routing-timers`` (internal): ticks that the deadline scanner sends to
+  the partition owning a due case, because a Faust table can only be
+  changed while processing an event of its own partition.
+
+Outputs: ``dispatch.<agency>`` (Avro ``Dispatch``, keyed by case id, one
+partition each), ``case-events`` (Avro ``CaseEvent``), ``case-lifecycle``
+(``resolved`` / ``closed``, keyed by county code, for fusion) and ``dlq``.
+
+Deadlines live in the changelogged table, so they survive restarts: after a
+SIGKILL the table is recovered, the scanner finds the deadline and the tick
+fires it; the deadline is marked as fired in the same table write that
+produced the ``overdue`` event, so it fires once (and a redelivered tick
+finds it marked).  Event ids are deterministic, so even the at-least-once
+window between producing and committing cannot create a *different* event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import faust
+
+from gridhub import topics as T
+from gridhub.codec import DecodeError, codec
+from gridhub.dlq import dead_letter_headers
+from gridhub.logging import get_logger
+from gridhub.metrics import DEAD_LETTERS, DISPATCHES, OVERDUE_CASES
+from streams.app import app, settings
+from streams.routing import lifecycle as lc
+from streams.routing.agencies import DISPATCH_PARTITIONS
+from streams.routing.rules import RulesHolder
+
+log = get_logger(__name__)
+
+ROUTING_TIMERS = "routing-timers"
+TABLE_NAME = "routing-cases"
+
+#: Loaded at import, i.e. when the worker starts: a broken rules file stops
+#: the start with ``file:line: reason``; later edits are reloaded live.
+rules = RulesHolder(settings.routing_rules)
+
+_N = settings.partitions
+cases_topic = app.topic(settings.topic(T.CASES), key_type=bytes, value_type=bytes, internal=True,
+                        partitions=_N, compacting=True)
+actions_topic = app.topic(settings.topic(T.FEEDBACK), settings.topic(T.REPORTS_LINKED), settings.topic(ROUTING_TIMERS),
+                          key_type=bytes, value_type=bytes, internal=True, partitions=_N)
+timers_topic = app.topic(settings.topic(ROUTING_TIMERS), key_type=bytes, value_type=bytes, internal=True,
+                         partitions=_N)
+case_events_topic = app.topic(settings.topic(T.CASE_EVENTS), key_type=bytes, value_type=bytes, internal=True,
+                              partitions=_N)
+lifecycle_topic = app.topic(settings.topic(T.CASE_LIFECYCLE), key_type=bytes, value_type=bytes, internal=True,
+                            partitions=_N)
+dlq_topic = app.topic(settings.topic(T.DLQ), key_type=bytes, value_type=bytes, internal=True, partitions=_N)
+
+# bytes key/value types give the "raw" serializers: values are the JSON state of lifecycle.py.
+table = app.Table(TABLE_NAME, default=None, key_type=bytes, value_type=bytes, partitions=_N)
+
+_lock = asyncio.Lock()  # one case transition (read, compute, write, enqueue) at a time in this process
+_dispatch_topics: dict[str, faust.TopicT] = {}
+_ticked: dict[bytes, int] = {}  # case key -> due instant already ticked (avoids one tick per scan)
+_last_scan = 0.0
+
+
+def _load(key: bytes) -> dict[str, Any] | None:
+    raw = table.get(key)
+    return json.loads(raw) if raw else None
+
+
+async def _declare_outputs() -> None:
+    for t in (case_events_topic, lifecycle_topic, dlq_topic, timers_topic):
+        await t.maybe_declare()
+
+
+async def _dispatch_topic(agency: str) -> faust.TopicT:
+    t = _dispatch_topics.get(agency)
+    if t is None:
+        t = app.topic(settings.topic(T.dispatch_topic(agency)), key_type=bytes, value_type=bytes, internal=True,
+                      partitions=DISPATCH_PARTITIONS)
+        await t.maybe_declare()
+        _dispatch_topics[agency] = t
+    return t
+
+
+async def _dead_letter(event: faust.EventT, stage: str, reason: str) -> None:
+    msg = event.message
+    DEAD_LETTERS.labels(stage).inc()
+    log.warning("dead_letter", stage=stage, reason=reason, topic=msg.topic, partition=msg.partition,
+                offset=msg.offset)
+    await dlq_topic.send(key=msg.key, value=msg.value,
+                         headers=dead_letter_headers(stage, reason, msg.topic, msg.partition, msg.offset))
+
+
+async def _commit(event: faust.EventT, key: bytes, old: dict[str, Any] | None, new: dict[str, Any] | None,
+                  fx: lc.Effects) -> None:
+    """Write the new state, then enqueue its effects (Faust flushes both before committing the offset)."""
+    if new is not None and new is not old:
+        new["partition"] = event.message.partition
+        due = lc.next_due(new, rules.current)
+        new["due"] = due
+        table[key] = json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        _ticked.pop(key, None)
+    dispatch_codec, event_codec = codec("Dispatch"), codec("CaseEvent")
+    for record in fx.dispatches:
+        topic = await _dispatch_topic(record["agency"])
+        DISPATCHES.labels(record["agency"]).inc()
+        await topic.send(key=record["caseId"].encode("utf-8"), value=dispatch_codec.encode(record))
+    for ev in fx.events:
+        await case_events_topic.send(key=ev["case_id"].encode("utf-8"), value=event_codec.encode(ev))
+        log.info("case_event", case_id=ev["case_id"], case_event=ev["event"], agency=ev["agency"],
+                 dispatch_id=ev["dispatch_id"], state=ev["state"])
+    for ev in fx.lifecycle:
+        await lifecycle_topic.send(key=ev["county_code"].encode("utf-8"), value=event_codec.encode(ev))
+
+
+@app.agent(cases_topic, name="routing.cases")
+async def route_cases(stream: faust.StreamT) -> None:
+    """Route each new case version (first appearance, or a change of category / township)."""
+    await _declare_outputs()
+    async for event in stream.events():
+        try:
+            case = codec("Case").decode(event.value)
+        except DecodeError as exc:
+            await _dead_letter(event, "routing", str(exc))
+            continue
+        key = case["case_id"].encode("utf-8")
+        if event.key is not None and event.key != key:
+            await _dead_letter(event, "routing", f"record key {event.key!r} is not the case id {case['case_id']}")
+            continue
+        async with _lock:
+            old = _load(key)
+            try:
+                new, fx = lc.on_case(old, case, rules.current)
+            except (KeyError, TypeError, ValueError) as exc:
+                await _dead_letter(event, "routing", f"cannot route case: {exc.__class__.__name__}: {exc}")
+                continue
+            await _commit(event, key, old, new, fx)
+
+
+async def _on_feedback(event: faust.EventT) -> None:
+    try:
+        fb = lc.parse_feedback(event.value)
+        if event.key is None or event.key.decode("utf-8", "replace") != fb["caseId"]:
+            raise lc.Rejected(f"feedback must be keyed by its caseId {fb['caseId']} (key was {event.key!r})")
+        key = fb["caseId"].encode("utf-8")
+        old = _load(key)
+        new, fx = lc.on_feedback(old, fb, rules.current)
+    except lc.Rejected as exc:
+        await _dead_letter(event, "feedback", str(exc))
+        return
+    await _commit(event, key, old, new, fx)
+
+
+async def _on_report(event: faust.EventT) -> None:
+    try:
+        report = codec("Report").decode(event.value)
+    except DecodeError as exc:
+        await _dead_letter(event, "routing", str(exc))
+        return
+    if report.get("source") != "hotline-12345" or not report.get("satisfaction") or not report.get("case_id"):
+        return  # only 12345 回访 updates concern routing
+    key = str(report["case_id"]).encode("utf-8")
+    old = _load(key)
+    at = int(report.get("received_at") or report["reported_at"])
+    new, fx = lc.on_review(old, str(report["satisfaction"]), at, report.get("report_id"))
+    await _commit(event, key, old, new, fx)
+
+
+async def _on_tick(event: faust.EventT) -> None:
+    key = event.key or b""
+    old = _load(key)
+    if old is None:
+        return
+    try:
+        now = int(json.loads(event.value)["now"])
+    except (ValueError, KeyError, TypeError):
+        await _dead_letter(event, "routing", "malformed routing timer tick")
+        return
+    new, fx = lc.on_tick(old, now, rules.current)
+    if fx:
+        await _commit(event, key, old, new, fx)
+
+
+@app.agent(actions_topic, name="routing.actions")
+async def route_actions(stream: faust.StreamT) -> None:
+    """Feedback, 回访 and deadline ticks: everything that moves a routed case along."""
+    feedback, reports, timers = (settings.topic(t) for t in (T.FEEDBACK, T.REPORTS_LINKED, ROUTING_TIMERS))
+    async for event in stream.events():
+        topic = event.message.topic
+        async with _lock:
+            if topic == feedback:
+                await _on_feedback(event)
+            elif topic == reports:
+                await _on_report(event)
+            elif topic == timers:
+                await _on_tick(event)
+
+
+@app.timer(interval=min(1.0, rules.current.scan_interval_ms / 1000))
+async def routing_clock() -> None:
+    """Reload edited rules; every ``clock.scan_interval`` send a tick for each case with a passed deadline."""
+    global _last_scan
+    rules.maybe_reload()
+    now_s = time.time()
+    if now_s - _last_scan < rules.current.scan_interval_ms / 1000:
+        return
+    _last_scan = now_s
+    now = int(now_s * 1000)
+    overdue = 0
+    due_keys: list[tuple[bytes, int, int]] = []
+    for key, raw in list(table.items()):
+        if not raw:
+            continue
+        state = json.loads(raw)
+        if any(d.get("fired") for d in state.get("dispatches", {}).values()) and state.get("status") in lc.OPEN_STATES:
+            overdue += 1
+        due = state.get("due")
+        if due is not None and int(due) <= now and _ticked.get(key) != int(due):
+            due_keys.append((key, int(due), int(state.get("partition", 0))))
+    OVERDUE_CASES.set(overdue)
+    for key, due, partition in due_keys:
+        _ticked[key] = due
+        await timers_topic.send(key=key, value=json.dumps({"now": now}).encode("utf-8"), partition=partition)
