@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "run": "gridhub.runner:run",
     "topics": "gridhub.ops.topics:topics",
     "dlq": "gridhub.ops.dlq:dlq",
+    "archive": "gridhub.ops.archive:archive",
 }
 
 

@@ -1,0 +1,47 @@
+"""Helpers of the ops tests: produce / read a namespace's topics, run the CLI in-process."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from click.testing import CliRunner, Result
+
+from gridhub.cli import main
+from gridhub.ops.common import make_consumer, make_producer, plan_spans, read_spans
+from gridhub.settings import Settings, get_settings
+
+Row = tuple[int, int, bytes | None, bytes | None, list[tuple[str, bytes]], int]
+
+
+def produce(settings: Settings, topic: str, records: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
+    """Produce to the namespaced ``topic``; returns (partition, offset) of each record."""
+    producer = make_producer(settings)
+    try:
+        futures = [producer.send(settings.topic(topic), key=r.get("key"), value=r.get("value"),
+                                 headers=r.get("headers") or [], partition=r.get("partition"),
+                                 timestamp_ms=r.get("timestamp")) for r in records]
+        producer.flush()
+        return [(m.partition, m.offset) for m in (f.get(timeout=30) for f in futures)]
+    finally:
+        producer.close()
+
+
+def read_all(settings: Settings, physical: str) -> list[Row]:
+    """Every record of a physical topic, sorted by (partition, offset)."""
+    consumer = make_consumer(settings)
+    try:
+        spans = plan_spans(consumer, physical, consumer.partitions_for_topic(physical) or set())
+        rows = [(r.partition, r.offset, r.key, r.value, [(k, v) for k, v in r.headers or []], r.timestamp)
+                for r in read_spans(consumer, spans)]
+    finally:
+        consumer.close()
+    return sorted(rows, key=lambda row: (row[0], row[1]))
+
+
+def run_cli(settings: Settings, *args: str) -> Result:
+    """``gridhub ARGS`` in-process with the environment of ``settings``."""
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(main, list(args), env=settings.as_env(), catch_exceptions=False)
+    finally:
+        get_settings.cache_clear()
