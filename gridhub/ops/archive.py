@@ -49,7 +49,7 @@ FORMAT = "gridhub-archive/1"
 MANIFEST = "manifest.json"
 CODECS = ("deflate", "zstandard", "null")
 
-SCHEMA: dict[str, Any] = fastavro.parse_schema({
+SCHEMA: Any = fastavro.parse_schema({
     "type": "record", "name": "KafkaRecord", "namespace": "gridhub.archive",
     "doc": "One Kafka record exactly as it was on the broker.",
     "fields": [
