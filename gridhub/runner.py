@@ -20,7 +20,7 @@ import click
 from gridhub.settings import get_settings
 
 #: Stream domains, imported in pipeline order (each declares its agents on streams.app.app).
-DOMAINS: list[str] = []
+DOMAINS: list[str] = ["streams.ingest"]
 
 #: Services run beside the stream processors.
 SERVICES: list[str] = []

@@ -4,3 +4,5 @@
 package registers the agents on :data:`streams.app.app` (``gridhub run`` loads
 it through ``gridhub.runner.DOMAINS``).
 """
+
+from streams.ingest import agents as agents  # noqa: E402,F401  (registers the agents on the app)

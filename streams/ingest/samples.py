@@ -128,8 +128,7 @@ class SampleGenerator:
         device_id = self.rng.choice(sorted(self.registry))
         device = self.registry[device_id]
         if event_type is None:
-            events, weights = zip(*_SENSOR_EVENTS)
-            event_type = self.rng.choices(events, weights)[0]
+            event_type = self.rng.choices([e for e, _ in _SENSOR_EVENTS], [w for _, w in _SENSOR_EVENTS])[0]
         at = datetime.fromtimestamp(self._recent_ms() / 1000, tz=BEIJING)
         unit, threshold = _DEVICE_TYPES[device["deviceType"]]
         doc: dict[str, Any] = {"deviceId": device_id, "deviceType": device["deviceType"], "eventType": event_type,
@@ -143,8 +142,7 @@ class SampleGenerator:
 
     def document(self) -> tuple[str, bytes, bytes]:
         """(source, key, value) of one document of the realistic mix."""
-        sources, weights = zip(*MIX)
-        source = self.rng.choices(sources, weights)[0]
+        source = self.rng.choices([s for s, _ in MIX], [w for _, w in MIX])[0]
         doc = {"four-platforms": self.four_platforms, "hotline-12345": self.hotline, "sensors": self.sensor}[source]()
         key = str(doc.get("eventId") or doc.get("orderNo") or doc.get("deviceId"))
         return source, key.encode(), json.dumps(doc, ensure_ascii=False).encode("utf-8")

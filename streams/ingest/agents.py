@@ -1,0 +1,281 @@
+"""Faust wiring of ingest: raw.* -> reports / device-events, bad input -> dlq.
+
+One agent per raw topic consumes *events* (not values) so that it has the
+original bytes, key, headers, partition and offset of every record: a
+document that :func:`streams.ingest.normalize.normalize` rejects is produced
+to ``dlq`` byte for byte with ``error.*`` headers, and the partition moves
+on.  Nothing a source sends can stop an agent: an unexpected exception in the
+adapter is dead-lettered too (with the exception type in the reason).
+
+Device registry (CONTRACTS.md 1.3, compacted topic ``registry.devices``):
+held in memory by :class:`DeviceRegistry`, a ``mode.Service`` that reads the
+whole topic from the beginning (no consumer group, every partition, like a
+Kafka Streams GlobalKTable) and keeps following it.  Faust's own GlobalTable
+documents an "infinite recovery loop with multiple app instances" unless it
+has one partition, and the registry topic is the sources' to partition, so a
+plain reader is the safer global view.  The sensors agent waits until the
+reader has caught up with the topic's end offsets at start-up, so a device
+registered before the worker started is always known.
+
+Liveness: table ``device-liveness`` (deviceId -> last-seen ms, offline flag),
+updated by every sensor event (any event proves the device is alive).  A
+timer marks a *registered* device offline once silent for
+``OFFLINE_FACTOR`` x its ``heartbeatSeconds`` and emits one ``offline``
+DeviceEvent per silence episode (the flag is cleared by the next event).
+Devices not in the registry are not watched: without a registry record the
+hub does not know their interval, or that they should exist at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+from mode import Service
+from prometheus_client import Counter
+
+from gridhub import metrics
+from gridhub.codec import codec
+from gridhub.dlq import dead_letter_headers
+from gridhub.logging import get_logger
+from gridhub.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES, REPORTS
+from streams.app import app, settings, topic
+from streams.ingest.normalize import REPORT_NAMESPACE, Normalized, Rejected, normalize
+from streams.ingest.taxonomy import OTHER
+
+log = get_logger(__name__)
+
+STAGE = "normalize"
+
+#: A device is offline after 2.5 missed heartbeats: one lost heartbeat (NB-IoT radios drop some)
+#: and the jitter of the next are tolerated, a dead battery or a cut cable is not.
+OFFLINE_FACTOR = 2.5
+#: How often the liveness timer scans (seconds): small against the shortest usual heartbeat (300 s).
+LIVENESS_SCAN_SECONDS = 15.0
+
+reports_topic = topic(REPORTS)
+device_events_topic = topic(DEVICE_EVENTS)
+dlq_topic = topic(DLQ)
+raw_topics = {source: topic(name) for source, name in RAW.items()}
+
+#: deviceId -> {"last": ms, "offline": bool, "p": raw.sensors partition}, JSON bytes.
+liveness = app.Table("device-liveness", key_type=bytes, value_type=bytes, use_partitioner=True)
+
+_pii_key = settings.pii_key.encode("utf-8")
+_partitioner = DefaultPartitioner()  # murmur2, as Kafka's Java clients, kafka-python and Faust use
+
+UNMAPPED_CATEGORIES = Counter("gridhub_unmapped_categories_total",
+                              "Reports whose source category maps to 'other'", ["source"])
+
+
+# --------------------------------------------------------------------------- device registry
+
+
+class DeviceRegistry(Service):
+    """The whole ``registry.devices`` topic in memory: deviceId -> registry record dict."""
+
+    #: the records, shared with the agents of this process
+    records: dict[str, dict[str, Any]] = {}
+    _ready: asyncio.Event | None = None
+
+    @classmethod
+    def ready(cls) -> asyncio.Event:
+        if cls._ready is None:
+            cls._ready = asyncio.Event()
+        return cls._ready
+
+    async def on_start(self) -> None:
+        self.add_future(self._follow())
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one registry record (a tombstone removes the device)."""
+        if key is None:
+            return
+        device_id = key.decode("utf-8", "replace")
+        if value is None:
+            DeviceRegistry.records.pop(device_id, None)
+            return
+        try:
+            record = json.loads(value)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            log.warning("registry_record_invalid", device_id=device_id)
+            return
+        DeviceRegistry.records[device_id] = record
+
+    async def _follow(self) -> None:
+        name = settings.topic(REGISTRY_DEVICES)
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            partitions = await self._partitions(consumer, name)
+            tps = [TopicPartition(name, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps) if tps else {}
+            behind = {tp for tp, off in end.items() if off > 0}
+            if not behind:
+                DeviceRegistry.ready().set()
+            while not self.should_stop:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for tp, records in batch.items():
+                    for rec in records:
+                        self.apply(rec.key, rec.value)
+                for tp in list(behind):
+                    if await consumer.position(tp) >= end[tp]:
+                        behind.discard(tp)
+                if not behind and not DeviceRegistry.ready().is_set():
+                    log.info("registry_loaded", devices=len(DeviceRegistry.records))
+                    DeviceRegistry.ready().set()
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer, name: str) -> set[int]:
+        """The topic's partitions, creating it (compacted) through Faust if nobody has yet."""
+        partitions = consumer.partitions_for_topic(name)
+        if not partitions:
+            await app.topic(name, key_type=bytes, value_type=bytes, compacting=True).maybe_declare()
+            for _ in range(30):  # metadata propagation takes a few hundred ms on one broker
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(name)
+                if partitions:
+                    break
+                await asyncio.sleep(0.2)
+        return set(partitions or ())
+
+
+app.service(DeviceRegistry)
+
+
+# --------------------------------------------------------------------------- agents
+
+
+async def _dead_letter(event: Any, reason: str) -> None:
+    msg = event.message
+    await dlq_topic.send(key=msg.key, value=msg.value or b"",
+                         headers=dead_letter_headers(STAGE, reason, msg.topic, msg.partition, msg.offset))
+    metrics.DEAD_LETTERS.labels(stage=STAGE).inc()
+    log.info("dead_letter", stage=STAGE, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+             reason=reason)
+
+
+def _received_ms(event: Any) -> int:
+    """The raw record's Kafka timestamp: a replay of the raw topic reproduces the same versions."""
+    ts = event.message.timestamp
+    return int(ts * 1000) if ts else int(time.time() * 1000)
+
+
+async def _emit(source: str, out: Normalized) -> None:
+    if out.report is not None:
+        report = out.report
+        await reports_topic.send(key=report["county_code"].encode(), value=codec("Report").encode(report))
+        metrics.REPORTS_OUT.labels(source=source).inc()
+        if report["category"] == OTHER and report.get("source_category_name") not in (None, "其他", "其它"):
+            # Not dropped: counted, so the taxonomy table can be extended (docs/ingest.md).
+            UNMAPPED_CATEGORIES.labels(source=source).inc()
+            log.info("category_unmapped", source=source, source_category_code=report["source_category_code"],
+                     source_category_name=report["source_category_name"])
+    if out.device_event is not None:
+        ev = out.device_event
+        await device_events_topic.send(key=ev["device_id"].encode(), value=codec("DeviceEvent").encode(ev))
+    if out.heartbeat is not None:
+        device_id, at = out.heartbeat
+        key = device_id.encode()
+        previous = liveness.get(key)
+        state = json.loads(previous) if previous else {}
+        if at > state.get("last", 0):  # a late, older event proves nothing about now
+            liveness[key] = json.dumps({"last": at, "offline": False}).encode()
+
+
+async def _process(source: str, events: AsyncIterator[Any]) -> AsyncIterator[None]:
+    async for event in events:
+        metrics.DOCUMENTS_IN.labels(source=source).inc()
+        if source == "sensors" and not DeviceRegistry.ready().is_set():
+            await DeviceRegistry.ready().wait()
+        try:
+            out = normalize(source, event.message.value or b"", registry=DeviceRegistry.records,
+                            received_at_ms=_received_ms(event), pii_key=_pii_key)
+        except Rejected as exc:
+            await _dead_letter(event, exc.reason)
+        except Exception as exc:  # a bug must cost one document, not the partition
+            log.exception("normalize_failed", source=source, topic=event.message.topic,
+                          partition=event.message.partition, offset=event.message.offset)
+            await _dead_letter(event, f"internal error {type(exc).__name__}: {exc}"[:500])
+        else:
+            await _emit(source, out)
+        yield None
+
+
+@app.agent(raw_topics["four-platforms"], name="ingest-four-platforms")
+async def ingest_four_platforms(stream: Any) -> AsyncIterator[None]:
+    async for _ in _process("four-platforms", stream.events()):
+        yield None
+
+
+@app.agent(raw_topics["hotline-12345"], name="ingest-hotline-12345")
+async def ingest_hotline(stream: Any) -> AsyncIterator[None]:
+    async for _ in _process("hotline-12345", stream.events()):
+        yield None
+
+
+@app.agent(raw_topics["sensors"], name="ingest-sensors")
+async def ingest_sensors(stream: Any) -> AsyncIterator[None]:
+    async for _ in _process("sensors", stream.events()):
+        yield None
+
+
+# --------------------------------------------------------------------------- liveness
+
+
+def offline_event(device_id: str, record: dict[str, Any], last_ms: int, now_ms: int) -> dict[str, Any]:
+    """The DeviceEvent of one silence episode (its id is stable for the episode: last-seen time)."""
+    street = record.get("streetCode") if isinstance(record.get("streetCode"), str) else None
+    return {
+        "event_id": str(uuid.uuid5(REPORT_NAMESPACE, f"sensors|{device_id}|offline|{last_ms}")),
+        "device_id": device_id, "device_type": str(record.get("deviceType") or "unknown"),
+        "event_type": "offline", "at": now_ms, "county_code": street[:6] if street else None,
+        "street_code": street, "address": record.get("address") if isinstance(record.get("address"), str) else None,
+        "owner": None, "detail": f"silent since {last_ms} ms (> {OFFLINE_FACTOR} x heartbeat interval)",
+    }
+
+
+def silent_devices(states: dict[str, dict[str, Any]], registry: dict[str, dict[str, Any]],
+                   now_ms: int) -> list[str]:
+    """Registered devices silent past OFFLINE_FACTOR x heartbeatSeconds, not yet reported offline."""
+    out = []
+    for device_id, state in states.items():
+        interval = registry.get(device_id, {}).get("heartbeatSeconds")
+        if state.get("offline") or not isinstance(interval, (int, float)) or interval <= 0:
+            continue
+        if now_ms - int(state.get("last", now_ms)) > OFFLINE_FACTOR * interval * 1000:
+            out.append(device_id)
+    return out
+
+
+@app.timer(interval=LIVENESS_SCAN_SECONDS, name="ingest-liveness")
+async def scan_liveness() -> None:
+    now_ms = int(time.time() * 1000)
+    # Every worker runs the timer and may hold standby copies of other workers' partitions:
+    # only the owner of a key's partition reports it.
+    changelog = liveness.changelog_topic.get_topic_name()
+    actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
+    partitions = list(range(app.conf.topic_partitions))
+    states: dict[str, dict[str, Any]] = {}
+    for key, value in list(liveness.items()):
+        if _partitioner(key, partitions, partitions) not in actives:
+            continue
+        states[key.decode("utf-8", "replace")] = json.loads(value)
+    for device_id in silent_devices(states, DeviceRegistry.records, now_ms):
+        state = states[device_id]
+        event = offline_event(device_id, DeviceRegistry.records[device_id], int(state["last"]), now_ms)
+        await device_events_topic.send(key=device_id.encode(), value=codec("DeviceEvent").encode(event))
+        liveness[device_id.encode()] = json.dumps({**state, "offline": True}).encode()
+        log.info("device_offline", device_id=device_id, last_seen=state["last"])
+
