@@ -1,0 +1,90 @@
+"""``gridhub infra up | down | status [--json] | install``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from gridhub.infra.base import InfraError, display_path
+from gridhub.infra.manager import Infra
+from gridhub.settings import get_settings
+
+
+def _progress(name: str, state: str, details: dict[str, Any]) -> None:
+    extra = " ".join(f"{key}={value}" for key, value in details.items())
+    click.echo(f"{name:<11} {state:<12} {extra}".rstrip())
+
+
+def _fail(error: InfraError) -> None:
+    click.echo(f"error: {error}", err=True)
+    if error.detail:
+        click.echo(f"--- last lines of the {error.service} log ---", err=True)
+        click.echo(error.detail, err=True)
+    sys.exit(1)
+
+
+@click.group("infra")
+def infra() -> None:
+    """Local Kafka, ClickHouse and Mosquitto under the run dir (GRIDHUB_RUN_DIR)."""
+
+
+@infra.command("up")
+def up() -> None:
+    """Install what is missing, start what is not running, wait until all are healthy."""
+    manager = Infra(get_settings())
+    try:
+        manager.up(progress=_progress)
+    except InfraError as error:
+        _fail(error)
+    click.echo(f"infra up: run dir {display_path(manager.run_dir)}")
+
+
+@infra.command("down")
+def down() -> None:
+    """Stop every server started from this run dir."""
+    manager = Infra(get_settings())
+    try:
+        manager.down(progress=_progress)
+    except InfraError as error:
+        _fail(error)
+
+
+@infra.command("install")
+def install_cmd() -> None:
+    """Install the Debian packages (if missing) and resolve the Kafka jars (if not cached)."""
+    from gridhub.infra.install import install
+
+    try:
+        installed = install(get_settings())
+    except InfraError as error:
+        _fail(error)
+    click.echo(f"installed: {' '.join(installed) or 'nothing missing'}; kafka jars resolved")
+
+
+@infra.command("status")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object (for scripts)")
+def status(as_json: bool) -> None:
+    """Connection facts and health of each server; exit code 0 even when unhealthy."""
+    data = Infra(get_settings()).status()
+    if as_json:
+        click.echo(json.dumps(data, sort_keys=True))
+        return
+    rows = []
+    for key in ("kafka", "clickhouse", "mqtt"):
+        item = data[key]
+        if key == "kafka":
+            endpoint = item["bootstrap"]
+        elif key == "clickhouse":
+            endpoint = f"{item['host']}:{item['port']} (http {item['http_port']})"
+        else:
+            endpoint = f"{item['host']}:{item['port']}"
+        rows.append((key, "healthy" if item["healthy"] else ("running" if item["running"] else "down"),
+                     str(item.get("version") or "-"), str(item["pid"] or "-"), endpoint))
+    header = ("service", "state", "version", "pid", "endpoint")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    click.echo(f"run dir: {data['run_dir']}")

@@ -1,0 +1,91 @@
+"""Mosquitto (Debian's package) on loopback for the sensors' MQTT feed.
+
+The config is rendered from ``deploy/mosquitto/mosquitto.conf.template``;
+persistence and the log live under ``<run_dir>/mosquitto/``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from gridhub.infra.base import DEPLOY_DIR, LocalServer, render_template
+from gridhub.infra.install import mosquitto_binary
+from gridhub.settings import Settings
+
+
+class MosquittoServer(LocalServer):
+    name = "mosquitto"
+    status_key = "mqtt"
+    start_timeout = 30.0
+    stop_timeout = 15.0
+
+    def __init__(self, settings: Settings, name: str | None = None, port: int | None = None) -> None:
+        super().__init__(settings, name)
+        self.port = port or settings.mqtt_port
+
+    @property
+    def host(self) -> str:
+        return self.settings.mqtt_host
+
+    def ports(self) -> list[int]:
+        return [self.port]
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "mosquitto.conf"
+
+    def prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        render_template(DEPLOY_DIR / "mosquitto" / "mosquitto.conf.template", self.config_file, {
+            "host": self.host,
+            "port": self.port,
+            "data_dir": self.data_dir,
+            "log_file": self.log_file,
+            # Started as root, mosquitto 2 would switch to user "mosquitto", which
+            # cannot write the run dir; keep whoever started it.
+            "user": getpass.getuser(),
+        })
+
+    def command(self) -> list[str]:
+        return [mosquitto_binary(), "-c", str(self.config_file)]
+
+    def check(self) -> None:
+        """Subscribe, publish (QoS 1) and receive a unique message."""
+        import paho.mqtt.client as mqtt
+
+        topic = f"gridhub/health/{uuid.uuid4().hex}"
+        payload = uuid.uuid4().bytes
+        got = threading.Event()
+        subscribed = threading.Event()
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gridhub-health-{uuid.uuid4().hex[:8]}")
+        client.on_subscribe = lambda *_args: subscribed.set()
+        client.on_message = lambda _c, _u, msg: got.set() if msg.payload == payload else None
+        client.connect(self.host, self.port, keepalive=10)
+        client.loop_start()
+        try:
+            client.subscribe(topic, qos=1)
+            if not subscribed.wait(5):
+                raise RuntimeError("mqtt subscribe not acknowledged")
+            client.publish(topic, payload, qos=1)
+            if not got.wait(5):
+                raise RuntimeError("mqtt message published but not received")
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    def version(self) -> str | None:
+        """The version of the installed broker binary (mosquitto prints it with -h)."""
+        try:
+            out = subprocess.run([mosquitto_binary(), "-h"], capture_output=True, text=True, timeout=5).stdout
+        except Exception:
+            return None
+        first = out.splitlines()[0] if out else ""
+        return first.rsplit(" ", 1)[-1] if first.startswith("mosquitto version") else None
+
+    def info(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port}
