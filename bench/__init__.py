@@ -1,0 +1,1 @@
+"""``gridhub bench``: throughput figures of the hub's stages (printed, never asserted)."""
