@@ -37,10 +37,6 @@ WEBHOOKS_ENV = "GRIDHUB_WEBHOOKS"
 CONTRACT_CODES = ("zzzx", "zhzf", "scjg", "sthj", "yjgl", "xfjy", "gaj", "slj", "zjj", "jtys", "wsjk", "zrzy",
                   "nync", "whsc")
 TOWN_PREFIX = "town-"
-#: One partition per dispatch.<agency> topic: an agency receives a few hundred
-#: cases a day, one partition keeps its consumer trivial, and records are keyed
-#: by caseId so adding partitions later keeps each case's order.
-DISPATCH_PARTITIONS = 1
 CENTRE = "zzzx"
 
 

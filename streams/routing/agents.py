@@ -11,8 +11,8 @@ Inputs, all keyed by case id and all with ``settings.partitions`` partitions
   the partition owning a due case, because a Faust table can only be
   changed while processing an event of its own partition.
 
-Outputs: ``dispatch.<agency>`` (Avro ``Dispatch``, keyed by case id, one
-partition each), ``case-events`` (Avro ``CaseEvent``), ``case-lifecycle``
+Outputs: ``dispatch.<agency>`` (Avro ``Dispatch``, keyed by case id, created
+on first use per ``deploy/topics.yaml``), ``case-events`` (Avro ``CaseEvent``), ``case-lifecycle``
 (``resolved`` / ``closed``, keyed by county code, for fusion) and ``dlq``.
 
 Deadlines live in the changelogged table, so they survive restarts: after a
@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from functools import partial
 from typing import Any
 
 import faust
@@ -39,7 +40,6 @@ from gridhub.logging import get_logger
 from gridhub.metrics import DEAD_LETTERS, DISPATCHES, OVERDUE_CASES
 from streams.app import app, settings
 from streams.routing import lifecycle as lc
-from streams.routing.agencies import DISPATCH_PARTITIONS
 from streams.routing.rules import RulesHolder
 
 log = get_logger(__name__)
@@ -78,17 +78,34 @@ def _load(key: bytes) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
+async def _ensure(names: list[str]) -> bool:
+    """Create / align topics as ``deploy/topics.yaml`` says (blocking admin client, so in an executor)."""
+    from gridhub.ops.topics import ensure_topics
+
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, partial(ensure_topics, settings, names=names))
+        return True
+    except Exception as exc:  # the broker may refuse config changes; routing must go on regardless
+        log.warning("routing_topics_not_ensured", topics=names, error=str(exc))
+        return False
+
+
 async def _declare_outputs() -> None:
+    # Faust created the input channels (internal=True) with settings.partitions; this also
+    # sets their configs from deploy/topics.yaml (e.g. `cases` compacted).
+    await _ensure([T.CASES, T.FEEDBACK, T.REPORTS_LINKED, T.CASE_EVENTS, T.CASE_LIFECYCLE, T.DLQ])
     for t in (case_events_topic, lifecycle_topic, dlq_topic, timers_topic):
         await t.maybe_declare()
 
 
 async def _dispatch_topic(agency: str) -> faust.TopicT:
+    """``dispatch.<agency>``, created on first use as deploy/topics.yaml's ``dispatch.*`` pattern says."""
     t = _dispatch_topics.get(agency)
     if t is None:
-        t = app.topic(settings.topic(T.dispatch_topic(agency)), key_type=bytes, value_type=bytes, internal=True,
-                      partitions=DISPATCH_PARTITIONS)
-        await t.maybe_declare()
+        name = T.dispatch_topic(agency)
+        t = app.topic(settings.topic(name), key_type=bytes, value_type=bytes, internal=True, partitions=_N)
+        if not await _ensure([name]):
+            await t.maybe_declare()
         _dispatch_topics[agency] = t
     return t
 

@@ -130,8 +130,11 @@ def _case_view(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _ages(state: Mapping[str, Any], at: int) -> dict[str, int]:
-    return {"case_age_ms": max(0, at - int(state["opened_at"])),
-            "state_age_ms": max(0, at - int(state["state_entered_at"]))}
+    """The two clocks: age of the case, and time spent in the state the event found the case in."""
+    since = state["state_entered_at"]
+    if state.get("status_changed_at") == at and state.get("prev_entered_at") is not None:
+        since = state["prev_entered_at"]  # this event moved the case: report the state it left
+    return {"case_age_ms": max(0, at - int(state["opened_at"])), "state_age_ms": max(0, at - int(since))}
 
 
 def _event(state: Mapping[str, Any], event: str, at: int, *, agency: str | None = None,
@@ -155,8 +158,11 @@ def _event(state: Mapping[str, Any], event: str, at: int, *, agency: str | None 
 
 def _set_status(state: dict[str, Any], status: str, at: int) -> None:
     if state["status"] != status:
+        if state.get("status_changed_at") != at:
+            state["prev_entered_at"] = state["state_entered_at"]
         state["status"] = status
         state["state_entered_at"] = at
+        state["status_changed_at"] = at
 
 
 def dispatch_record(state: Mapping[str, Any], did: str, action: str = "dispatch") -> dict[str, Any]:
