@@ -12,6 +12,7 @@ three-node cluster by passing more :class:`KafkaNode`\\ s as voters.
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import subprocess
 import time
@@ -26,6 +27,17 @@ from gridhub.settings import Settings
 
 #: Topic of the produce/consume health round trip (leading underscore: infrastructure, not a contract topic).
 HEALTH_TOPIC = "_gridhub-health"
+
+
+
+class _HealthTopicNoise(logging.Filter):
+    """Drops kafka-python's "topic not found" error for the health topic's first, auto-creating use."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return HEALTH_TOPIC not in record.getMessage()
+
+
+logging.getLogger("kafka.cluster").addFilter(_HealthTopicNoise())
 
 #: Logged by org.apache.kafka.common.utils.AppInfoParser when the broker starts.
 _VERSION_LINE = re.compile(r"Kafka version: (\S+)")
