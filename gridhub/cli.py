@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "topics": "gridhub.ops.topics:topics",
     "dlq": "gridhub.ops.dlq:dlq",
     "archive": "gridhub.ops.archive:archive",
+    "replay": "gridhub.ops.replay:replay",
 }
 
 

@@ -161,10 +161,12 @@ def plan_spans(consumer: KafkaConsumer, topic: str, partitions: Iterable[int],
     """Offsets to read per partition for a time range.
 
     Start: the first offset whose timestamp is >= ``since_ms``
-    (``offsets_for_times``), else the log start.  End: the first offset whose
-    timestamp is >= ``until_ms``, else the end offset taken now (the snapshot).
-    Records produced out of timestamp order are additionally filtered by the
-    reader, see :func:`read_spans`.
+    (``offsets_for_times``): every earlier offset has an earlier timestamp,
+    so nothing in range is skipped.  End: the end offset taken now (the
+    snapshot), not the first offset at ``until_ms``: timestamps are not
+    monotonic within a partition (producers set them; archives and replays
+    keep the original ones), so records below ``until_ms`` may follow it.
+    :func:`read_spans` filters by timestamp.
     """
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     if not tps:
@@ -177,11 +179,6 @@ def plan_spans(consumer: KafkaConsumer, topic: str, partitions: Iterable[int],
         found = consumer.offsets_for_times({tp: since_ms for tp in tps})
         for tp in tps:
             start[tp] = found[tp].offset if found.get(tp) is not None else end[tp]
-    if until_ms is not None:
-        found = consumer.offsets_for_times({tp: until_ms for tp in tps})
-        for tp in tps:
-            if found.get(tp) is not None:
-                stop[tp] = min(stop[tp], found[tp].offset)
     return [Span(tp, start[tp], stop[tp]) for tp in tps]
 
 

@@ -1,0 +1,222 @@
+"""``gridhub replay``: re-drive raw feeds through the pipeline.
+
+Two targets:
+
+* the live pipeline (default): the original bytes, key and headers go back on
+  the live raw topic, tagged ``gridhub.replay=<run id>``.  Every stage
+  derives deterministic ids (report_id = uuid5(source|source_ref), event and
+  dispatch ids) and the ClickHouse tables replace on them, so a replay
+  re-computes but never double-counts.  Use it after a fix of fusion or
+  routing rules, or to refill a ClickHouse table.
+* another namespace (``--namespace NS``): the records go to ``NS.raw.*`` and
+  a worker started with ``GRIDHUB_NAMESPACE=NS`` processes them with its own
+  consumer group, Faust tables and ClickHouse database, beside production:
+  the way to try a rule change on real traffic and compare the results.
+
+Records come from the raw topics' retention window (``--from/--to``, offsets
+located with ``offsets_for_times``) or from an archive directory
+(``--archive DIR``, see :mod:`gridhub.ops.archive`).  They keep their
+partition (when the target has it) and their timestamp, so event-time logic
+sees the same times as the first time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import click
+from tqdm import tqdm
+
+from gridhub import topics as T
+from gridhub.logging import get_logger
+from gridhub.ops.archive import count_topic, iter_topic, load_manifest
+from gridhub.ops.common import (Headers, admin_client, fmt_ms, headers_list, make_consumer, make_producer,
+                                new_run_id, parse_time, partition_count, plan_spans, read_spans, render_table,
+                                settings_for)
+from gridhub.ops.topics import ensure_topics
+from gridhub.settings import Settings, get_settings
+
+log = get_logger(__name__)
+
+REPLAY_HEADER = "gridhub.replay"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One record to re-drive, whatever it was read from."""
+
+    source: str          # four-platforms | hotline-12345 | sensors
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+
+@dataclass
+class ReplayResult:
+    run_id: str
+    target_namespace: str
+    dry_run: bool
+    counts: Counter[tuple[str, int]] = field(default_factory=Counter)  # (target topic, partition) -> records
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def _from_kafka(settings: Settings, sources: Iterable[str], since_ms: int | None,
+                until_ms: int | None) -> tuple[int, Iterator[Item]]:
+    """(upper bound of records, iterator) over the live raw topics of ``settings``."""
+    consumer = make_consumer(settings)
+    plans: list[tuple[str, Any]] = []
+    for source in sources:
+        topic = settings.topic(T.RAW[source])
+        partitions = consumer.partitions_for_topic(topic) or set()
+        plans.append((source, plan_spans(consumer, topic, partitions, since_ms, until_ms)))
+    total = sum(s.count for _, spans in plans for s in spans)
+
+    def items() -> Iterator[Item]:
+        try:
+            for source, spans in plans:
+                for rec in read_spans(consumer, spans, since_ms, until_ms):
+                    yield Item(source, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value,
+                               headers_list(rec.headers))
+        finally:
+            consumer.close()
+
+    return total, items()
+
+
+def _from_archive(src: Path, sources: Iterable[str], since_ms: int | None,
+                  until_ms: int | None) -> tuple[int, Iterator[Item]]:
+    manifest = load_manifest(src)
+    by_contract = {meta["contract"]: physical for physical, meta in manifest["topics"].items()}
+    chosen = [(s, by_contract[T.RAW[s]]) for s in sources if T.RAW[s] in by_contract]
+    if not chosen:
+        raise click.UsageError(f"{src} holds none of the raw topics of {', '.join(sources)}")
+    total = sum(count_topic(manifest, physical) for _, physical in chosen)
+
+    def items() -> Iterator[Item]:
+        for source, physical in chosen:
+            for rec in iter_topic(src, manifest, physical, since_ms, until_ms):
+                yield Item(source, rec["partition"], rec["offset"], rec["timestamp"], rec["key"], rec["value"],
+                           [(h["key"], h["value"] if h["value"] is not None else b"") for h in rec["headers"]])
+
+    return total, items()
+
+
+def replay_records(settings: Settings, sources: Iterable[str] = T.SOURCES, *, since_ms: int | None = None,
+           until_ms: int | None = None, archive: Path | None = None, namespace: str | None = None,
+           dry_run: bool = False, restamp: bool = False, progress: bool = True) -> ReplayResult:
+    """Re-drive ``sources`` of ``settings``' namespace (or of an archive) into ``namespace``.
+
+    ``namespace=None``: back into the live raw topics of ``settings``.
+    """
+    sources = list(sources)
+    unknown = [s for s in sources if s not in T.RAW]
+    if unknown:
+        raise click.BadParameter(f"unknown source(s) {unknown}; one of {', '.join(T.SOURCES)}")
+    target = settings_for(namespace, settings)
+    result = ReplayResult(new_run_id(), target.namespace, dry_run)
+    started = time.monotonic()
+    total, items = (_from_archive(archive, sources, since_ms, until_ms) if archive is not None
+                    else _from_kafka(settings, sources, since_ms, until_ms))
+    partitions: dict[str, int] = {}
+    producer = None
+    if not dry_run:
+        if namespace is not None:
+            ensure_topics(target)  # the whole namespace: its worker needs every topic
+        else:
+            ensure_topics(target, [T.RAW[s] for s in sources])
+        admin = admin_client(target)
+        try:
+            partitions = {s: partition_count(admin, target.topic(T.RAW[s])) or 0 for s in sources}
+        finally:
+            admin.close()
+        producer = make_producer(target)
+    bar = tqdm(total=total, desc="replay (dry run)" if dry_run else f"replay -> {target.namespace or 'live'}",
+               unit="rec", unit_scale=True, dynamic_ncols=True, disable=None if progress else True)
+    try:
+        for item in items:
+            topic = target.topic(T.RAW[item.source])
+            if producer is None:
+                result.counts[(topic, item.partition)] += 1
+            else:
+                # the original partition when the target has it: same order as the first time
+                part = item.partition if item.partition < partitions[item.source] else None
+                headers = [(k, v) for k, v in item.headers if k != REPLAY_HEADER]
+                headers.append((REPLAY_HEADER, result.run_id.encode()))
+                future = producer.send(topic, key=item.key, value=item.value, headers=headers, partition=part,
+                                       timestamp_ms=None if restamp else item.timestamp)
+                result.counts[(topic, item.partition if part is not None else -1)] += 1
+                del future
+            bar.update(1)
+        if producer is not None:
+            producer.flush()
+    finally:
+        bar.close()
+        if producer is not None:
+            producer.close()
+    result.seconds = time.monotonic() - started
+    log.info("replay_done", run_id=result.run_id, target_namespace=target.namespace or "(live)", dry_run=dry_run,
+             records=result.total, seconds=round(result.seconds, 2),
+             rate=round(result.total / result.seconds) if result.seconds else 0)
+    return result
+
+
+def next_steps(namespace: str) -> list[str]:
+    """What an operator runs after a replay into ``namespace`` (printed by the command)."""
+    base = get_settings()
+    ns = settings_for(namespace, base)
+    return [
+        f"GRIDHUB_NAMESPACE={namespace} gridhub ch migrate      # create ClickHouse database {ns.ch_database}",
+        f"GRIDHUB_NAMESPACE={namespace} gridhub run             # process it: consumer group {ns.faust_app_id}, "
+        "own tables",
+        f"gridhub report --namespace {namespace}                # compare with: gridhub report",
+        f"gridhub topics ls --namespace {namespace}             # what the replay produced, per topic",
+    ]
+
+
+@click.command("replay")
+@click.option("--source", "sources", multiple=True, type=click.Choice(T.SOURCES),
+              help="a source to replay (repeatable; default all three)")
+@click.option("--from", "since", default=None, help="records with timestamp >= this (ISO or relative: 6h, 1d)")
+@click.option("--to", "until", default=None, help="records with timestamp < this")
+@click.option("--archive", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="read from an archive directory instead of the live raw topics")
+@click.option("--namespace", default=None,
+              help="replay into this namespace (own topics, consumer group, ClickHouse database) instead of live")
+@click.option("--dry-run", is_flag=True, help="count what would be replayed per topic/partition")
+@click.option("--restamp", is_flag=True, help="give the records the current time instead of the original one")
+@click.option("--yes", is_flag=True, help="replay into the live pipeline without asking")
+@click.option("--progress/--no-progress", default=True, help="tqdm bar with rate and ETA on a terminal")
+def replay(sources: tuple[str, ...], since: str | None, until: str | None, archive: Path | None,
+               namespace: str | None, dry_run: bool, restamp: bool, yes: bool, progress: bool) -> None:
+    """Re-drive raw feeds from a time range or an archive, into live or another namespace."""
+    settings = get_settings()
+    since_ms, until_ms = parse_time(since), parse_time(until)
+    if archive is None and since_ms is None and until_ms is None:
+        raise click.UsageError("give a time range (--from/--to) or --archive DIR")
+    if namespace is None and not dry_run and not yes:
+        click.confirm(f"Replay into the LIVE raw topics of namespace '{settings.namespace or '(contract)'}'?",
+                      abort=True)
+    result = replay_records(settings, list(sources) or T.SOURCES, since_ms=since_ms, until_ms=until_ms, archive=archive,
+                    namespace=namespace, dry_run=dry_run, restamp=restamp, progress=progress)
+    rows = [(topic, "any" if part < 0 else part, n) for (topic, part), n in sorted(result.counts.items())]
+    click.echo(render_table(rows, ["topic", "partition", "records"]))
+    rate = result.total / result.seconds if result.seconds else 0.0
+    window = f"{fmt_ms(since_ms)} .. {fmt_ms(until_ms)}"
+    verb = "would replay" if dry_run else "replayed"
+    click.echo(f"{verb} {result.total} records ({window}) in {result.seconds:.1f}s, {rate:.0f} rec/s, "
+               f"run id {result.run_id}")
+    if namespace is not None and not dry_run:
+        click.echo("next:")
+        for line in next_steps(namespace):
+            click.echo("  " + line)
