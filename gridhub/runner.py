@@ -23,7 +23,10 @@ from gridhub.settings import get_settings
 DOMAINS: list[str] = ["streams.ingest"]
 
 #: Services run beside the stream processors.
-SERVICES: list[str] = []
+SERVICES: list[str] = [
+    "connectors.gateway.service:create",
+    "connectors.mqtt_bridge.service:create",
+]
 
 
 def _load(target: str) -> Callable[..., Any]:
