@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from streams.routing.durations import format_duration_ms
+from gridhub.yamlconf import format_duration_ms
 from streams.routing.rules import Assignment, RuleSet
 
 ACTIONS = ("sign", "return", "progress", "extend", "resolve")

@@ -26,9 +26,8 @@ from typing import Any, Iterable, Mapping
 
 from gridhub.logging import get_logger
 from gridhub.topics import SOURCES
-from streams.routing.agencies import CENTRE, AgencyCatalog, load_catalog
-from streams.routing.durations import format_duration_ms, parse_duration_ms
-from streams.routing.yamlconf import ConfigError, LineDict, line_of, load_yaml
+from gridhub.agencies import CENTRE, AgencyCatalog, load_catalog
+from gridhub.yamlconf import ConfigError, LineDict, format_duration_ms, line_of, load_yaml, parse_duration_ms
 
 log = get_logger(__name__)
 

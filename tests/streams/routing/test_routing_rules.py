@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.routing.agencies import load_catalog
-from streams.routing.durations import parse_duration_ms
+from gridhub.agencies import load_catalog
+from gridhub.yamlconf import parse_duration_ms
 from streams.routing.rules import ConfigError, RulesHolder, load_rules
 
 REPO = Path(__file__).resolve().parents[3]

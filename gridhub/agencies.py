@@ -11,6 +11,9 @@ The city level used by 督办 above a county centre is ``<cityCode>00.zzzx``
 (e.g. ``330500.zzzx`` for 湖州市): the city's own 6-digit division code, so
 every agency id and dispatch topic keeps the one ``<6 digits>.<code>`` shape.
 
+Shared by routing (``streams.routing``) and webhook delivery
+(``connectors.webhook``), so it lives here, free of either's side effects.
+
 Delivery is Kafka (the agency consumes ``dispatch.<agency>``) unless the
 catalog, or the ``GRIDHUB_WEBHOOKS`` environment variable (a JSON object
 ``{agency: {url, secret_env | secret_file, ...}}``, used by tests and
@@ -26,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from streams.routing.durations import parse_duration_ms
-from streams.routing.yamlconf import ConfigError, LineDict, line_of, load_yaml
+from gridhub.yamlconf import ConfigError, LineDict, line_of, load_yaml, parse_duration_ms
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "gridhub" / "reference" / "data"
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference" / "data"
 WEBHOOKS_ENV = "GRIDHUB_WEBHOOKS"
 
 #: CONTRACTS.md section 2: the short codes every county has.  The catalog
