@@ -40,7 +40,7 @@ from tqdm import tqdm
 from gridhub.logging import get_logger
 from gridhub.ops.common import (admin_client, contract_name, make_consumer, make_producer, parse_time,
                                 partition_count, plan_spans, read_spans, settings_for)
-from gridhub.ops.topics import ensure_topics
+from gridhub.ops.topics import ensure_topics, wait_for_partitions
 from gridhub.settings import Settings
 
 log = get_logger(__name__)
@@ -254,7 +254,7 @@ def prepare_target(settings: Settings, target: str, partitions: int, append: boo
             # The archive needs these partition numbers; adding partitions to an
             # empty or append target is what keeps records on their partition.
             admin.create_partitions({target: partitions})
-            admin.wait_for_topics([target], timeout_ms=30000)
+            wait_for_partitions(admin, {target: partitions})
     finally:
         admin.close()
     if append:

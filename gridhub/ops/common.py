@@ -231,7 +231,7 @@ def headers_list(headers: Any) -> Headers:
     return [(str(k), bytes(v) if v is not None else b"") for k, v in (headers or [])]
 
 
-def preview(data: bytes | None, width: int = 40) -> str:
+def preview(data: bytes | None, width: int = 50) -> str:
     """The first bytes of a record, printable: UTF-8 text when it is, else hex."""
     if data is None:
         return "<null>"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -258,7 +259,24 @@ def apply(admin: KafkaAdminClient, actions: Sequence[Action]) -> list[Action]:
             if res.error_code != 0:
                 failed.append(Action(res.name, "drift", f"add partitions failed: error {res.error_code} "
                                      f"{res.error_message or ''}".strip()))
+                grow.pop(res.name, None)
+        wait_for_partitions(admin, grow)
     return failed
+
+
+def wait_for_partitions(admin: KafkaAdminClient, wanted: dict[str, int], timeout_s: float = 30.0) -> None:
+    """Block until the metadata shows the new partitions (the controller
+    acknowledges before every broker's metadata cache has them)."""
+    deadline = time.monotonic() + timeout_s
+    pending = dict(wanted)
+    while pending and time.monotonic() < deadline:
+        for info in admin.describe_topics(list(pending)):
+            if len(info.get("partitions") or []) >= pending.get(info.get("name"), 1 << 30):
+                pending.pop(info["name"], None)
+        if pending:
+            time.sleep(0.1)  # 100 ms: what kafka-python's wait_for_topics polls at
+    if pending:
+        log.warning("partitions_not_visible", topics=sorted(pending), seconds=timeout_s)
 
 
 def ensure_topics(settings: Settings | None = None, names: Iterable[str] | None = None, *,

@@ -1,0 +1,66 @@
+"""gridhub topics ensure against a real broker: create, alter, grow, report drift."""
+
+from __future__ import annotations
+
+import pytest
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from gridhub.ops.common import admin_client
+from gridhub.ops.topics import describe, ensure_topics
+from gridhub.settings import Settings
+from opshelpers import run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def test_ensure_creates_alters_grows_and_reports_drift(settings: Settings) -> None:
+    admin = admin_client(settings)
+    try:
+        # pre-existing topics that differ from the spec
+        admin.create_topics({
+            settings.topic("cases"): {"num_partitions": 4, "replication_factor": 1,
+                                      "configs": {"cleanup.policy": "delete"}},
+            settings.topic("reports"): {"num_partitions": 20, "replication_factor": 1},
+        })
+        admin.wait_for_topics([settings.topic("cases"), settings.topic("reports")])
+
+        dry = run_cli(settings, "topics", "ensure", "--dry-run")
+        assert dry.exit_code == 0
+        assert "would create" in dry.output and settings.topic("raw.sensors") not in admin.list_topics()
+
+        result = run_cli(settings, "topics", "ensure", "--strict")
+        assert result.exit_code == 1                       # the partition-count drift cannot be fixed
+        assert "CANNOT FIX" in result.output and "has 20 partitions" in result.output
+
+        state = describe(admin, [settings.topic(n) for n in ("raw.sensors", "cases", "reports", "dlq.retries")])
+        assert state[settings.topic("raw.sensors")]["partitions"] == settings.partitions
+        assert state[settings.topic("cases")]["partitions"] == settings.partitions
+        assert state[settings.topic("cases")]["configs"]["cleanup.policy"] == "compact"
+        assert state[settings.topic("reports")]["partitions"] == 20
+        assert state[settings.topic("dlq.retries")]["partitions"] == 1
+
+        # on-demand agency topic, then idempotent re-run
+        ensure_topics(settings, ["dispatch.330502.zhzf"])
+        assert settings.topic("dispatch.330502.zhzf") in admin.list_topics()
+        again = ensure_topics(settings)
+        assert again.created == [] and again.altered == [] and again.partitions_added == []
+        assert [a.topic for a in again.problems] == [settings.topic("reports")]
+
+        # a config changed behind the tool's back is put back
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic("dlq"),
+                                            {"retention.ms": "1000"})])
+        fixed = ensure_topics(settings, ["dlq"])
+        assert fixed.altered == [settings.topic("dlq")]
+        assert describe(admin, [settings.topic("dlq")])[settings.topic("dlq")]["configs"]["retention.ms"] == "7776000000"
+    finally:
+        admin.close()
+
+
+def test_ls_shows_end_offsets(settings: Settings) -> None:
+    from opshelpers import produce
+    ensure_topics(settings, ["raw.sensors"])
+    produce(settings, "raw.sensors", [{"key": b"d", "value": b"{}", "partition": 1}] * 3)
+    result = run_cli(settings, "topics", "ls", "--partitions")
+    assert result.exit_code == 0
+    [line] = [l for l in result.output.splitlines() if l.startswith(settings.topic("raw.sensors"))]
+    assert "0,3,0" in line and "retention.ms=2592000000" in line
