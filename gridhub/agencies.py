@@ -221,3 +221,13 @@ def load_catalog(path: Path, env: Mapping[str, str] | None = None) -> AgencyCata
             continue
         catalog.webhooks[agency] = _webhook(path, agency, spec, defaults)
     return catalog
+
+
+def catalog_for_rules(rules_path: Path, env: Mapping[str, str] | None = None) -> AgencyCatalog:
+    """The catalog a routing rules file names (its ``agencies:`` key, relative to the file)."""
+    doc = load_yaml(Path(rules_path))
+    name = doc.get("agencies", "agencies.yaml") if isinstance(doc, dict) else "agencies.yaml"
+    if not isinstance(name, str):
+        raise ConfigError(rules_path, line_of(doc, "agencies"), "agencies: expected a file name")
+    path = Path(name)
+    return load_catalog(path if path.is_absolute() else Path(rules_path).parent / path, env)

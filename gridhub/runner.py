@@ -13,6 +13,7 @@ service by adding ``"module:factory"`` to ``SERVICES``, where
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any, Callable
 
 import click
@@ -20,12 +21,13 @@ import click
 from gridhub.settings import get_settings
 
 #: Stream domains, imported in pipeline order (each declares its agents on streams.app.app).
-DOMAINS: list[str] = ["streams.ingest"]
+DOMAINS: list[str] = ["streams.ingest", "streams.routing"]
 
 #: Services run beside the stream processors.
 SERVICES: list[str] = [
     "connectors.gateway.service:create",
     "connectors.mqtt_bridge.service:create",
+    "connectors.webhook.service:create",
 ]
 
 
@@ -44,8 +46,12 @@ def build_worker(domains: list[str] | None = None, services: list[str] | None = 
     for module in DOMAINS if domains is None else domains:
         importlib.import_module(module)
     extra = [svc for svc in (_load(t)(app, settings) for t in (SERVICES if services is None else services)) if svc]
-    return faust.Worker(app, *extra, loglevel=settings.log_level, redirect_stdouts=False,
-                        override_logging=False)
+    worker = faust.Worker(app, *extra, loglevel=settings.log_level, redirect_stdouts=False,
+                          override_logging=False)
+    if not sys.stdout.isatty():
+        # Faust's progress spinner writes terminal escapes and "OK ^" to stdout; logs say "Ready" instead.
+        worker.spinner = None
+    return worker
 
 
 @click.command("run")

@@ -1,0 +1,253 @@
+"""Webhook delivery: dispatches for agencies that cannot consume Kafka.
+
+The agency's Kafka topic ``dispatch.<agency>`` stays the source of truth;
+this sink is just another consumer of it (consumer group
+``<app id>.webhook``), for the agencies that ``deploy/agencies.yaml`` (or
+``GRIDHUB_WEBHOOKS``) configures as webhooks.  No second copy of a dispatch
+is written anywhere, and a replay of the topic re-delivers with the same
+idempotency keys.
+
+For each record, in partition order:
+
+1. decode the Avro ``Dispatch``; undecodable -> dead letter (stage
+   ``webhook``), go on;
+2. POST it as JSON with ``X-Gridhub-Timestamp``, ``X-Gridhub-Signature:
+   sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`` and
+   ``Idempotency-Key: <dispatchId>`` (``<dispatchId>:withdraw`` for a
+   withdrawal, so a receiver that dedupes on the key still sees it);
+3. 2xx: delivered.  408 / 425 / 429 / 5xx, timeouts and connection errors:
+   retry after an exponential backoff with jitter (``Retry-After`` honoured
+   up to the maximum backoff), at most ``max_attempts`` attempts.  Any other
+   4xx is the receiver refusing the data: no retry;
+4. after the last attempt (or a refusal): the original bytes to ``dlq``
+   with the reason, acknowledged by Kafka (``acks=all``) before step 5;
+5. commit the partition's offset past the record.
+
+A crash between 2 and 5 re-delivers the record on restart with the same
+``Idempotency-Key``: receivers see each dispatch once if they dedupe on it
+(docs/agencies.md shows how).  Secrets come from the environment variable
+or file the catalog names, and are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Awaitable, Callable, Sequence
+
+import aiohttp
+from mode import Service
+
+from connectors.base import RawRecord, Sink
+from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from gridhub import topics as T
+from gridhub.agencies import AgencyCatalog, WebhookTarget, catalog_for_rules
+from gridhub.codec import DecodeError, codec
+from gridhub.dlq import dead_letter_headers
+from gridhub.logging import get_logger
+from gridhub.metrics import DEAD_LETTERS, WEBHOOK_DELIVERIES
+from gridhub.settings import Settings
+
+log = get_logger(__name__)
+
+STAGE = "webhook"
+_RETRIABLE_STATUS = {408, 425, 429}  # timeout, too early, too many requests; plus every 5xx
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivered: bool
+    attempts: int
+    reason: str = ""
+    status: int | None = None
+
+
+def idempotency_key(dispatch: dict[str, Any]) -> str:
+    did = str(dispatch["dispatchId"])
+    return did if dispatch.get("action", "dispatch") == "dispatch" else f"{did}:{dispatch['action']}"
+
+
+def body_of(dispatch: dict[str, Any]) -> bytes:
+    """The JSON body: the Dispatch record's fields, timestamps as epoch milliseconds."""
+    return json.dumps(dispatch, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def backoff_ms(target: WebhookTarget, attempt: int, rng: random.Random) -> float:
+    """Exponential, capped, with "equal jitter": half fixed, half random, so waits still grow."""
+    base = min(target.max_backoff_ms, target.initial_backoff_ms * (2 ** (attempt - 1)))
+    return base / 2 + rng.uniform(0, base / 2)
+
+
+class WebhookDeliverer:
+    """POSTs one dispatch with retries; knows nothing about Kafka (tested against a real HTTP server)."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, rng: random.Random | None = None,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.session = session
+        self.rng = rng or random.Random()
+        self.sleep = sleep
+        self.clock = clock
+
+    async def deliver(self, target: WebhookTarget, dispatch: dict[str, Any]) -> Outcome:
+        try:
+            secret = target.secret()
+        except LookupError as exc:
+            return Outcome(False, 0, str(exc))
+        body = body_of(dispatch)
+        key = idempotency_key(dispatch)
+        reason = ""
+        status: int | None = None
+        for attempt in range(1, target.max_attempts + 1):
+            timestamp = str(int(self.clock()))
+            headers = {
+                "Content-Type": "application/json; charset=utf-8",
+                TIMESTAMP_HEADER: timestamp,
+                SIGNATURE_HEADER: sign(secret, timestamp, body),
+                IDEMPOTENCY_HEADER: key,
+                "X-Gridhub-Agency": target.agency,
+                "X-Gridhub-Attempt": str(attempt),
+            }
+            retry_after: float | None = None
+            try:
+                async with self.session.post(target.url, data=body, headers=headers,
+                                             timeout=aiohttp.ClientTimeout(total=target.timeout_ms / 1000)) as resp:
+                    status = resp.status
+                    text = (await resp.text(errors="replace"))[:200]
+                    if 200 <= status < 300:
+                        WEBHOOK_DELIVERIES.labels(target.agency, "delivered").inc()
+                        log.info("webhook_delivered", agency=target.agency, dispatch_id=dispatch["dispatchId"],
+                                 attempt=attempt, status=status)
+                        return Outcome(True, attempt, status=status)
+                    reason = f"HTTP {status}: {text.strip()}" if text.strip() else f"HTTP {status}"
+                    if status not in _RETRIABLE_STATUS and status < 500:
+                        WEBHOOK_DELIVERIES.labels(target.agency, "refused").inc()
+                        return Outcome(False, attempt, f"refused by the receiver: {reason}", status)
+                    retry_after = _retry_after(resp.headers.get("Retry-After"))
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                reason = f"{exc.__class__.__name__}: {exc}".rstrip(": ")
+                status = None
+            WEBHOOK_DELIVERIES.labels(target.agency, "failed").inc()
+            log.warning("webhook_attempt_failed", agency=target.agency, dispatch_id=dispatch["dispatchId"],
+                        attempt=attempt, max_attempts=target.max_attempts, reason=reason)
+            if attempt < target.max_attempts:
+                wait = backoff_ms(target, attempt, self.rng)
+                if retry_after is not None:
+                    wait = max(wait, min(retry_after * 1000, target.max_backoff_ms))
+                await self.sleep(wait / 1000)
+        return Outcome(False, target.max_attempts, f"gave up after {target.max_attempts} attempts: {reason}", status)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: ignore, our own backoff applies
+
+
+class WebhookSink(Sink):
+    """Consumes the dispatch topics of webhook agencies and delivers each record (see module docstring)."""
+
+    def __init__(self, settings: Settings, catalog: AgencyCatalog, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.catalog = catalog
+        self.topics = [settings.topic(T.dispatch_topic(a)) for a in sorted(catalog.webhooks)]
+        self.group_id = f"{settings.faust_app_id}.webhook"
+        self._session: aiohttp.ClientSession | None = None
+        self._consumer: Any = None
+        self._producer: Any = None
+        self.deliverer: WebhookDeliverer | None = None
+
+    async def on_start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        from gridhub.ops.topics import ensure_topics
+
+        names = [T.dispatch_topic(a) for a in sorted(self.catalog.webhooks)]
+        # Create the agencies' topics first: a consumer subscribed to a missing topic would only
+        # see it after its next metadata refresh (minutes).
+        await asyncio.get_running_loop().run_in_executor(None, partial(ensure_topics, self.settings, names=names))
+        for agency, target in sorted(self.catalog.webhooks.items()):
+            try:
+                target.secret()
+            except LookupError as exc:
+                log.error("webhook_secret_missing", agency=agency, reason=str(exc))
+        self._session = aiohttp.ClientSession()
+        self.deliverer = WebhookDeliverer(self._session)
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            *self.topics, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
+            enable_auto_commit=False, auto_offset_reset="earliest")
+        await self._consumer.start()
+        log.info("webhook_sink_started", agencies=sorted(self.catalog.webhooks), group=self.group_id)
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._session is not None:
+            await self._session.close()
+
+    @Service.task
+    async def _consume(self) -> None:
+        from aiokafka import TopicPartition
+
+        while not self.should_stop:
+            batches = await self._consumer.getmany(timeout_ms=1000, max_records=100)
+            if not batches:
+                continue
+
+            async def one_partition(tp: TopicPartition, messages: list[Any]) -> None:
+                await self.write([RawRecord(topic=m.topic, key=m.key, value=m.value, headers=list(m.headers or []),
+                                            partition=m.partition, offset=m.offset, timestamp_ms=m.timestamp)
+                                  for m in messages])
+                await self._consumer.commit({tp: messages[-1].offset + 1})
+
+            # Partitions (agencies) in parallel: one agency's outage does not hold up another's deliveries.
+            await asyncio.gather(*(one_partition(tp, msgs) for tp, msgs in batches.items()))
+
+    async def write(self, batch: Sequence[RawRecord]) -> None:
+        for record in batch:
+            await self.deliver_record(record)
+
+    async def deliver_record(self, record: RawRecord) -> Outcome:
+        assert self.deliverer is not None
+        try:
+            dispatch = codec("Dispatch").decode(record.value)
+        except DecodeError as exc:
+            outcome = Outcome(False, 0, str(exc))
+        else:
+            target = self.catalog.webhook(str(dispatch["agency"]))
+            if target is None:
+                outcome = Outcome(False, 0, f"agency {dispatch['agency']} has no webhook configured")
+            else:
+                outcome = await self.deliverer.deliver(target, dispatch)
+        if not outcome.delivered:
+            await self._dead_letter(record, outcome.reason)
+        return outcome
+
+    async def _dead_letter(self, record: RawRecord, reason: str) -> None:
+        DEAD_LETTERS.labels(STAGE).inc()
+        log.error("webhook_dead_letter", topic=record.topic, partition=record.partition, offset=record.offset,
+                  reason=reason)
+        await self._producer.send_and_wait(
+            self.settings.topic(T.DLQ), value=record.value, key=record.key,
+            headers=dead_letter_headers(STAGE, reason, record.topic, record.partition, record.offset))
+
+
+def create(app: Any, settings: Settings) -> WebhookSink | None:
+    """``gridhub run`` factory: a sink when any agency is configured for webhook delivery, else None."""
+    catalog = catalog_for_rules(settings.routing_rules)
+    if not catalog.webhooks:
+        log.info("webhook_sink_disabled", reason="no agency is configured for webhook delivery")
+        return None
+    return WebhookSink(settings, catalog)
