@@ -23,6 +23,10 @@ COMMANDS: dict[str, str] = {
     "dlq": "gridhub.ops.dlq:dlq",
     "archive": "gridhub.ops.archive:archive",
     "replay": "gridhub.ops.replay:replay",
+    "case": "gridhub.ops.case:case",
+    "simulate": "gridhub.simulate.cli:simulate",
+    "import": "connectors.hotline_files.cli:import_cmd",
+    "registry": "connectors.registry.cli:registry",
 }
 
 

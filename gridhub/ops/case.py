@@ -1,0 +1,298 @@
+"""``gridhub case``: everything the hub knows about one case, for an operator.
+
+Reads the ClickHouse facts (``reports``, ``dispatches``, ``case_events``,
+``cases``, each ``FINAL`` so redelivered rows are collapsed) of
+``settings.ch_database``.  Only columns on an allow-list are shown: the
+tables hold masked data already, and the allow-list keeps a column added
+later (say, a hash of a phone number) off an operator's screen until someone
+decides it belongs there.  Columns that a database does not have are simply
+left out, so the command works across migrations.
+
+The timeline carries the two clocks of the lifecycle (DESIGN.md, after eGov
+DIGIT PGR): time since the case opened, and time spent in each state (the
+current one counted up to now).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import click
+
+from gridhub.logging import get_logger
+from gridhub.ops.common import fmt_duration, fmt_ms, render_table, settings_for
+from gridhub.settings import Settings
+
+log = get_logger(__name__)
+
+#: What an operator may see, per table, in display order (CONTRACTS.md section 3 first).
+ALLOWED: dict[str, list[str]] = {
+    "cases": ["case_id", "county_code", "street_code", "category", "title", "address", "severity", "sources",
+              "report_count", "first_seen", "last_seen", "status", "dispatchable", "updated_at"],
+    "reports": ["source", "source_ref", "case_id", "county_code", "street_code", "category", "reported_at",
+                "report_id", "kind", "village_code", "grid_code", "source_category_name", "title", "address",
+                "severity", "status", "channel", "appeal_type", "platform", "event_source", "device_id",
+                "device_type", "value", "unit", "satisfaction", "dispatchable", "reporter_masked"],
+    "dispatches": ["case_id", "agency", "role", "dispatched_at", "deadline", "dispatch_id", "reason",
+                   "sign_deadline", "escalation_level", "action", "previous_dispatch_id"],
+    "case_events": ["case_id", "event", "at", "agency", "event_id", "dispatch_id", "report_id", "state", "detail",
+                    "role", "clock"],
+}
+ORDER = {"cases": "", "reports": "reported_at, source, source_ref", "dispatches": "dispatched_at, dispatch_id",
+         "case_events": "at, event_id"}
+#: States after which the case clock stops (CaseEvent.state values).
+FINAL_STATES = {"closed"}
+
+
+class CaseStoreError(RuntimeError):
+    """ClickHouse cannot answer (database missing, server down)."""
+
+
+def ch_client(settings: Settings) -> Any:
+    from clickhouse_driver import Client
+
+    return Client(settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
+                  password=settings.clickhouse_password, database="default",
+                  connect_timeout=5, send_receive_timeout=30)  # seconds: fail fast on a dead server
+
+
+def _columns(client: Any, database: str, table: str) -> dict[str, str]:
+    rows = client.execute("SELECT name, type FROM system.columns WHERE database = %(db)s AND table = %(t)s",
+                          {"db": database, "t": table})
+    return {str(name): str(kind) for name, kind in rows}
+
+
+def _select(client: Any, database: str, table: str, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Allowed columns of ``table FINAL`` matching ``where``; times as epoch ms."""
+    have = _columns(client, database, table)
+    if not have:
+        return []
+    wanted = [c for c in ALLOWED[table] if c in have]
+    exprs = []
+    for name in wanted:
+        # DateTime('Asia/Shanghai') columns: epoch seconds, so no time-zone guessing on the client
+        exprs.append(f"toUnixTimestamp({name}) AS {name}" if "DateTime" in have[name] else name)
+    order = f" ORDER BY {ORDER[table]}" if ORDER[table] else ""
+    sql = f"SELECT {', '.join(exprs)} FROM {database}.{table} FINAL WHERE {where}{order}"
+    rows = client.execute(sql, params)
+    out = []
+    for row in rows:
+        record = dict(zip(wanted, row))
+        for name in wanted:
+            if "DateTime" in have[name] and record[name] is not None:
+                record[name] = int(record[name]) * 1000
+        out.append(record)
+    return out
+
+
+@dataclass
+class CaseView:
+    case_id: str
+    case: dict[str, Any] | None
+    reports: list[dict[str, Any]]
+    dispatches: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    now_ms: int
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    clocks: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def known(self) -> bool:
+        return bool(self.case or self.reports or self.dispatches or self.events)
+
+
+def with_clocks(events: Sequence[dict[str, Any]], now_ms: int,
+                opened_at: int | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Pure: the timeline with both clocks, and the case's current clocks.
+
+    ``since_open_ms``: event time minus the case's opening (the first event,
+    or ``opened_at`` when the case row says earlier).  ``state_ms``: how long
+    the state entered at this event lasted (until the next state change, or
+    until ``now_ms`` for the current state; a final state has no duration).
+    """
+    events = sorted(events, key=lambda e: (e["at"], e.get("event_id") or ""))
+    if not events:
+        return [], {}
+    start = min([events[0]["at"]] + ([opened_at] if opened_at is not None else []))
+    changes: list[int] = []          # indexes of events that entered a new state
+    state: str | None = None
+    for i, event in enumerate(events):
+        new = event.get("state") or None
+        if new is not None and new != state:
+            changes.append(i)
+            state = new
+    timeline = [dict(e, since_open_ms=e["at"] - start, state_ms=None) for e in events]
+    for n, i in enumerate(changes):
+        entered = events[i]["at"]
+        if n + 1 < len(changes):
+            timeline[i]["state_ms"] = events[changes[n + 1]]["at"] - entered
+        elif events[i].get("state") not in FINAL_STATES:
+            timeline[i]["state_ms"] = now_ms - entered
+    current = events[changes[-1]] if changes else None
+    closed = current is not None and current.get("state") in FINAL_STATES
+    clocks = {
+        "opened_at": start,
+        "state": current.get("state") if current else None,
+        "state_since": current["at"] if current else None,
+        "state_ms": None if current is None or closed else now_ms - current["at"],
+        "case_ms": (current["at"] if closed and current else now_ms) - start,
+        "closed": closed,
+    }
+    return timeline, clocks
+
+
+def load_case(settings: Settings, case_id: str, client: Any | None = None, now_ms: int | None = None) -> CaseView:
+    own = client is None
+    client = client or ch_client(settings)
+    db = settings.ch_database
+    try:
+        exists = client.execute("SELECT count() FROM system.databases WHERE name = %(db)s", {"db": db})[0][0]
+        if not exists:
+            raise CaseStoreError(f"ClickHouse database {db} does not exist (run: gridhub ch migrate)")
+        params = {"case_id": case_id}
+        cases = _select(client, db, "cases", "case_id = %(case_id)s", params)
+        view = CaseView(case_id, cases[0] if cases else None,
+                        _select(client, db, "reports", "case_id = %(case_id)s", params),
+                        _select(client, db, "dispatches", "case_id = %(case_id)s", params),
+                        _select(client, db, "case_events", "case_id = %(case_id)s", params),
+                        now_ms if now_ms is not None else int(time.time() * 1000))
+    except CaseStoreError:
+        raise
+    except Exception as exc:  # clickhouse-driver: network and server errors of several types
+        raise CaseStoreError(f"ClickHouse query failed: {exc}") from exc
+    finally:
+        if own:
+            client.disconnect()
+    opened = view.case.get("first_seen") if view.case else None
+    view.timeline, view.clocks = with_clocks(view.events, view.now_ms, opened)
+    if not view.clocks and view.case:
+        start = view.case.get("first_seen")
+        if start is not None:
+            view.clocks = {"opened_at": start, "state": view.case.get("status"), "state_since": None,
+                           "state_ms": None, "case_ms": view.now_ms - start, "closed": view.case.get("status") in
+                           FINAL_STATES}
+    return view
+
+
+def find_case(settings: Settings, source: str, ref: str, client: Any | None = None) -> list[dict[str, Any]]:
+    """The report rows of ``(source, source_ref)``: normally one, with its case_id."""
+    own = client is None
+    client = client or ch_client(settings)
+    try:
+        return _select(client, settings.ch_database, "reports", "source = %(s)s AND source_ref = %(r)s",
+                       {"s": source, "r": ref})
+    except Exception as exc:  # clickhouse-driver: network and server errors of several types
+        raise CaseStoreError(f"ClickHouse query failed: {exc}") from exc
+    finally:
+        if own:
+            client.disconnect()
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+def _cell(name: str, value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if name.endswith("_at") or name in ("at", "deadline", "sign_deadline", "first_seen", "last_seen"):
+        return fmt_ms(int(value))
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def render_case(view: CaseView) -> str:
+    out: list[str] = []
+    case = view.case or {}
+    out.append(f"case {view.case_id}")
+    if case:
+        out.append(f"  status {case.get('status')}  category {case.get('category')}  county {case.get('county_code')}"
+                   f"  street {_cell('street_code', case.get('street_code'))}  severity {case.get('severity')}")
+        if case.get("title") or case.get("address"):
+            out.append(f"  {case.get('title') or ''}  {case.get('address') or ''}".rstrip())
+    else:
+        out.append("  (no row in cases: the case table is not loaded yet)")
+    clocks = view.clocks
+    if clocks:
+        state_part = (f"in state {clocks['state']} for {fmt_duration(clocks['state_ms'])}"
+                      if clocks.get("state_ms") is not None else f"state {clocks.get('state')}")
+        verb = "was open for" if clocks.get("closed") else "open for"
+        out.append(f"  opened {fmt_ms(clocks['opened_at'])}, {verb} {fmt_duration(clocks['case_ms'])}; {state_part}")
+    out.append("")
+    out.append(f"reports ({len(view.reports)})")
+    cols = ["source", "source_ref", "reported_at", "category", "street_code", "title", "address"]
+    if view.reports:
+        shown = [c for c in cols if c in view.reports[0]]
+        out.append(render_table([[_cell(c, r.get(c)) for c in shown] for r in view.reports], shown))
+    out.append("")
+    out.append(f"dispatches ({len(view.dispatches)})")
+    cols = ["agency", "role", "action", "dispatched_at", "sign_deadline", "deadline", "reason", "dispatch_id"]
+    if view.dispatches:
+        shown = [c for c in cols if c in view.dispatches[0]]
+        out.append(render_table([[_cell(c, d.get(c)) for c in shown] for d in view.dispatches], shown))
+    out.append("")
+    out.append(f"timeline ({len(view.timeline)} events)")
+    if view.timeline:
+        rows = [[fmt_ms(e["at"]), "+" + fmt_duration(e["since_open_ms"]), e.get("event") or "-",
+                 _cell("state", e.get("state")),
+                 fmt_duration(e["state_ms"]) if e.get("state_ms") is not None else "-",
+                 _cell("agency", e.get("agency"))] for e in view.timeline]
+        out.append(render_table(rows, ["at", "since open", "event", "state", "time in state", "agency"]))
+    return "\n".join(out)
+
+
+def view_json(view: CaseView) -> dict[str, Any]:
+    return {"case_id": view.case_id, "source": "clickhouse", "case": view.case, "reports": view.reports,
+            "dispatches": view.dispatches, "timeline": view.timeline, "clocks": view.clocks, "now": view.now_ms}
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+@click.group("case")
+def case() -> None:
+    """Look up a case: its reports, dispatches and lifecycle (from ClickHouse)."""
+
+
+@case.command("show")
+@click.argument("case_id")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object (times in epoch ms)")
+@click.option("--namespace", default=None, help="another namespace than GRIDHUB_NAMESPACE")
+def show_cmd(case_id: str, as_json: bool, namespace: str | None) -> None:
+    """Every report behind CASE_ID, its dispatches and its timeline with both clocks."""
+    settings = settings_for(namespace)
+    try:
+        view = load_case(settings, case_id)
+    except CaseStoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if not view.known:
+        click.echo(f"case {case_id} is unknown: no row in {settings.ch_database}.cases, reports, dispatches or "
+                   "case_events (a case only appears there once the ClickHouse sink has loaded it)", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(view_json(view), ensure_ascii=False, default=str))
+    else:
+        click.echo(render_case(view))
+
+
+@case.command("find")
+@click.option("--source", required=True, type=click.Choice(["four-platforms", "hotline-12345", "sensors"]))
+@click.option("--ref", required=True, help="eventId, orderNo, or deviceId@eventTime (eventTime as delivered)")
+@click.option("--namespace", default=None, help="another namespace than GRIDHUB_NAMESPACE")
+def find_cmd(source: str, ref: str, namespace: str | None) -> None:
+    """Print the case_id that a source record belongs to."""
+    settings = settings_for(namespace)
+    try:
+        rows = find_case(settings, source, ref)
+    except CaseStoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    cases = sorted({str(r["case_id"]) for r in rows if r.get("case_id")})
+    if not cases:
+        click.echo(f"no case for {source} {ref} in {settings.ch_database}.reports", err=True)
+        sys.exit(1)
+    for case_id in cases:
+        click.echo(case_id)
