@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from gridhub.ops.archive import MANIFEST
-from gridhub.ops.common import settings_for
 from gridhub.ops.topics import ensure_topics
 from gridhub.settings import Settings
-from opshelpers import produce, read_all, run_cli
+from opshelpers import other_settings, produce, read_all, run_cli  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +33,7 @@ def _records(n: int, now_ms: int) -> list[dict]:
     return out
 
 
-def test_export_import_reproduces_every_record(settings: Settings, tmp_path: Path) -> None:
+def test_export_import_reproduces_every_record(settings: Settings, other_settings: Settings, tmp_path: Path) -> None:
     now_ms = int(time.time() * 1000)
     ensure_topics(settings, ["raw.sensors", "cases"])
     produce(settings, "raw.sensors", _records(300, now_ms))
@@ -53,7 +52,7 @@ def test_export_import_reproduces_every_record(settings: Settings, tmp_path: Pat
     verified = run_cli(settings, "archive", "verify", str(out))
     assert verified.exit_code == 0 and verified.output.startswith("ok:"), verified.output
 
-    target = settings_for(settings.namespace + "b", settings)
+    target = other_settings
     imported = run_cli(settings, "archive", "import", "--in", str(out), "--namespace", target.namespace,
                        "--no-progress")
     assert imported.exit_code == 0, imported.output

@@ -7,11 +7,10 @@ from collections import Counter
 
 import pytest
 
-from gridhub.ops.common import settings_for
 from gridhub.ops.replay import REPLAY_HEADER
 from gridhub.ops.topics import ensure_topics
 from gridhub.settings import Settings
-from opshelpers import produce, read_all, run_cli
+from opshelpers import other_settings, produce, read_all, run_cli  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +53,9 @@ def test_dry_run_counts_per_topic_and_partition(settings: Settings) -> None:
     assert len(read_all(settings, settings.topic("raw.sensors"))) == 60
 
 
-def test_time_range_into_a_namespace_reproduces_the_bytes(settings: Settings) -> None:
+def test_time_range_into_a_namespace_reproduces_the_bytes(settings: Settings, other_settings: Settings) -> None:
     now, data = _load(settings)
-    target = settings_for(settings.namespace + "r", settings)
+    target = other_settings
     result = run_cli(settings, "replay", "--source", "sensors", "--source", "hotline-12345", "--from", "120m",
                      "--to", "20m", "--namespace", target.namespace, "--no-progress")
     assert result.exit_code == 0, result.output
