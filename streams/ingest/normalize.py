@@ -179,7 +179,33 @@ def _parse(value: bytes) -> dict[str, Any]:
         raise Rejected("malformed JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise Rejected(f"document must be a JSON object, got {_type_name(doc)}")
+    if _SURROGATE_ESCAPE.search(text) and not _is_unicode(doc):
+        # JSON's grammar allows "\ud800", but no Unicode text holds an unpaired surrogate: Avro
+        # (UTF-8) cannot encode it, so it would fail after normalisation, far from its cause.
+        raise Rejected("document holds an unpaired UTF-16 surrogate escape (not Unicode text)")
     return doc
+
+
+#: A \uD800-\uDFFF escape; only documents that have one need the (slower) walk of _is_unicode.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}")
+
+
+def _is_unicode(value: Any) -> bool:
+    """True when every string (keys included) of a parsed JSON value is encodable as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _type_name(value: Any) -> str:
@@ -364,6 +390,8 @@ def _coords(doc: _Doc, *, gcj02: bool, allow_text: bool = False) -> tuple[float 
     if lng is None or lat is None:
         raise Rejected("coordinates incomplete: 'lng' and 'lat' must be given together")
     if gcj02:
+        if not (-180.0 <= lng <= 180.0 and -90.0 <= lat <= 90.0):  # the datum library raises outside these
+            raise Rejected(f"coordinates ({lng:g}, {lat:g}) are not a longitude/latitude pair")
         lng, lat = gcj02_to_wgs84(lng, lat)
     if not in_zhejiang(lng, lat):
         raise Rejected(f"coordinates ({lng:.6f}, {lat:.6f}) are outside Zhejiang")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -69,6 +70,8 @@ def _to_ms(value: Any, what: str) -> int:
     if isinstance(value, bool):
         raise Rejected(f"malformed feedback: {what} must be epoch milliseconds or ISO-8601")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):  # JSON NaN / Infinity (Python's json accepts them)
+            raise Rejected(f"malformed feedback: {what} must be a finite number")
         return int(value)
     if isinstance(value, str):
         text = value.strip()
@@ -79,9 +82,12 @@ def _to_ms(value: Any, what: str) -> int:
         except ValueError:
             parsed = None
         if parsed is not None:
-            if parsed.tzinfo is None:  # no zone: Beijing time, as the 12345 feed writes it
-                parsed = parsed.replace(tzinfo=timezone.utc) - (datetime(2000, 1, 1, 8) - datetime(2000, 1, 1))
-            return int(parsed.timestamp() * 1000)
+            try:
+                if parsed.tzinfo is None:  # no zone: Beijing time, as the 12345 feed writes it
+                    parsed = parsed.replace(tzinfo=timezone.utc) - (datetime(2000, 1, 1, 8) - datetime(2000, 1, 1))
+                return int(parsed.timestamp() * 1000)
+            except (OverflowError, ValueError):  # year 1 minus 8 h, and other ends of the calendar
+                raise Rejected(f"malformed feedback: {what} is out of range: {value!r}") from None
     raise Rejected(f"malformed feedback: {what} must be epoch milliseconds or ISO-8601, got {value!r}")
 
 
@@ -97,7 +103,7 @@ def parse_feedback(value: bytes) -> dict[str, Any]:
     else:
         try:
             doc = json.loads(value.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise Rejected(f"malformed feedback: not JSON ({exc.__class__.__name__})") from exc
     if not isinstance(doc, dict):
         raise Rejected("malformed feedback: expected a JSON object")
