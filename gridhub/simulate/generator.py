@@ -36,6 +36,7 @@ What the traffic contains, and why (each one is a case fusion must get right):
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import random
@@ -91,6 +92,8 @@ class SimRecord:
     doc: dict[str, Any]
     incident: str | None       # ground truth; None for heartbeats, maintenance events
     kind: str                  # report | update | redelivery | recover | heartbeat | maintenance | consultation
+    #: for an update or redelivery: the kind of the record it repeats
+    origin_kind: str | None = None
 
     @property
     def source_ref(self) -> str:
@@ -130,9 +133,11 @@ class _Item:
 
 class _Sim:
     def __init__(self, seed: int, rate: float, duration: float, start_ms: int,
-                 counties: tuple[County, ...]) -> None:
+                 counties: tuple[County, ...], warmup: float = 0.0) -> None:
         self.rng = random.Random(seed)
         self.start_ms = start_ms
+        self.warmup_ms = int(warmup * 1000)
+        self.delivered: set[tuple[str, str]] = set()
         self.end_ms = start_ms + int(duration * 1000)
         self.counties = counties
         # Run tag: 4 digits from seed and start, so two runs on one day never share an id.
@@ -180,15 +185,17 @@ class _Sim:
         return f"inc-{self.incident_no:06d}"
 
     def run(self) -> Iterator[SimRecord]:
-        t = self.start_ms + int(self.rng.expovariate(self.incident_rate) * 1000)
+        # Incidents start ``warmup`` before the window, so the window opens on steady traffic
+        # (reports of incidents already under way) instead of an empty world.
+        t = self.start_ms - self.warmup_ms + int(self.rng.expovariate(self.incident_rate) * 1000)
         while True:
             horizon = min(t, self.end_ms)
             while self.heap and self.heap[0].at_ms <= horizon:
                 item = heapq.heappop(self.heap)
-                if item.at_ms >= self.end_ms:
+                if item.at_ms >= self.end_ms or item.at_ms < self.start_ms:
                     continue
                 if item.record is not None:
-                    yield item.record
+                    yield self._first_delivery(item.record)
                 else:
                     # The beat is due now; it is delivered a moment later, through the heap like the rest.
                     hb = self._heartbeat(item.device, item.at_ms)
@@ -198,6 +205,18 @@ class _Sim:
                 return
             self._scenario(t)
             t += max(1, int(self.rng.expovariate(self.incident_rate) * 1000))
+
+    def _first_delivery(self, rec: SimRecord) -> SimRecord:
+        """An update or redelivery whose original fell before the window is, for the hub, the first one."""
+        if rec.kind == "heartbeat":
+            return rec
+        ref = (rec.source, rec.source_ref)
+        if ref in self.delivered:
+            return rec
+        self.delivered.add(ref)
+        if rec.origin_kind is not None:
+            return dataclasses.replace(rec, kind=rec.origin_kind, origin_kind=None)
+        return rec
 
     # --- scenarios ---------------------------------------------------------------
     def _scenario(self, t0: int) -> None:
@@ -416,7 +435,8 @@ class _Sim:
             later = rec.at_ms
             for status in ("处置中", "已办结")[: rng.randint(1, 2)]:
                 later += rng.randint(5, 40) * MINUTE
-                self._push(SimRecord(later, "four-platforms", event_id, {**doc, "status": status}, incident, "update"))
+                self._push(SimRecord(later, "four-platforms", event_id, {**doc, "status": status}, incident, "update",
+                                     "report"))
 
     # --- 12345 ---------------------------------------------------------------------
     def _next_order(self) -> str:
@@ -460,7 +480,7 @@ class _Sim:
                 current = {**current, "status": status}
                 if status == "已回访":
                     current["satisfaction"] = rng.choices(("满意", "基本满意", "不满意"), (70, 20, 10))[0]
-                self._push(SimRecord(later, "hotline-12345", order_no, current, incident, "update"))
+                self._push(SimRecord(later, "hotline-12345", order_no, current, incident, "update", "report"))
         return order_no
 
     def _consultation(self, t: int) -> None:
@@ -487,21 +507,28 @@ class _Sim:
         if self.rng.random() < 0.05:
             kind = "redelivery"
             self._push(SimRecord(rec.at_ms + self.rng.randint(1, 300) * SECOND, rec.source, rec.key, rec.doc,
-                                 rec.incident, kind))
+                                 rec.incident, kind, rec.kind))
+
+
+#: Default warm-up (s): incidents begin this long before the window.  20 minutes covers the
+#: bulk of an incident's reports (calls up to 20 min after it starts, delivered 1-5 min later).
+DEFAULT_WARMUP = 1200.0
 
 
 def generate(seed: int, rate: float, duration: float, *, start_ms: int = DEFAULT_START_MS,
-             counties: tuple[str, ...] | None = None) -> Iterator[SimRecord]:
+             counties: tuple[str, ...] | None = None, warmup: float = DEFAULT_WARMUP) -> Iterator[SimRecord]:
     """Simulated traffic of all three sources, in delivery order.
 
     ``rate``: mean records per simulated second (all sources, heartbeats included);
-    ``duration``: simulated seconds from ``start_ms``.  The same arguments always
-    yield the same records.
+    ``duration``: simulated seconds from ``start_ms``; ``warmup``: seconds of incidents
+    started before ``start_ms`` whose later reports fall inside the window (only records
+    delivered in ``[start_ms, start_ms + duration)`` are yielded).  The same arguments
+    always yield the same records.
     """
-    if rate <= 0 or duration <= 0:
-        raise ValueError("rate and duration must be positive")
+    if rate <= 0 or duration <= 0 or warmup < 0:
+        raise ValueError("rate and duration must be positive, warmup not negative")
     world = load_world(tuple(counties) if counties else None)
-    return _Sim(seed, rate, duration, start_ms, world).run()
+    return _Sim(seed, rate, duration, start_ms, world, warmup).run()
 
 
 def devices_for(seed: int, rate: float, duration: float, *, start_ms: int = DEFAULT_START_MS,

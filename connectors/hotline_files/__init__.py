@@ -1,0 +1,1 @@
+"""12345 work-order file import (CSV / XLSX exports of the hotline system)."""

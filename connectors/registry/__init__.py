@@ -1,0 +1,1 @@
+"""Device registry loader: CSV -> the compacted topic registry.devices."""

@@ -1,0 +1,174 @@
+"""``gridhub simulate``: produce simulated traffic to the raw topics, with ground-truth labels.
+
+Time: ``--rate`` and ``--duration`` are in real seconds.  ``--speed X`` packs
+X simulated seconds into each real second (so a 60 s run at ``--speed 10``
+covers ten minutes of incidents); by default the simulated window ends when
+the run ends, so no document carries a time in the future.  ``--start`` pins
+the window instead (byte-identical output for the same seed, rate, duration,
+speed and start).
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from gridhub.logging import get_logger
+from gridhub.settings import get_settings
+from gridhub.simulate.generator import SimRecord, devices_for, generate
+from gridhub.simulate.world import REGISTRY_COLUMNS, Device
+from gridhub.topics import RAW
+
+log = get_logger(__name__)
+
+
+def write_registry_csv(devices: list[Device], path: Path) -> None:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=REGISTRY_COLUMNS)
+        writer.writeheader()
+        for d in devices:
+            writer.writerow(d.registry_row())
+
+
+class LabelWriter:
+    """One label per distinct ``(source, source_ref)``, at its first delivery."""
+
+    def __init__(self, f: IO[str]) -> None:
+        self.f = f
+        self.seen: set[tuple[str, str]] = set()
+
+    def add(self, rec: SimRecord) -> None:
+        ref = (rec.source, rec.source_ref)
+        if ref in self.seen:
+            return
+        self.seen.add(ref)
+        self.f.write(json.dumps(rec.label(), ensure_ascii=False) + "\n")
+
+
+def _parse_start(text: str | None) -> int | None:
+    if not text:
+        return None
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        from gridhub.simulate.generator import BEIJING
+        dt = dt.replace(tzinfo=BEIJING)
+    return int(dt.timestamp() * 1000)
+
+
+@click.command("simulate")
+@click.option("--rate", default=20.0, show_default=True, help="mean records per second, all sources")
+@click.option("--duration", default=60.0, show_default=True, help="seconds to run")
+@click.option("--seed", default=1, show_default=True, help="random seed: same seed, same traffic")
+@click.option("--speed", default=1.0, show_default=True, help="simulated seconds per real second")
+@click.option("--start", default=None, help="simulated start, ISO-8601 (default: so the window ends now)")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="output directory (default out/sim-<timestamp>)")
+@click.option("--labels", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="labels JSON Lines (default <out>/labels.jsonl)")
+@click.option("--records", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="also write every record as JSON Lines {source, doc} in delivery order")
+@click.option("--counties", default="", help="comma-separated county codes to simulate (default: all 21)")
+@click.option("--dry-run", is_flag=True, help="no Kafka: only write the files (records default to <out>/records.jsonl)")
+@click.option("--no-pace", is_flag=True, help="produce as fast as possible instead of in real time")
+@click.option("--no-progress", is_flag=True)
+def simulate(rate: float, duration: float, seed: int, speed: float, start: str | None, out_dir: Path | None,
+             labels: Path | None, records: Path | None, counties: str, dry_run: bool, no_pace: bool,
+             no_progress: bool) -> None:
+    """Simulated feeds of all three sources (four platforms, 12345, sensors) to the raw topics.
+
+    Writes <out>/devices.csv (and loads it to registry.devices first), <out>/labels.jsonl
+    (source, source_ref, incident, kind: the ground truth for `gridhub eval fusion`),
+    and with --records / --dry-run every record in delivery order.
+    """
+    from tqdm import tqdm
+
+    if rate <= 0 or duration <= 0 or speed <= 0:
+        raise click.BadParameter("rate, duration and speed must be positive")
+    settings = get_settings()
+    out = out_dir or Path("out") / f"sim-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    labels_path = labels or out / "labels.jsonl"
+    records_path = records or (out / "records.jsonl" if dry_run else None)
+    county_codes = tuple(c.strip() for c in counties.split(",") if c.strip()) or None
+
+    sim_rate, sim_duration = rate / speed, duration * speed
+    now_ms = int(time.time() * 1000)
+    start_ms = _parse_start(start)
+    if start_ms is None:
+        # The simulated window [start, start + duration*speed] ends at the run's end: every
+        # document's time is at or before the moment it is sent.
+        start_ms = now_ms - int((speed - 1) * duration * 1000)
+    devices = devices_for(seed, sim_rate, sim_duration, start_ms=start_ms, counties=county_codes)
+    registry_csv = out / "devices.csv"
+    write_registry_csv(devices, registry_csv)
+
+    producer: Any = None
+    errors = collections.Counter[str]()
+    if not dry_run:
+        from connectors.kafka_io import sync_producer
+        from connectors.registry.loader import load_registry, read_registry_csv
+
+        summary = load_registry(settings, read_registry_csv(registry_csv), source_name=registry_csv.name)
+        click.echo(f"registry: {summary.produced} devices loaded to {settings.topic('registry.devices')}")
+    topics = {s: settings.topic(t) for s, t in RAW.items()}
+    if not dry_run:
+        from connectors.kafka_io import ensure_topic
+
+        for name in topics.values():  # created up front with the configured partitions, not on first send
+            ensure_topic(settings, name)
+        # 5 in flight: ordering across retries matters less here than throughput (a simulator).
+        producer = sync_producer(settings, linger_ms=50, max_in_flight_requests_per_connection=5)
+
+    counts = collections.Counter[tuple[str, str]]()
+    incidents: set[str] = set()
+    pace = not (dry_run or no_pace)
+    t0 = time.monotonic()
+    rec_file = records_path.open("w", encoding="utf-8") if records_path else None
+    try:
+        with labels_path.open("w", encoding="utf-8") as lf, \
+                tqdm(total=int(rate * duration), unit=" rec", disable=no_progress, smoothing=0.05) as bar:
+            label_writer = LabelWriter(lf)
+            for rec in generate(seed, sim_rate, sim_duration, start_ms=start_ms, counties=county_codes):
+                if pace:
+                    due = (rec.at_ms - start_ms) / 1000 / speed
+                    ahead = due - (time.monotonic() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                if producer is not None:
+                    fut = producer.send(topics[rec.source], value=rec.value(), key=rec.key.encode("utf-8"))
+                    fut.add_errback(lambda exc: errors.update([type(exc).__name__]))
+                if rec_file is not None:
+                    rec_file.write(json.dumps(rec.record_line(), ensure_ascii=False) + "\n")
+                label_writer.add(rec)
+                counts[(rec.source, rec.kind)] += 1
+                if rec.incident:
+                    incidents.add(rec.incident)
+                bar.update(1)
+        if producer is not None:
+            producer.flush(timeout=120)
+    finally:
+        if rec_file is not None:
+            rec_file.close()
+        if producer is not None:
+            producer.close(timeout=30)
+
+    total = sum(counts.values())
+    click.echo(f"simulated {total} records ({len(incidents)} incidents) in {time.monotonic() - t0:.1f} s; "
+               f"seed {seed}, simulated start {datetime.fromtimestamp(start_ms / 1000).isoformat(timespec='seconds')}")
+    for source in RAW:
+        by_kind = {k: n for (s, k), n in sorted(counts.items()) if s == source}
+        click.echo(f"  {source:15s} {sum(by_kind.values()):8d}  " + ", ".join(f"{k} {n}" for k, n in by_kind.items()))
+    click.echo(f"labels:  {labels_path}")
+    if records_path:
+        click.echo(f"records: {records_path}")
+    click.echo(f"devices: {registry_csv}")
+    if errors:
+        click.echo(f"NOT acknowledged by Kafka: {sum(errors.values())} records ({dict(errors)})", err=True)
+        raise SystemExit(1)
