@@ -46,3 +46,6 @@ app = create_app(settings)
 def topic(name: str, **kwargs: object) -> faust.TopicT:
     """A Faust topic for a contract topic name, in this worker's namespace."""
     return app.topic(settings.topic(name), key_type=bytes, value_type=bytes, **kwargs)  # type: ignore[arg-type]
+
+
+import gridhub.health  # noqa: E402,F401  (last: registers /metrics, /healthz and the consumer-lag timer on app)

@@ -1,0 +1,154 @@
+"""``/metrics``, ``/healthz`` and the consumer-lag gauge of a hub worker.
+
+Served by the Faust worker's own web server (``settings.web_port``), so one
+port per worker answers both Prometheus and a load balancer / systemd
+watchdog.  ``streams/app.py`` imports this module on its last line, which
+registers the endpoints and the lag timer on the worker's app.
+
+Consumer lag is measured from the broker's side: the committed offsets of the
+worker's consumer group (``settings.faust_app_id``) against the partitions'
+end offsets, through a kafka-python admin client in an executor (blocking
+client, off the event loop).  Each worker reports only the partitions it is
+assigned, so summing the series over workers does not double-count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Iterable, Mapping
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from gridhub.logging import get_logger
+from gridhub.metrics import CONSUMER_LAG
+from gridhub.settings import Settings
+
+log = get_logger(__name__)
+
+#: How often the lag gauge is refreshed: 15 s is Prometheus' default
+#: scrape interval, so every scrape sees a value at most one interval old.
+LAG_INTERVAL_S = 15.0
+
+TopicPart = tuple[str, int]
+
+
+def compute_lag(committed: Mapping[TopicPart, int | None], ends: Mapping[TopicPart, int]) -> dict[TopicPart, int]:
+    """Pure: records behind the log end per partition.
+
+    A partition without a committed offset has consumed nothing yet... or is
+    new; Faust starts those from the earliest offset, so its lag is its end
+    offset (an over-estimate only when retention deleted old records).
+    """
+    lag: dict[TopicPart, int] = {}
+    for tp, end in ends.items():
+        done = committed.get(tp)
+        lag[tp] = max(0, end - (done if done is not None and done >= 0 else 0))
+    return lag
+
+
+class LagProbe:
+    """Blocking measurement of a consumer group's lag (run it in an executor)."""
+
+    def __init__(self, settings: Settings, group_id: str | None = None) -> None:
+        self.settings = settings
+        self.group_id = group_id or settings.faust_app_id
+        self._admin: Any = None
+
+    def _client(self) -> Any:
+        if self._admin is None:
+            from kafka.admin import KafkaAdminClient
+
+            self._admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap,
+                                           client_id=f"{self.group_id}-lag-probe")
+        return self._admin
+
+    def measure(self, partitions: Iterable[TopicPart] | None = None) -> dict[TopicPart, int]:
+        """Lag of ``partitions`` (default: every partition the group has committed)."""
+        from kafka import TopicPartition
+        from kafka.admin import OffsetSpec
+
+        admin = self._client()
+        offsets = admin.list_group_offsets({self.group_id: None}).get(self.group_id, {})
+        committed: dict[TopicPart, int | None] = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+        wanted = set(partitions) if partitions is not None else set(committed)
+        if not wanted:
+            return {}
+        found = admin.list_partition_offsets({TopicPartition(t, p): OffsetSpec.LATEST for t, p in wanted})
+        ends = {(tp.topic, tp.partition): info.offset for tp, info in found.items()}
+        return compute_lag(committed, ends)
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+
+
+def _assigned(app: Any) -> set[TopicPart] | None:
+    """The partitions this worker consumes for its agents (None: not known yet)."""
+    try:
+        assignment = app.consumer.assignment()
+    except Exception:  # consumer not created / not started yet
+        return None
+    changelogs = {t.get_topic_name() for t in getattr(app.tables, "changelog_topics", set())} \
+        if hasattr(app, "tables") else set()
+    return {(tp.topic, tp.partition) for tp in assignment if tp.topic not in changelogs}
+
+
+def install(app: Any, settings: Settings) -> None:
+    """Register ``/metrics``, ``/healthz`` and the lag timer on a Faust app (once)."""
+    if getattr(app, "_gridhub_health_installed", False):
+        return
+    app._gridhub_health_installed = True
+    probe = LagProbe(settings)
+    state: dict[str, Any] = {"lag_total": None, "lag_measured_at": None, "lag_error": None}
+    shown: set[TopicPart] = set()
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        # 503 while the worker is stopping or crashed: a supervisor or load
+        # balancer then stops sending work here.
+        crashed = bool(getattr(app, "crashed", False))
+        stopping = bool(getattr(app, "should_stop", False))
+        ok = not crashed and not stopping
+        body = {"status": "ok" if ok else ("crashed" if crashed else "stopping"), "app_id": settings.faust_app_id,
+                "namespace": settings.namespace, "rebalancing": bool(getattr(app, "rebalancing", False)),
+                "consumer_lag": state["lag_total"], "lag_measured_at": state["lag_measured_at"],
+                "lag_error": state["lag_error"]}
+        return web.json(body, status=200 if ok else 503)
+
+    @app.timer(interval=LAG_INTERVAL_S)
+    async def update_consumer_lag() -> None:
+        assigned = _assigned(app)
+        if not assigned:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            lag = await loop.run_in_executor(None, probe.measure, assigned)
+        except Exception as exc:  # broker unreachable during a restart: keep the last values, say why
+            state["lag_error"] = str(exc)
+            log.warning("consumer_lag_failed", error=str(exc))
+            return
+        for topic, partition in shown - set(lag):
+            try:
+                CONSUMER_LAG.remove(topic, str(partition))  # partition moved to another worker
+            except KeyError:
+                pass
+        shown.clear()
+        for (topic, partition), value in lag.items():
+            CONSUMER_LAG.labels(topic, str(partition)).set(value)
+            shown.add((topic, partition))
+        state.update(lag_total=sum(lag.values()), lag_measured_at=int(time.time() * 1000), lag_error=None)
+
+    del metrics, healthz, update_consumer_lag  # registered on the app; nothing else refers to them
+    app._gridhub_lag_probe = probe
+
+
+# Importing this module from streams/app.py (its last line) wires the worker's app.
+from streams.app import app as _app, settings as _settings  # noqa: E402
+
+install(_app, _settings)

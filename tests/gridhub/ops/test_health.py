@@ -1,0 +1,56 @@
+"""Worker /metrics and /healthz, and the consumer-lag probe, against real infrastructure."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any, Callable
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from gridhub.health import LagProbe, compute_lag
+from gridhub.ops.topics import ensure_topics
+from gridhub.settings import Settings
+from opshelpers import produce
+
+
+def test_compute_lag_counts_from_the_committed_offset() -> None:
+    lag = compute_lag({("a", 0): 3, ("a", 1): None}, {("a", 0): 10, ("a", 1): 4, ("a", 2): 0})
+    assert lag == {("a", 0): 7, ("a", 1): 4, ("a", 2): 0}
+
+
+@pytest.mark.integration
+def test_lag_probe_reads_the_groups_committed_offsets(settings: Settings) -> None:
+    ensure_topics(settings, ["reports"])
+    topic = settings.topic("reports")
+    produce(settings, "reports", [{"key": b"k", "value": b"v", "partition": 0}] * 10
+            + [{"key": b"k", "value": b"v", "partition": 1}] * 4)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.faust_app_id,
+                             enable_auto_commit=False)
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(3, "", -1)})
+    finally:
+        consumer.close()
+    probe = LagProbe(settings)
+    try:
+        assert probe.measure([(topic, 0), (topic, 1), (topic, 2)]) == {(topic, 0): 7, (topic, 1): 4, (topic, 2): 0}
+        assert probe.measure() == {(topic, 0): 7}   # default: what the group committed
+    finally:
+        probe.close()
+
+
+@pytest.mark.integration
+def test_worker_serves_metrics_and_healthz(settings: Settings, worker: Callable[..., Any]) -> None:
+    w = worker(settings, only="no-such-domain")   # the bare worker: web server, timers, no agents
+    base = f"http://127.0.0.1:{w.web_port}"
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    for name in ("gridhub_consumer_lag", "gridhub_documents_in_total", "gridhub_sink_batch_seconds"):
+        assert f"# TYPE {name.removesuffix('_total')}" in text
+    with urllib.request.urlopen(base + "/healthz", timeout=10) as response:
+        body = json.loads(response.read())
+    assert response.status == 200 and body["status"] == "ok" and body["app_id"] == settings.faust_app_id
