@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from gridhub.infra.base import DEPLOY_DIR, InfraError
@@ -91,7 +92,7 @@ def _classpath_cache(settings: Settings) -> Path:
     return Path(settings.run_dir).resolve() / "cache" / f"kafka-classpath-{digest}.txt"
 
 
-def kafka_classpath(settings: Settings) -> str:
+def kafka_classpath(settings: Settings, progress: Callable[[str], None] | None = None) -> str:
     """The broker's Java classpath, resolving the jars with Maven when not cached."""
     cache = _classpath_cache(settings)
     if cache.exists():
@@ -102,7 +103,9 @@ def kafka_classpath(settings: Settings) -> str:
         raise InfraError("kafka", "maven (mvn) is not installed (run `gridhub infra install`)")
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
-    log.info("kafka_jars_resolve", pom=str(POM))
+    log.debug("kafka_jars_resolve", pom=str(POM))
+    if progress:
+        progress(f"resolving jars with mvn from {POM.relative_to(DEPLOY_DIR.parent)}")
     result = subprocess.run(
         ["mvn", "-B", "-q", "-Dstyle.color=never", "-f", str(POM), "dependency:build-classpath",
          f"-Dmdep.outputFile={tmp}"],
@@ -115,8 +118,11 @@ def kafka_classpath(settings: Settings) -> str:
     return cache.read_text().strip()
 
 
-def install(settings: Settings) -> list[str]:
+def install(settings: Settings, progress: Callable[[str], None] | None = None) -> list[str]:
     """Everything ``up`` needs: Debian packages, then the Kafka jars."""
+    missing = missing_packages()
+    if missing and progress:
+        progress(f"installing {' '.join(missing)} with apt-get")
     installed = ensure_packages()
-    kafka_classpath(settings)
+    kafka_classpath(settings, progress)
     return installed

@@ -56,7 +56,7 @@ class Infra:
         became healthy.
         """
         with self.lock():
-            install(self.settings)
+            install(self.settings, progress=lambda what: progress("install", what, {}))
             began = time.monotonic()
             started: dict[str, int] = {}
             waiting: list[LocalServer] = []
