@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "gridhub.simulate.cli:simulate",
     "import": "connectors.hotline_files.cli:import_cmd",
     "registry": "connectors.registry.cli:registry",
+    "ch": "gridhub.clickhouse.cli:ch",
 }
 
 

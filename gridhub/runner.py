@@ -28,7 +28,14 @@ SERVICES: list[str] = [
     "connectors.gateway.service:create",
     "connectors.mqtt_bridge.service:create",
     "connectors.webhook.service:create",
+    "connectors.clickhouse.service:create",
 ]
+
+
+def _service_names(target: str) -> set[str]:
+    """``connectors.clickhouse.service:create`` answers to ``service`` and to its package, ``clickhouse``."""
+    parts = target.split(":")[0].split(".")
+    return {parts[-1], parts[-2]} if len(parts) > 1 else {parts[-1]}
 
 
 def _load(target: str) -> Callable[..., Any]:
@@ -60,6 +67,6 @@ def run(only: str) -> None:
     """Run every hub service in the foreground until SIGTERM / SIGINT."""
     selected = {name.strip() for name in only.split(",") if name.strip()}
     domains = [d for d in DOMAINS if not selected or d.rsplit(".", 1)[-1] in selected]
-    services = [s for s in SERVICES if not selected or s.split(":")[0].rsplit(".", 1)[-1] in selected]
+    services = [s for s in SERVICES if not selected or _service_names(s) & selected]
     worker = build_worker(domains, services)
     worker.execute_from_commandline()
