@@ -173,6 +173,10 @@ def item_key(source: str, value: Any) -> tuple[str | None, str | None]:
     key = value.get(field)
     if isinstance(key, bool) or not isinstance(key, (str, int)) or (isinstance(key, str) and not key.strip()):
         return None, f"missing key field '{field}' (a non-empty string)"
+    try:
+        str(key).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape ("\ud800"): not a text a Kafka key can hold
+        return None, f"key field '{field}' is not valid Unicode text"
     return str(key), None
 
 
@@ -186,6 +190,10 @@ def check_feedback(value: Any, allowed: Callable[[str], bool]) -> str | None:
     for name in ("dispatchId", "caseId", "agency", "action"):
         if not isinstance(value[name], str):
             return f"'{name}' must be a string"
+        try:
+            value[name].encode("utf-8")
+        except UnicodeEncodeError:
+            return f"'{name}' is not valid Unicode text"
     if value["action"] not in FEEDBACK_ACTIONS:
         return f"action '{value['action']}' is not one of {', '.join(FEEDBACK_ACTIONS)}"
     for name in ("time", "deadline"):

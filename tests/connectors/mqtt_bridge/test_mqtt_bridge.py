@@ -1,0 +1,188 @@
+"""The MQTT bridge against the real Mosquitto and Kafka: QoS 1, persistent session, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from connectors.mqtt_bridge.service import MqttBridge, to_record
+from gridhub.dlq import parse_dead_letter_headers
+from gridhub.settings import Settings
+
+
+def publish(host: str, port: int, messages: list[tuple[str, bytes]]) -> None:
+    """Publish at QoS 1 and wait for every PUBACK from the broker."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-pub-{time.monotonic_ns()}")
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        for topic, payload in messages:
+            client.publish(topic, payload, qos=1).wait_for_publish(timeout=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+async def start_bridge(settings: Settings, **kwargs: Any) -> MqttBridge:
+    bridge = MqttBridge(settings, **kwargs)
+    await bridge.start()
+    assert await bridge.producer.wait_ready(30)
+    for _ in range(100):
+        if bridge.connected:
+            break
+        await asyncio.sleep(0.1)
+    assert bridge.connected, "bridge never connected to Mosquitto"
+    await asyncio.sleep(0.3)  # the SUBACK
+    return bridge
+
+
+def event(device_id: str, n: int) -> bytes:
+    return json.dumps({"deviceId": device_id, "deviceType": "smoke", "eventType": "alarm",
+                       "eventTime": f"2025-06-16T09:00:{n:02d}.100+08:00"}).encode()
+
+
+def test_to_record_keys_by_topic_device_and_refuses_a_mismatch(tmp_path: Path) -> None:
+    settings = Settings(namespace="unit")
+    ok = to_record(settings, "sensors/smoke/86001/events", event("86001", 1))
+    assert (ok.topic, ok.key) == ("unit.raw.sensors", b"86001")
+    not_json = to_record(settings, "sensors/smoke/86001/events", b"\x00garbage")
+    assert (not_json.topic, not_json.key, not_json.value) == ("unit.raw.sensors", b"86001", b"\x00garbage")
+    bad = to_record(settings, "sensors/smoke/86001/events", event("86002", 1))
+    assert bad.topic == "unit.dlq" and bad.value == event("86002", 1)
+    info = parse_dead_letter_headers(bad.headers)
+    assert info.stage == "mqtt" and "86002" in info.reason and info.extra["mqtt_topic"] == "sensors/smoke/86001/events"
+
+
+@pytest.mark.integration
+async def test_qos1_messages_reach_raw_sensors(settings: Settings, consume: Callable[..., list[Any]]) -> None:
+    bridge = await start_bridge(settings)
+    try:
+        await asyncio.to_thread(publish, settings.mqtt_host, settings.mqtt_port, [
+            ("sensors/smoke/86001/events", event("86001", 1)),
+            ("sensors/gas/86002/events", event("86002", 2)),
+            ("sensors/gas/86003/events", event("86999", 3)),   # payload names another device
+        ])
+        records = await asyncio.to_thread(consume, "raw.sensors", 2, 20)
+        dead = await asyncio.to_thread(consume, "dlq", 1, 20)
+    finally:
+        await bridge.stop()
+    assert sorted((m.key, m.value) for m in records) == [(b"86001", event("86001", 1)), (b"86002", event("86002", 2))]
+    assert [m.value for m in dead] == [event("86999", 3)]
+    assert parse_dead_letter_headers(dead[0].headers).stage == "mqtt"
+
+
+@pytest.mark.integration
+async def test_messages_published_while_the_bridge_is_down_arrive_after_restart(
+        settings: Settings, consume: Callable[..., list[Any]]) -> None:
+    first = await start_bridge(settings)      # creates the persistent session and its subscription
+    await first.stop()
+    await asyncio.to_thread(publish, settings.mqtt_host, settings.mqtt_port,
+                            [(f"sensors/smoke/8610{i}/events", event(f"8610{i}", i)) for i in range(5)])
+    second = await start_bridge(settings)
+    try:
+        records = await asyncio.to_thread(consume, "raw.sensors", 5, 20)
+    finally:
+        await second.stop()
+    assert sorted(m.key for m in records) == [f"8610{i}".encode() for i in range(5)]
+
+
+# --- a private broker we may restart -------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateMosquitto:
+    """A Mosquitto with persistence in a temp dir, on its own port (the shared one is never restarted)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        (home / "data").mkdir(parents=True, exist_ok=True)
+        (home / "mosquitto.conf").write_text(
+            # user: run as ourselves (as root, mosquitto would switch to 'mosquitto' and lose the tmp dir).
+            f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {home / 'data'}/\nlog_dest file {home / 'mosquitto.log'}\n")
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([binary, "-c", str(self.home / "mosquitto.conf")])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("private mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()   # SIGTERM: mosquitto writes its persistence file on the way out
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[PrivateMosquitto]:
+    broker = PrivateMosquitto(tmp_path / "mosquitto")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.mark.integration
+async def test_queued_messages_survive_a_broker_restart(
+        settings: Settings, private_broker: PrivateMosquitto, consume: Callable[..., list[Any]]) -> None:
+    first = await start_bridge(settings, port=private_broker.port)
+    await first.stop()
+    await asyncio.to_thread(publish, "127.0.0.1", private_broker.port,
+                            [(f"sensors/manhole/8620{i}/events", event(f"8620{i}", i)) for i in range(3)])
+    private_broker.stop()
+    private_broker.start()
+    second = await start_bridge(settings, port=private_broker.port)
+    try:
+        records = await asyncio.to_thread(consume, "raw.sensors", 3, 20)
+    finally:
+        await second.stop()
+    assert sorted(m.key for m in records) == [f"8620{i}".encode() for i in range(3)]
+
+
+@pytest.mark.integration
+async def test_bridge_reconnects_after_the_broker_went_away(
+        settings: Settings, private_broker: PrivateMosquitto, consume: Callable[..., list[Any]]) -> None:
+    bridge = await start_bridge(settings, port=private_broker.port)
+    try:
+        private_broker.stop()
+        for _ in range(50):
+            if not bridge.connected:
+                break
+            await asyncio.sleep(0.1)
+        assert not bridge.connected
+        private_broker.start()
+        for _ in range(150):   # paho reconnects with backoff (1 s, doubling)
+            if bridge.connected:
+                break
+            await asyncio.sleep(0.1)
+        assert bridge.connected
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(publish, "127.0.0.1", private_broker.port,
+                                [("sensors/smoke/86301/events", event("86301", 1))])
+        records = await asyncio.to_thread(consume, "raw.sensors", 1, 20)
+    finally:
+        await bridge.stop()
+    assert [m.key for m in records] == [b"86301"]
