@@ -10,14 +10,14 @@ required-field check to see.
 from __future__ import annotations
 
 import json
-import math
 import re
+from functools import lru_cache
 from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from gridhub.simulate import devices_for, generate
+from gridhub.simulate import DEFAULT_START_MS, devices_for, generate
 
 #: 300 examples per property: the brief's budget for a 2-core CI box (each test stays under ~10 s).
 FUZZ = settings(max_examples=300, deadline=None, database=None,
@@ -29,21 +29,25 @@ FUZZ = settings(max_examples=300, deadline=None, database=None,
 SEED, RATE, DURATION = 7, 20.0, 900.0
 
 
-def _corpus() -> tuple[dict[str, list[tuple[dict[str, Any], int]]], dict[str, dict[str, Any]]]:
-    by_source: dict[str, list[tuple[dict[str, Any], int]]] = {"four-platforms": [], "hotline-12345": [],
-                                                              "sensors": []}
+Corpus = dict[str, list[tuple[dict[str, Any], int]]]
+
+
+@lru_cache(maxsize=4)
+def build_corpus(start_ms: int = DEFAULT_START_MS) -> tuple[Corpus, dict[str, dict[str, Any]]]:
+    """Valid documents per source (with their delivery times) and the device registry they rely on."""
+    by_source: Corpus = {"four-platforms": [], "hotline-12345": [], "sensors": []}
     kinds: dict[tuple[str, str], int] = {}
-    for rec in generate(SEED, RATE, DURATION):
+    for rec in generate(SEED, RATE, DURATION, start_ms=start_ms):
         # At most 15 of each (source, kind): variety without a huge sampled_from list.
         n = kinds.get((rec.source, rec.kind), 0)
         if n < 15:
             kinds[(rec.source, rec.kind)] = n + 1
             by_source[rec.source].append((rec.doc, rec.at_ms))
-    registry = {d.device_id: d.registry_row() for d in devices_for(SEED, RATE, DURATION)}
+    registry = {d.device_id: d.registry_row() for d in devices_for(SEED, RATE, DURATION, start_ms=start_ms)}
     return by_source, registry
 
 
-CORPUS, REGISTRY = _corpus()
+CORPUS, REGISTRY = build_corpus()
 
 # --------------------------------------------------------------------------- junk values
 
@@ -83,11 +87,13 @@ def dumps(doc: Any, *, ascii_only: bool) -> bytes:
 
 
 @st.composite
-def mutated(draw: st.DrawFn, source: str) -> tuple[bytes, int]:
-    """A valid document of ``source`` with 1-4 structural mutations, serialised; with its receipt time."""
-    doc, at_ms = draw(st.sampled_from(CORPUS[source]))
+def mutated(draw: st.DrawFn, source: str, corpus: Corpus | None = None,
+            max_mutations: int = 4) -> tuple[bytes, int]:
+    """A valid document of ``source`` with up to ``max_mutations`` structural mutations, serialised; with its
+    receipt time (shifted now and then past the accepted time bounds)."""
+    doc, at_ms = draw(st.sampled_from((corpus or CORPUS)[source]))
     doc = json.loads(json.dumps(doc))  # a deep copy: the corpus is shared
-    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+    for _ in range(draw(st.integers(min_value=1 if max_mutations else 0, max_value=max_mutations))):
         op = draw(st.sampled_from(["drop", "replace", "replace", "add", "wrap", "nested"]))
         keys = sorted(doc)
         if op == "drop" and keys:
@@ -105,6 +111,3 @@ def mutated(draw: st.DrawFn, source: str) -> tuple[bytes, int]:
     shift = draw(st.sampled_from([0, 0, 0, -1, 1, 10 ** 12, -(10 ** 12)]))
     return dumps(doc, ascii_only=draw(st.booleans())), at_ms + shift
 
-
-def finite_or_none(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isfinite(value)) or isinstance(value, int)
