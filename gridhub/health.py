@@ -85,14 +85,18 @@ class LagProbe:
 
 
 def _assigned(app: Any) -> set[TopicPart] | None:
-    """The partitions this worker consumes for its agents (None: not known yet)."""
+    """The partitions this worker consumes for its agents (None: not known yet).
+
+    Changelog partitions (restored, never committed) and Faust's leader
+    topic are left out: their "lag" would be their whole log.
+    """
     try:
         assignment = app.consumer.assignment()
+        changelogs = {str(name) for name in app.tables.changelog_topics}
     except Exception:  # consumer not created / not started yet
         return None
-    changelogs = {t.get_topic_name() for t in getattr(app.tables, "changelog_topics", set())} \
-        if hasattr(app, "tables") else set()
-    return {(tp.topic, tp.partition) for tp in assignment if tp.topic not in changelogs}
+    return {(tp.topic, tp.partition) for tp in assignment
+            if tp.topic not in changelogs and not tp.topic.endswith("-__assignor-__leader")}
 
 
 def install(app: Any, settings: Settings) -> None:

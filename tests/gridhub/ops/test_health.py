@@ -54,3 +54,28 @@ def test_worker_serves_metrics_and_healthz(settings: Settings, worker: Callable[
     with urllib.request.urlopen(base + "/healthz", timeout=10) as response:
         body = json.loads(response.read())
     assert response.status == 200 and body["status"] == "ok" and body["app_id"] == settings.faust_app_id
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_worker_exports_consumer_lag_of_its_partitions(settings: Settings, worker: Callable[..., Any]) -> None:
+    import re
+    import time
+
+    from gridhub.health import LAG_INTERVAL_S
+
+    ensure_topics(settings)
+    w = worker(settings, only="ingest")
+    raw = settings.topic("raw.sensors")
+    pattern = re.compile(r'^gridhub_consumer_lag\{partition="(\d+)",topic="' + re.escape(raw) + r'"\} (\S+)$', re.M)
+    deadline = time.monotonic() + 3 * LAG_INTERVAL_S + 30
+    found: list[tuple[str, str]] = []
+    while time.monotonic() < deadline and len(found) < settings.partitions:
+        time.sleep(2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{w.web_port}/metrics", timeout=10) as response:
+            found = pattern.findall(response.read().decode())
+    # one series per partition of the raw topic this single worker owns, none for changelogs
+    assert sorted(int(p) for p, _ in found) == list(range(settings.partitions))
+    with urllib.request.urlopen(f"http://127.0.0.1:{w.web_port}/metrics", timeout=10) as response:
+        assert "-changelog" not in "".join(line for line in response.read().decode().splitlines()
+                                           if line.startswith("gridhub_consumer_lag{"))
