@@ -1,0 +1,89 @@
+"""gridhub case show / find against the test's ClickHouse database (migrated with the real DDL)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from gridhub.clickhouse.backend import DriverBackend
+from gridhub.clickhouse.migrate import migrate
+from gridhub.settings import Settings
+from opshelpers import run_cli
+
+pytestmark = pytest.mark.integration
+
+CASE = "c-7f3a"
+T0 = int(time.time()) // 60 * 60 - 3 * 3600  # whole minute, three hours ago (epoch s)
+
+
+def _dt(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _insert(ch: Any, table: str, rows: list[dict[str, Any]]) -> None:
+    ch.execute(f"INSERT INTO {table} ({', '.join(rows[0])}) VALUES", rows)
+
+
+def _load(settings: Settings, ch: Any) -> None:
+    backend = DriverBackend.from_settings(settings)
+    try:
+        migrate(backend, settings.ch_database)
+    finally:
+        backend.close()
+    db = settings.ch_database
+    report = {"source": "hotline-12345", "source_ref": "12345-0042", "case_id": CASE, "county_code": "330502",
+              "street_code": "330502001", "category": "street_vending", "reported_at": _dt(T0 + 60),
+              "received_at": _dt(T0 + 61), "report_id": "r-2", "title": "占道经营", "version": 1}
+    _insert(ch, f"{db}.reports", [
+        {**report, "source": "four-platforms", "source_ref": "E-9", "report_id": "r-1", "reported_at": _dt(T0)},
+        report,
+        {**report, "version": 2, "title": "占道经营(更新)"},          # a later version: FINAL keeps this one
+        {**report, "case_id": "c-other", "source_ref": "12345-0099", "report_id": "r-9"},
+    ])
+    _insert(ch, f"{db}.dispatches", [
+        {"dispatch_id": "d-1", "case_id": CASE, "agency": "330502.zhzf", "role": "lead", "action": "dispatch",
+         "dispatched_at": _dt(T0 + 120), "deadline": _dt(T0 + 86400), "version": 0},
+    ])
+    events = [("e1", "created", T0, "reported", ""), ("e2", "dispatched", T0 + 120, "dispatched", "330502.zhzf"),
+              ("e3", "signed", T0 + 600, "signed", "330502.zhzf"), ("e4", "report_linked", T0 + 700, "", "")]
+    _insert(ch, f"{db}.case_events", [
+        {"event_id": eid, "case_id": CASE, "county_code": "330502", "event": ev, "at": _dt(at), "state": st,
+         "agency": ag} for eid, ev, at, st, ag in events] + [
+        {"event_id": "e2", "case_id": CASE, "county_code": "330502", "event": "dispatched", "at": _dt(T0 + 120),
+         "state": "dispatched", "agency": "330502.zhzf"}])            # redelivered duplicate
+
+
+def test_case_show_lists_reports_dispatches_and_clocks(settings: Settings, ch_client: Any) -> None:
+    _load(settings, ch_client)
+    result = run_cli(settings, "case", "show", CASE, "--json")
+    assert result.exit_code == 0, result.output
+    view = json.loads(result.output.strip().splitlines()[-1])
+    assert [(r["source"], r["source_ref"]) for r in view["reports"]] == [("four-platforms", "E-9"),
+                                                                        ("hotline-12345", "12345-0042")]
+    assert view["reports"][1]["title"] == "占道经营(更新)"
+    assert [(d["agency"], d["role"]) for d in view["dispatches"]] == [("330502.zhzf", "lead")]
+    assert view["dispatches"][0]["dispatched_at"] == (T0 + 120) * 1000
+    assert [e["event"] for e in view["timeline"]] == ["created", "dispatched", "signed", "report_linked"]
+    assert [e["since_open_ms"] for e in view["timeline"]] == [0, 120_000, 600_000, 700_000]
+    assert view["timeline"][1]["state_ms"] == 480_000
+    assert view["clocks"]["state"] == "signed"
+    assert view["clocks"]["state_ms"] == view["now"] - (T0 + 600) * 1000
+
+    text = run_cli(settings, "case", "show", CASE)
+    assert "330502.zhzf" in text.output and "since open" in text.output and "in state signed for" in text.output
+
+
+def test_case_find_and_unknown_case(settings: Settings, ch_client: Any) -> None:
+    _load(settings, ch_client)
+    found = run_cli(settings, "case", "find", "--source", "hotline-12345", "--ref", "12345-0042")
+    assert found.exit_code == 0 and found.output.strip() == CASE
+    other = run_cli(settings, "case", "find", "--source", "hotline-12345", "--ref", "12345-0099")
+    assert other.output.strip() == "c-other"
+    missing = run_cli(settings, "case", "find", "--source", "sensors", "--ref", "nope@2026")
+    assert missing.exit_code == 1
+    unknown = run_cli(settings, "case", "show", "c-does-not-exist")
+    assert unknown.exit_code == 1 and "unknown" in unknown.output
