@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "import": "connectors.hotline_files.cli:import_cmd",
     "registry": "connectors.registry.cli:registry",
     "ch": "gridhub.clickhouse.cli:ch",
+    "eval": "gridhub.evaluation.cli:eval_group",
 }
 
 

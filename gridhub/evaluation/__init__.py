@@ -1,0 +1,1 @@
+"""Quality measurement of the hub's decisions (``gridhub eval``)."""

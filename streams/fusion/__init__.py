@@ -1,0 +1,1 @@
+"""Fusion (dedupe): reports in, cases out. See docs/fusion.md."""

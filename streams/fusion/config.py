@@ -1,0 +1,131 @@
+"""Fusion thresholds and windows, read from ``deploy/fusion.yaml``.
+
+One typed object instead of module constants, so the evaluation command can
+run the same engine with another config file and a tuning run never edits
+code.  The numbers themselves, with their sources, live in the YAML file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gridhub.settings import REPO_ROOT
+
+DEFAULT_PATH = REPO_ROOT / "deploy" / "fusion.yaml"
+
+
+@dataclass(frozen=True)
+class CategoryRule:
+    window_ms: int
+    radius_m: float
+
+
+@dataclass(frozen=True)
+class Weights:
+    space: float
+    text: float
+    time: float
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    cell_m: float
+    threshold: float
+    human_weights: Weights
+    sensor_weights: Weights
+    min_text_similarity: float
+    related_min_text_similarity: float
+    categories: dict[str, CategoryRule]
+    groups: dict[str, frozenset[str]]
+    group_weight: float
+    other_weight: float
+    device_window_ms: int
+    realarm_after_recover_ms: int
+    storm_radius_m: float
+    storm_window_ms: int
+    same_address: float
+    same_place: float
+    same_road: float
+    same_township: float
+    expire_after_last_seen_ms: int
+    expire_after_closed_ms: int
+    max_report_ids: int
+    max_shingles: int
+    _group_of: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def rule(self, category: str) -> CategoryRule:
+        return self.categories.get(category) or self.categories["default"]
+
+    def max_radius_m(self) -> float:
+        return max(r.radius_m for r in self.categories.values())
+
+    def compatibility(self, a: str, b: str) -> float:
+        """Weight in [0, 1] that categories ``a`` and ``b`` describe one incident (0: never)."""
+        if a == "other" or b == "other":
+            return self.other_weight  # "other" = unclassified: no evidence, even against "other"
+        if a == b:
+            return 1.0
+        ga, gb = self._group_of.get(a), self._group_of.get(b)
+        if ga is not None and ga == gb:
+            return self.group_weight
+        return 0.0
+
+
+_H = 3_600_000
+_MIN = 60_000
+
+
+def parse_config(data: dict[str, Any]) -> FusionConfig:
+    cats = {name: CategoryRule(window_ms=int(float(v["window_h"]) * _H), radius_m=float(v["radius_m"]))
+            for name, v in data["categories"].items()}
+    if "default" not in cats:
+        raise ValueError("fusion config: categories.default is required")
+    groups = {name: frozenset(members) for name, members in (data.get("groups") or {}).items()}
+    group_of: dict[str, str] = {}
+    for name, members in groups.items():
+        for member in members:
+            if member in group_of:
+                raise ValueError(f"fusion config: category {member} is in two groups")
+            group_of[member] = name
+    w = data["weights"]
+    sensor = data["sensor"]
+    addr = data["address"]
+    return FusionConfig(
+        cell_m=float(data["cell_m"]),
+        threshold=float(data["threshold"]),
+        human_weights=Weights(**{k: float(v) for k, v in w["human"].items()}),
+        sensor_weights=Weights(**{k: float(v) for k, v in w["sensor"].items()}),
+        min_text_similarity=float(data["min_text_similarity"]),
+        related_min_text_similarity=float(data["related_min_text_similarity"]),
+        categories=cats,
+        groups=groups,
+        group_weight=float(data["group_weight"]),
+        other_weight=float(data["other_weight"]),
+        device_window_ms=int(float(sensor["device_window_h"]) * _H),
+        realarm_after_recover_ms=int(float(sensor["realarm_after_recover_min"]) * _MIN),
+        storm_radius_m=float(sensor["storm_radius_m"]),
+        storm_window_ms=int(float(sensor["storm_window_min"]) * _MIN),
+        same_address=float(addr["same_address"]),
+        same_place=float(addr["same_place"]),
+        same_road=float(addr["same_road"]),
+        same_township=float(addr["same_township"]),
+        expire_after_last_seen_ms=int(float(data["expire_after_last_seen_h"]) * _H),
+        expire_after_closed_ms=int(float(data["expire_after_closed_h"]) * _H),
+        max_report_ids=int(data["max_report_ids"]),
+        max_shingles=int(data["max_shingles"]),
+        _group_of=group_of,
+    )
+
+
+def load_config(path: str | Path | None = None) -> FusionConfig:
+    """The fusion config at ``path``, ``$GRIDHUB_FUSION_CONFIG`` or ``deploy/fusion.yaml``."""
+    chosen = Path(path or os.environ.get("GRIDHUB_FUSION_CONFIG") or DEFAULT_PATH)
+    data = yaml.safe_load(chosen.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{chosen}: the fusion config must be a YAML mapping")
+    return parse_config(data)
