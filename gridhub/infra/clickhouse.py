@@ -54,7 +54,9 @@ class ClickHouseServer(LocalServer):
             "interserver_http_port": self.interserver_http_port,
             "data_dir": self.data_dir,
             "tmp_dir": self.tmp_dir,
-            "log_dir": self.home,
+            # The server's own log is the file its stdout goes to, so a start failure's reason is in one place.
+            "log_file": self.log_file,
+            "err_log_file": self.home / "clickhouse.err.log",
             "users_config": users,
         }
         render_template(DEPLOY_DIR / "clickhouse" / "config.xml.template", self.config_file, values)

@@ -58,17 +58,28 @@ class Infra:
         with self.lock():
             install(self.settings, progress=lambda what: progress("install", what, {}))
             began = time.monotonic()
+            # Every port is checked before anything starts, so a taken port starts nothing.
+            to_start = [server for server in self.servers if not server.running()]
+            for server in to_start:
+                server.check_ports_free()
             started: dict[str, int] = {}
-            waiting: list[LocalServer] = []
-            for server in self.servers:
-                if server.running():
-                    progress(server.name, "running", {})
-                else:
-                    server.check_ports_free()
-                    started[server.name] = server.start()
-                    progress(server.name, "starting", {"pid": started[server.name]})
-                waiting.append(server)
-            return self._wait_healthy(waiting, started, began, progress)
+            try:
+                for server in self.servers:
+                    if server in to_start:
+                        try:
+                            started[server.name] = server.start()
+                        except OSError as exc:
+                            raise InfraError(server.name, f"cannot start: {exc}") from exc
+                        progress(server.name, "starting", {"pid": started[server.name]})
+                    else:
+                        progress(server.name, "running", {})
+                return self._wait_healthy(self.servers, started, began, progress)
+            except InfraError:
+                # A failed `up` leaves nothing behind: stop what this call started.
+                for server in to_start:
+                    if server.name in started:
+                        server.stop()
+                raise
 
     def _wait_healthy(self, waiting: list[LocalServer], started: dict[str, int], began: float,
                       progress: Progress) -> dict[str, float]:
