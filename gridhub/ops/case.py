@@ -99,6 +99,7 @@ class CaseView:
     now_ms: int
     timeline: list[dict[str, Any]] = field(default_factory=list)
     clocks: dict[str, Any] = field(default_factory=dict)
+    source: str = "clickhouse"
 
     @property
     def known(self) -> bool:
@@ -192,6 +193,83 @@ def find_case(settings: Settings, source: str, ref: str, client: Any | None = No
             client.disconnect()
 
 
+# --- Kafka fallback ------------------------------------------------------------------------
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, Java / aiokafka /
+    kafka-python alike) gives ``key``: the only one that can hold a case's records."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def _scan(settings: Settings, consumer: Any, contract: str, key: bytes) -> list[Any]:
+    from gridhub.ops.common import plan_spans, read_spans
+
+    topic = settings.topic(contract)
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        return []
+    spans = plan_spans(consumer, topic, [key_partition(key, len(partitions))])
+    return [r for r in read_spans(consumer, spans) if r.key == key and r.value is not None]
+
+
+def load_case_from_kafka(settings: Settings, case_id: str, now_ms: int | None = None) -> CaseView:
+    """The case from ``reports.linked``, ``cases`` and ``case-events`` (all keyed by case_id).
+
+    Reads one partition per topic, the one the key hashes to, so it costs a
+    fraction of the topics (1/partitions) and works while the ClickHouse sink
+    is not running.  Dispatches are taken from the ``dispatched`` events.
+    Records that do not decode are skipped (they would be dead letters).
+    """
+    from gridhub import topics as T
+    from gridhub.codec import DecodeError, codec
+    from gridhub.ops.common import make_consumer
+
+    key = case_id.encode("utf-8")
+    consumer = make_consumer(settings)
+    try:
+        linked, cases, events = (_scan(settings, consumer, t, key) for t in (T.REPORTS_LINKED, T.CASES, T.CASE_EVENTS))
+    finally:
+        consumer.close()
+
+    def decode(name: str, records: list[Any]) -> list[dict[str, Any]]:
+        out = []
+        for record in records:
+            try:
+                out.append(codec(name).decode(record.value))
+            except DecodeError:
+                continue
+        return out
+
+    reports: dict[str, dict[str, Any]] = {}
+    for report in decode("Report", linked):
+        current = reports.get(report["report_id"])
+        if current is None or report["version"] >= current["version"]:
+            reports[report["report_id"]] = report
+    case_rows = decode("Case", cases)
+    case_row = max(case_rows, key=lambda c: c["version"]) if case_rows else None
+    unique_events = {e["event_id"]: e for e in decode("CaseEvent", events)}
+    allowed = {t: set(cols) for t, cols in ALLOWED.items()}
+    dispatches = [{"case_id": e["case_id"], "agency": e.get("agency"), "dispatch_id": e.get("dispatch_id"),
+                   "dispatched_at": e["at"], "role": json.loads(e["detail"]).get("role")
+                   if (e.get("detail") or "").startswith("{") else None}
+                  for e in unique_events.values() if e["event"] == "dispatched"]
+    view = CaseView(
+        case_id,
+        {k: v for k, v in case_row.items() if k in allowed["cases"]} if case_row else None,
+        sorted(({k: v for k, v in r.items() if k in allowed["reports"]} for r in reports.values()),
+               key=lambda r: (r["reported_at"], r["source"], r["source_ref"])),
+        sorted(dispatches, key=lambda d: (d["dispatched_at"], d["dispatch_id"] or "")),
+        [{k: v for k, v in e.items() if k in allowed["case_events"]} for e in unique_events.values()],
+        now_ms if now_ms is not None else int(time.time() * 1000),
+    )
+    view.source = "kafka"
+    opened = view.case.get("first_seen") if view.case else None
+    view.timeline, view.clocks = with_clocks(view.events, view.now_ms, opened)
+    return view
+
+
 # --- rendering --------------------------------------------------------------------------------
 
 def _cell(name: str, value: Any) -> str:
@@ -207,7 +285,8 @@ def _cell(name: str, value: Any) -> str:
 def render_case(view: CaseView) -> str:
     out: list[str] = []
     case = view.case or {}
-    out.append(f"case {view.case_id}")
+    out.append(f"case {view.case_id}" + ("  (from Kafka: ClickHouse has no rows for it yet)"
+                                         if view.source == "kafka" else ""))
     if case:
         out.append(f"  status {case.get('status')}  category {case.get('category')}  county {case.get('county_code')}"
                    f"  street {_cell('street_code', case.get('street_code'))}  severity {case.get('severity')}")
@@ -245,7 +324,7 @@ def render_case(view: CaseView) -> str:
 
 
 def view_json(view: CaseView) -> dict[str, Any]:
-    return {"case_id": view.case_id, "source": "clickhouse", "case": view.case, "reports": view.reports,
+    return {"case_id": view.case_id, "source": view.source, "case": view.case, "reports": view.reports,
             "dispatches": view.dispatches, "timeline": view.timeline, "clocks": view.clocks, "now": view.now_ms}
 
 
@@ -259,18 +338,27 @@ def case() -> None:
 @case.command("show")
 @click.argument("case_id")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object (times in epoch ms)")
+@click.option("--kafka/--no-kafka", "use_kafka", default=True,
+              help="when ClickHouse has nothing, read the case's partition of reports.linked, cases, case-events")
 @click.option("--namespace", default=None, help="another namespace than GRIDHUB_NAMESPACE")
-def show_cmd(case_id: str, as_json: bool, namespace: str | None) -> None:
+def show_cmd(case_id: str, as_json: bool, use_kafka: bool, namespace: str | None) -> None:
     """Every report behind CASE_ID, its dispatches and its timeline with both clocks."""
     settings = settings_for(namespace)
     try:
         view = load_case(settings, case_id)
     except CaseStoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        if not use_kafka:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        click.echo(f"warning: {exc}; reading Kafka instead", err=True)
+        view = CaseView(case_id, None, [], [], [], int(time.time() * 1000))
+    if not view.known and use_kafka:
+        view = load_case_from_kafka(settings, case_id)
     if not view.known:
         click.echo(f"case {case_id} is unknown: no row in {settings.ch_database}.cases, reports, dispatches or "
-                   "case_events (a case only appears there once the ClickHouse sink has loaded it)", err=True)
+                   "case_events" + (", nor on its partition of reports.linked, cases, case-events" if use_kafka
+                                    else " (a case appears there once the ClickHouse sink has loaded it)"),
+                   err=True)
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(view_json(view), ensure_ascii=False, default=str))

@@ -87,3 +87,43 @@ def test_case_find_and_unknown_case(settings: Settings, ch_client: Any) -> None:
     assert missing.exit_code == 1
     unknown = run_cli(settings, "case", "show", "c-does-not-exist")
     assert unknown.exit_code == 1 and "unknown" in unknown.output
+
+
+def test_case_show_falls_back_to_the_cases_kafka_partition(settings: Settings) -> None:
+    """No ClickHouse rows (sink not running): the case is read from its partition of the keyed topics."""
+    from gridhub.codec import codec
+    from gridhub.ops.topics import ensure_topics
+    from opshelpers import produce
+
+    ensure_topics(settings, ["reports.linked", "case-events", "cases"])
+    t0 = T0 * 1000
+    report = {"report_id": "r-1", "source": "sensors", "source_ref": "dev-1@2026-11-23T08:00:00+08:00",
+              "kind": "incident", "county_code": "330502", "category": "fire_alarm", "text": "烟感报警",
+              "reported_at": t0, "received_at": t0, "severity": 3, "version": 1, "case_id": CASE,
+              "reporter_hash": "secret-hash"}
+    event = {"case_id": CASE, "county_code": "330502"}
+    key = CASE.encode()
+    produce(settings, "reports.linked", [
+        {"key": key, "value": codec("Report").encode(report)},
+        {"key": key, "value": codec("Report").encode({**report, "version": 2, "severity": 2})},
+        {"key": b"c-other", "value": codec("Report").encode({**report, "case_id": "c-other", "report_id": "r-9"})},
+    ])
+    produce(settings, "case-events", [
+        {"key": key, "value": codec("CaseEvent").encode({**event, "event_id": "e1", "event": "created", "at": t0,
+                                                          "state": "reported"})},
+        {"key": key, "value": codec("CaseEvent").encode({**event, "event_id": "e2", "event": "dispatched",
+                                                          "at": t0 + 60_000, "state": "dispatched",
+                                                          "agency": "330502.xfjy", "dispatch_id": "d-1",
+                                                          "detail": '{"role": "lead"}'})},
+        {"key": key, "value": b"not avro"},
+    ])
+    result = run_cli(settings, "case", "show", CASE, "--json")
+    assert result.exit_code == 0, result.output
+    view = json.loads(result.output.strip().splitlines()[-1])
+    assert view["source"] == "kafka"
+    assert [(r["report_id"], r["severity"]) for r in view["reports"]] == [("r-1", 2)]
+    assert "reporter_hash" not in view["reports"][0] and "text" not in view["reports"][0]
+    assert [(d["agency"], d["role"]) for d in view["dispatches"]] == [("330502.xfjy", "lead")]
+    assert [e["since_open_ms"] for e in view["timeline"]] == [0, 60_000]
+    missing = run_cli(settings, "case", "show", "c-nowhere")
+    assert missing.exit_code == 1 and "unknown" in missing.output
