@@ -1,0 +1,131 @@
+"""Helpers of the routing integration tests: build inputs, read topics until a condition holds."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from gridhub.codec import codec
+from gridhub.dlq import parse_dead_letter_headers
+from gridhub.settings import Settings
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def make_case(case_id: str, category: str = "garbage", *, severity: int = 1, sources: tuple[str, ...] = ("four-platforms",),
+              county: str = "330502", street: str | None = "330502001", version: int = 1,
+              dispatchable: bool = True, at: int | None = None) -> dict[str, Any]:
+    at = at or now_ms()
+    return {"case_id": case_id, "county_code": county, "street_code": street, "category": category,
+            "title": f"{category} 测试", "address": "测试路1号", "lng": 120.09, "lat": 30.87, "severity": severity,
+            "sources": list(sources), "report_ids": [f"r-{case_id}"], "report_count": 1, "first_seen": at,
+            "last_seen": at, "status": "reported", "dispatchable": dispatchable, "device_ids": [],
+            "version": version, "updated_at": at}
+
+
+def produce_case(producer: Any, settings: Settings, case: dict[str, Any]) -> None:
+    producer.send(settings.topic("cases"), key=case["case_id"].encode(), value=codec("Case").encode(case)).get(30)
+
+
+def feedback_doc(dispatch: dict[str, Any], action: str, **kw: Any) -> dict[str, Any]:
+    doc = {"dispatchId": dispatch["dispatchId"], "caseId": dispatch["caseId"], "agency": dispatch["agency"],
+           "action": action, "time": kw.pop("time", now_ms()), "note": kw.pop("note", None)}
+    doc.update(kw)
+    return doc
+
+
+def send_feedback(producer: Any, settings: Settings, doc: dict[str, Any] | bytes, key: str | None = None) -> bytes:
+    raw = doc if isinstance(doc, bytes) else json.dumps(doc, ensure_ascii=False).encode()
+    case_key = key if key is not None else (doc["caseId"] if isinstance(doc, dict) else "")
+    producer.send(settings.topic("feedback"), key=case_key.encode(), value=raw).get(30)
+    return raw
+
+
+def review_report(case_id: str, satisfaction: str = "满意") -> dict[str, Any]:
+    t = now_ms()
+    return {"report_id": f"rv-{case_id}", "source": "hotline-12345", "source_ref": f"ORD-{case_id}",
+            "kind": "incident", "county_code": "330502", "street_code": "330502001", "category": "garbage",
+            "text": "回访", "reported_at": t, "received_at": t, "severity": 1, "status": "已回访", "version": 2,
+            "satisfaction": satisfaction, "case_id": case_id}
+
+
+def write_rules(tmp: Path, body: str, agencies: Path | None = None) -> Path:
+    path = tmp / "routing.yaml"
+    path.write_text(f"agencies: {agencies or DEPLOY / 'agencies.yaml'}\ncategories: {DEPLOY / 'categories.yaml'}\n"
+                    + textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+class TopicReader:
+    """Reads one namespaced topic from the beginning and keeps everything it read."""
+
+    def __init__(self, settings: Settings, topic: str, decode: str | None = None) -> None:
+        from kafka import KafkaConsumer
+
+        self.name = settings.topic(topic)
+        self.decode = decode
+        self.records: list[Any] = []
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                      auto_offset_reset="earliest", group_id=None)
+        self.assigned = False
+
+    def values(self) -> list[Any]:
+        if self.decode is None:
+            return [r.value for r in self.records]
+        return [codec(self.decode).decode(r.value) for r in self.records]
+
+    def poll(self, seconds: float = 0.5) -> None:
+        if not self.assigned:  # the topic may not exist yet (dispatch topics are created on first use)
+            from kafka import TopicPartition
+
+            partitions = self.consumer.partitions_for_topic(self.name)
+            if not partitions:
+                self.consumer.poll(timeout_ms=0)  # refreshes metadata
+                time.sleep(seconds)
+                return
+            tps = [TopicPartition(self.name, p) for p in sorted(partitions)]
+            self.consumer.assign(tps)
+            self.consumer.seek_to_beginning(*tps)
+            self.assigned = True
+        for batch in self.consumer.poll(timeout_ms=int(seconds * 1000)).values():
+            self.records.extend(batch)
+
+    def until(self, predicate: Callable[[list[Any]], bool], timeout: float = 60.0, what: str = "") -> list[Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            values = self.values()
+            if predicate(values):
+                return values
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: timed out waiting for {what or predicate}; read {len(values)}: "
+                                     f"{values[-10:]}")
+            self.poll()
+
+    def settle(self, seconds: float) -> list[Any]:
+        """Everything read after waiting ``seconds`` more (to show that nothing else arrives)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.poll(0.3)
+        return self.values()
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def events_for(events: list[dict[str, Any]], case_id: str) -> list[str]:
+    return [e["event"] for e in events if e["case_id"] == case_id]
+
+
+def dead_letters(records: list[Any]) -> list[tuple[str, str, bytes]]:
+    out = []
+    for r in records:
+        info = parse_dead_letter_headers(r.headers)
+        out.append((info.stage, info.reason, r.value))
+    return out
