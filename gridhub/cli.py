@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "registry": "connectors.registry.cli:registry",
     "ch": "gridhub.clickhouse.cli:ch",
     "eval": "gridhub.evaluation.cli:eval_group",
+    "report": "gridhub.clickhouse.report:report",
 }
 
 
