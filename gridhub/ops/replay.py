@@ -179,7 +179,7 @@ def next_steps(namespace: str) -> list[str]:
         f"GRIDHUB_NAMESPACE={namespace} gridhub ch migrate      # create ClickHouse database {ns.ch_database}",
         f"GRIDHUB_NAMESPACE={namespace} gridhub run             # process it: consumer group {ns.faust_app_id}, "
         "own tables",
-        f"gridhub report --namespace {namespace}                # compare with: gridhub report",
+        f"gridhub report --database {ns.ch_database}        # compare with: gridhub report",
         f"gridhub topics ls --namespace {namespace}             # what the replay produced, per topic",
     ]
 
