@@ -1,0 +1,151 @@
+"""The webhook sink on the real broker, delivering to real local HTTP servers."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from connectors.webhook.service import WebhookSink, create
+from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from gridhub.agencies import load_catalog
+from gridhub.codec import codec
+from gridhub.dlq import parse_dead_letter_headers
+
+pytestmark = pytest.mark.integration
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+SECRET = "shared-secret-for-whsc"
+
+
+class Receiver:
+    def __init__(self, fail_first: int) -> None:
+        self.fail_first = fail_first
+        self.attempts = 0
+        self.ok_responses = 0
+        self.bad_signatures = 0
+        self.accepted: dict[str, dict[str, Any]] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.attempts += 1
+        body = await request.read()
+        if not verify(SECRET.encode(), request.headers[TIMESTAMP_HEADER], body, request.headers[SIGNATURE_HEADER]):
+            self.bad_signatures += 1
+            return web.Response(status=401)
+        if self.attempts <= self.fail_first:
+            return web.Response(status=503)
+        self.ok_responses += 1
+        self.accepted.setdefault(request.headers[IDEMPOTENCY_HEADER], await request.json())
+        return web.Response(status=204)
+
+
+async def serve(receiver: Receiver) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_post("/dispatch", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/dispatch"
+
+
+def dispatch(did: str, agency: str) -> dict[str, Any]:
+    return {"dispatchId": did, "caseId": f"case-{did}", "agency": agency, "countyCode": "330502",
+            "streetCode": "330502001", "role": "lead", "reason": "rule:culture", "category": "culture_market",
+            "severity": 1, "title": "网吧接纳未成年人", "description": None, "address": None, "lng": None,
+            "lat": None, "sources": ["hotline-12345"], "reportCount": 1, "reporterMasked": None,
+            "dispatchedAt": 1, "signDeadline": 2, "resolveDeadline": 3, "escalationLevel": 0,
+            "previousDispatchId": None, "action": "dispatch"}
+
+
+async def wait_for(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def read_dlq(settings: Any, n: int, timeout: float) -> list[Any]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(settings.topic("dlq"), bootstrap_servers=settings.kafka_bootstrap,
+                             auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+                             consumer_timeout_ms=int(timeout * 1000))
+    out: list[Any] = []
+    for record in consumer:
+        out.append(record)
+        if len(out) >= n:
+            break
+    consumer.close()
+    return out
+
+
+async def test_sink_retries_dedupes_and_dead_letters(settings: Any, kafka_producer: Any, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    flaky, down = Receiver(fail_first=3), Receiver(fail_first=10**6)
+    flaky_runner, flaky_url = await serve(flaky)
+    down_runner, down_url = await serve(down)
+    secret_file = tmp_path / "whsc.secret"
+    secret_file.write_text(SECRET + "\n", encoding="utf-8")
+    monkeypatch.setenv("GRIDHUB_TEST_NYNC_SECRET", SECRET)
+    agencies = tmp_path / "agencies.yaml"
+    agencies.write_text((DEPLOY / "agencies.yaml").read_text(encoding="utf-8").split("delivery:")[0] + textwrap.dedent(f"""
+        delivery:
+          default: kafka
+          webhook: {{max_attempts: 5, initial_backoff: 50ms, max_backoff: 200ms, timeout: 2s}}
+          agencies:
+            "330502.whsc": {{mode: webhook, url: "{flaky_url}", secret_file: "{secret_file}"}}
+            "330502.nync": {{mode: webhook, url: "{down_url}", secret_env: GRIDHUB_TEST_NYNC_SECRET, max_attempts: 3}}
+            "330502.zhzf": {{mode: kafka}}
+    """), encoding="utf-8")
+    catalog = load_catalog(agencies)
+    assert sorted(catalog.webhooks) == ["330502.nync", "330502.whsc"]
+
+    # Three dispatches for whsc, one of them twice on the topic (a redelivery), one for nync.
+    sent: dict[str, bytes] = {}
+    for did, agency in (("d1", "330502.whsc"), ("d2", "330502.whsc"), ("d1", "330502.whsc"), ("d3", "330502.whsc"),
+                        ("n1", "330502.nync")):
+        value = codec("Dispatch").encode(dispatch(did, agency))
+        sent[did] = value
+        kafka_producer.send(settings.topic(f"dispatch.{agency}"), key=f"case-{did}".encode(), value=value).get(30)
+
+    sink = WebhookSink(settings, catalog)
+    await sink.start()
+    try:
+        await wait_for(lambda: len(flaky.accepted) == 3 and down.attempts >= 3, 60, "deliveries")
+        letters = await asyncio.to_thread(read_dlq, settings, 1, 30)
+    finally:
+        await sink.stop()
+    # Exactly once from the receiver's view: each dispatch id accepted once, signatures all valid.
+    assert sorted(flaky.accepted) == ["d1", "d2", "d3"]
+    assert flaky.ok_responses == 4  # d1 was on the topic twice; the Idempotency-Key made it a no-op
+    assert flaky.attempts == 3 + 4 and flaky.bad_signatures == 0
+    assert flaky.accepted["d2"]["caseId"] == "case-d2" and flaky.accepted["d2"]["agency"] == "330502.whsc"
+    # The receiver that never recovers: 3 attempts, then a dead letter with the original bytes.
+    assert down.attempts == 3 and not down.accepted
+    assert len(letters) == 1 and letters[0].value == sent["n1"]
+    info = parse_dead_letter_headers(letters[0].headers)
+    assert info.stage == "webhook" and "gave up after 3 attempts: HTTP 503" in info.reason
+    assert info.topic == settings.topic("dispatch.330502.nync") and info.offset == 0
+
+    # A restarted sink resumes after the committed offsets: nothing is delivered again.
+    again = WebhookSink(settings, catalog)
+    await again.start()
+    try:
+        await wait_for(lambda: bool(again._consumer.assignment()), 30, "the restarted sink's partitions")
+        await asyncio.sleep(3)
+    finally:
+        await again.stop()
+    assert flaky.ok_responses == 4 and down.attempts == 3
+    await flaky_runner.cleanup()
+    await down_runner.cleanup()
+
+
+def test_factory_is_disabled_without_webhook_agencies(settings: Any) -> None:
+    assert create(None, settings) is None  # deploy/agencies.yaml: every agency consumes Kafka
