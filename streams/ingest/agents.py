@@ -17,11 +17,14 @@ plain reader is the safer global view.  The sensors agent waits until the
 reader has caught up with the topic's end offsets at start-up, so a device
 registered before the worker started is always known.
 
-Liveness: table ``device-liveness`` (deviceId -> last-seen ms, offline flag),
-updated by every sensor event (any event proves the device is alive).  A
-timer marks a *registered* device offline once silent for
-``OFFLINE_FACTOR`` x its ``heartbeatSeconds`` and emits one ``offline``
-DeviceEvent per silence episode (the flag is cleared by the next event).
+Liveness: table ``device-liveness`` (deviceId -> last-seen ms), updated by
+every sensor event (any event proves the device is alive).  A timer reports a
+*registered* device offline once silent for ``OFFLINE_FACTOR`` x its
+``heartbeatSeconds``: one ``offline`` DeviceEvent per silence episode, whose
+``event_id`` is derived from the last-seen time, so a repeat after a restart
+is recognisably the same episode.  (The timer does not write the table:
+Faust tables written outside an agent need ``use_partitioner``, which fails
+on changelog metadata in faust-streaming 0.15.)
 Devices not in the registry are not watched: without a registry record the
 hub does not know their interval, or that they should exist at all.
 """
@@ -32,10 +35,10 @@ import asyncio
 import json
 import time
 import uuid
+from functools import partial
 from typing import Any, AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
 from mode import Service
 from prometheus_client import Counter
 
@@ -61,13 +64,18 @@ LIVENESS_SCAN_SECONDS = 15.0
 reports_topic = topic(REPORTS)
 device_events_topic = topic(DEVICE_EVENTS)
 dlq_topic = topic(DLQ)
-raw_topics = {source: topic(name) for source, name in RAW.items()}
+# internal=True: Faust creates the raw topics (settings.partitions) if a source has not yet, so an
+# agent never starts subscribed to nothing; configs come from deploy/topics.yaml (_ensure_topics).
+raw_topics = {source: topic(name, internal=True) for source, name in RAW.items()}
 
-#: deviceId -> {"last": ms, "offline": bool, "p": raw.sensors partition}, JSON bytes.
-liveness = app.Table("device-liveness", key_type=bytes, value_type=bytes, use_partitioner=True)
+#: deviceId -> {"last": ms, "p": raw.sensors partition}, JSON bytes; written only by the sensors
+#: agent, so each key lives in the changelog partition of the raw.sensors partition it came from.
+liveness = app.Table("device-liveness", key_type=bytes, value_type=bytes)
+#: deviceId -> last-seen ms of the silence episode already reported offline (this process).  After a
+#: restart an episode may be reported again: its event_id is the same, so consumers dedupe on it.
+_reported_offline: dict[str, int] = {}
 
 _pii_key = settings.pii_key.encode("utf-8")
-_partitioner = DefaultPartitioner()  # murmur2, as Kafka's Java clients, kafka-python and Faust use
 
 UNMAPPED_CATEGORIES = Counter("gridhub_unmapped_categories_total",
                               "Reports whose source category maps to 'other'", ["source"])
@@ -141,7 +149,7 @@ class DeviceRegistry(Service):
         """The topic's partitions, creating it (compacted) through Faust if nobody has yet."""
         partitions = consumer.partitions_for_topic(name)
         if not partitions:
-            await app.topic(name, key_type=bytes, value_type=bytes, compacting=True).maybe_declare()
+            await _ensure_topics([REGISTRY_DEVICES])
             for _ in range(30):  # metadata propagation takes a few hundred ms on one broker
                 await consumer._client.force_metadata_update()
                 partitions = consumer.partitions_for_topic(name)
@@ -152,6 +160,21 @@ class DeviceRegistry(Service):
 
 
 app.service(DeviceRegistry)
+
+
+async def _ensure_topics(names: list[str]) -> None:
+    """Create / align topics as deploy/topics.yaml says (blocking admin client: in an executor)."""
+    from gridhub.ops.topics import ensure_topics
+
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, partial(ensure_topics, settings, names=names))
+    except Exception as exc:  # the broker may refuse a config change; ingest must go on regardless
+        log.warning("ingest_topics_not_ensured", topics=names, error=str(exc))
+
+
+@app.task
+async def declare_ingest_topics() -> None:
+    await _ensure_topics([*RAW.values(), REGISTRY_DEVICES, REPORTS, DEVICE_EVENTS, DLQ])
 
 
 # --------------------------------------------------------------------------- agents
@@ -172,7 +195,7 @@ def _received_ms(event: Any) -> int:
     return int(ts * 1000) if ts else int(time.time() * 1000)
 
 
-async def _emit(source: str, out: Normalized) -> None:
+async def _emit(source: str, out: Normalized, partition: int) -> None:
     if out.report is not None:
         report = out.report
         await reports_topic.send(key=report["county_code"].encode(), value=codec("Report").encode(report))
@@ -191,7 +214,7 @@ async def _emit(source: str, out: Normalized) -> None:
         previous = liveness.get(key)
         state = json.loads(previous) if previous else {}
         if at > state.get("last", 0):  # a late, older event proves nothing about now
-            liveness[key] = json.dumps({"last": at, "offline": False}).encode()
+            liveness[key] = json.dumps({"last": at, "p": partition}).encode()
 
 
 async def _process(source: str, events: AsyncIterator[Any]) -> AsyncIterator[None]:
@@ -209,7 +232,7 @@ async def _process(source: str, events: AsyncIterator[Any]) -> AsyncIterator[Non
                           partition=event.message.partition, offset=event.message.offset)
             await _dead_letter(event, f"internal error {type(exc).__name__}: {exc}"[:500])
         else:
-            await _emit(source, out)
+            await _emit(source, out, event.message.partition)
         yield None
 
 
@@ -266,16 +289,18 @@ async def scan_liveness() -> None:
     # only the owner of a key's partition reports it.
     changelog = liveness.changelog_topic.get_topic_name()
     actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
-    partitions = list(range(app.conf.topic_partitions))
     states: dict[str, dict[str, Any]] = {}
     for key, value in list(liveness.items()):
-        if _partitioner(key, partitions, partitions) not in actives:
+        state = json.loads(value)
+        if state.get("p") not in actives:
             continue
-        states[key.decode("utf-8", "replace")] = json.loads(value)
+        device_id = key.decode("utf-8", "replace")
+        state["offline"] = _reported_offline.get(device_id) == state.get("last")
+        states[device_id] = state
     for device_id in silent_devices(states, DeviceRegistry.records, now_ms):
         state = states[device_id]
         event = offline_event(device_id, DeviceRegistry.records[device_id], int(state["last"]), now_ms)
         await device_events_topic.send(key=device_id.encode(), value=codec("DeviceEvent").encode(event))
-        liveness[device_id.encode()] = json.dumps({**state, "offline": True}).encode()
+        _reported_offline[device_id] = int(state["last"])
         log.info("device_offline", device_id=device_id, last_seen=state["last"])
 

@@ -129,7 +129,8 @@ class SampleGenerator:
         device = self.registry[device_id]
         if event_type is None:
             event_type = self.rng.choices([e for e, _ in _SENSOR_EVENTS], [w for _, w in _SENSOR_EVENTS])[0]
-        at = datetime.fromtimestamp(self._recent_ms() / 1000, tz=BEIJING)
+        # Sensor platforms forward within seconds (a stale event would also mean a silent device).
+        at = datetime.fromtimestamp((self.now_ms - self.rng.randrange(1_000, 120_000)) / 1000, tz=BEIJING)
         unit, threshold = _DEVICE_TYPES[device["deviceType"]]
         doc: dict[str, Any] = {"deviceId": device_id, "deviceType": device["deviceType"], "eventType": event_type,
                                "eventTime": at.isoformat(timespec="milliseconds")}
