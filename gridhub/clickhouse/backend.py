@@ -74,6 +74,8 @@ class ChdbBackend:
 
     def __init__(self, session: Any) -> None:
         self.session = session
+        # Numbers as JSON numbers (not quoted 64-bit strings), like clickhouse-driver returns them.
+        self.session.query("SET output_format_json_quote_64bit_integers = 0")
 
     def query(self, sql: str) -> Result:
         out = self.session.query(sql, "JSONCompact")

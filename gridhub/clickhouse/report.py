@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -21,6 +22,7 @@ from gridhub.clickhouse.backend import Backend
 from gridhub.clickhouse.queries import NamedQuery, division_names, load_queries, pin_now
 from gridhub.settings import get_settings
 
+_DATETIME_TEXT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 _BEIJING = ZoneInfo("Asia/Shanghai")
 #: Bars per chart: beyond ~30 labels a bar chart is unreadable; the table below it has every row.
 MAX_BARS = 30
@@ -65,6 +67,8 @@ def display(value: Any) -> Any:
         return int(value)
     if isinstance(value, float):
         return "" if math.isnan(value) else round(value, 4)
+    if isinstance(value, str) and _DATETIME_TEXT.match(value):  # chdb's JSON renders times as text
+        return value[:16]
     return value
 
 
@@ -171,8 +175,8 @@ def svg_chart(answer: Answer, chart: Chart) -> str:
              f'height="{height}" role="img">',
              f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>',
              f'<polyline class="line" points="{path}"/>']
-    for (x, y), (label, value) in zip(coords, points):
-        parts.append(f'<circle class="dot" cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{html.escape(label)}: '
+    for (cx, cy), (label, value) in zip(coords, points):
+        parts.append(f'<circle class="dot" cx="{cx:.1f}" cy="{cy:.1f}" r="3"><title>{html.escape(label)}: '
                      f'{value:g}</title></circle>')
     parts.append(f'<text x="{pad}" y="{height - pad + 16}">{html.escape(points[0][0])}</text>')
     parts.append(f'<text x="{width - pad}" y="{height - pad + 16}" text-anchor="end">'

@@ -169,3 +169,16 @@ def produce(producer: Any, records: list[tuple[str, bytes, bytes]], timeout: flo
     for future in futures:
         future.get(timeout=timeout)
     return len(futures)
+
+
+def rows(facts: FactSet, settings: Any) -> dict[str, list[dict[str, Any]]]:
+    """The rows the sink would insert for ``facts``, per table (for loading engines without Kafka)."""
+    from connectors.clickhouse.rows import TopicMap, to_row
+
+    topic_map = TopicMap(settings)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for topic, _key, value in encoded(facts, settings):
+        table = topic_map.table_for(topic)
+        assert table is not None, topic
+        out.setdefault(table, []).append(to_row(table, value))
+    return out
