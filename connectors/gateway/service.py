@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from aiohttp import web
 from mode import Service, ServiceT
 
+from connectors.base import RawRecord, Source
 from connectors.gateway.app import DEFAULT_MAX_BODY, make_app
 from connectors.kafka_io import RawProducer
 from gridhub.logging import get_logger
@@ -15,7 +16,7 @@ from gridhub.settings import Settings
 log = get_logger(__name__)
 
 
-class GatewayService(Service):
+class GatewayService(Source):
     """aiohttp server + its own Kafka producer.
 
     Start order: the producer (a child service) connects in the background, then
@@ -35,6 +36,9 @@ class GatewayService(Service):
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         return [self.producer]
+
+    async def deliver(self, records: Sequence[RawRecord]) -> None:
+        await self.producer.deliver(records)
 
     async def on_started(self) -> None:
         self._runner = web.AppRunner(make_app(self.settings, self.producer, max_body=self.max_body),

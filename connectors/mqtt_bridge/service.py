@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import paho.mqtt.client as mqtt
 from mode import Service, ServiceT
 
-from connectors.base import RawRecord, RetriableError
+from connectors.base import RawRecord, RetriableError, Source
 from connectors.kafka_io import RawProducer
 from gridhub.dlq import dead_letter_headers
 from gridhub.logging import get_logger
@@ -75,7 +75,7 @@ def to_record(settings: Settings, mqtt_topic: str, payload: bytes) -> RawRecord:
     return RawRecord(raw_topic, device_id.encode("utf-8"), payload)
 
 
-class MqttBridge(Service):
+class MqttBridge(Source):
     """Subscribes to the sensor topics and forwards every message to ``raw.sensors``."""
 
     def __init__(self, settings: Settings, *, host: str | None = None, port: int | None = None,
@@ -94,6 +94,10 @@ class MqttBridge(Service):
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         return [self.producer]
+
+    async def deliver(self, records: Sequence[RawRecord]) -> None:
+        """Produce with acks=all; returns once Kafka acknowledged all (then the MQTT acks may go)."""
+        await self.producer.deliver(records)
 
     # --- paho thread ---------------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
@@ -154,7 +158,7 @@ class MqttBridge(Service):
             delay = 0.5
             while not self.should_stop:
                 try:
-                    await self.producer.deliver(records)
+                    await self.deliver(records)
                     break
                 except RetriableError as exc:
                     log.warning("mqtt_bridge_kafka_retry", error=str(exc), pending=len(records), delay=delay)
