@@ -186,3 +186,32 @@ async def test_bridge_reconnects_after_the_broker_went_away(
     finally:
         await bridge.stop()
     assert [m.key for m in records] == [b"86301"]
+
+
+@pytest.mark.integration
+async def test_a_message_kafka_never_acknowledged_is_not_acknowledged_to_mqtt(
+        settings: Settings, consume: Callable[..., list[Any]]) -> None:
+    """Kafka unreachable: the bridge holds the message unacknowledged; the next bridge gets it again."""
+    first = await start_bridge(settings)            # the persistent session exists
+    await first.stop()
+    no_kafka = settings.model_copy(update={"kafka_port": _free_port()})
+    blind = MqttBridge(no_kafka)
+    await blind.start()
+    try:
+        for _ in range(100):
+            if blind.connected:
+                break
+            await asyncio.sleep(0.1)
+        assert blind.connected and not blind.producer.ready
+        await asyncio.to_thread(publish, settings.mqtt_host, settings.mqtt_port,
+                                [("sensors/gas/86501/events", event("86501", 1))])
+        await asyncio.sleep(1.5)                    # received, retried against the missing Kafka
+        assert blind.forwarded == 0
+    finally:
+        await blind.stop()                          # dies without having acknowledged it
+    second = await start_bridge(settings)
+    try:
+        records = await asyncio.to_thread(consume, "raw.sensors", 1, 20)
+    finally:
+        await second.stop()
+    assert [(m.key, m.value) for m in records] == [(b"86501", event("86501", 1))]
