@@ -199,3 +199,19 @@ async def test_feedback_token_must_belong_to_every_agency_named(
         body = await r.json()
     assert body["error"]["errors"] == [{"index": 1, "error": "the token does not belong to agency '330502.scjg'"}]
     assert consume("feedback", 0, timeout=3) == []  # all or nothing
+
+
+@pytest.mark.integration
+async def test_without_kafka_nothing_is_acknowledged(settings: Settings, http: aiohttp.ClientSession) -> None:
+    gw = GatewayService(settings.model_copy(update={"kafka_port": _free_port()}), port=_free_port())
+    await gw.start()
+    try:
+        async with http.post(_url(gw, "/v1/ingest/sensors"), data=b'{"deviceId": "d1"}',
+                             headers={"Authorization": "Bearer dev-sensors"}) as r:
+            assert r.status == 503
+            assert (await r.json())["error"]["code"] == "kafka_unavailable"
+        async with http.get(_url(gw, "/healthz")) as r:
+            body = await r.json()
+        assert body["status"] == "degraded" and body["kafka"]["producer"] == "connecting"
+    finally:
+        await gw.stop()
