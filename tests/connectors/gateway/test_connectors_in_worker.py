@@ -46,7 +46,7 @@ def test_gridhub_run_serves_http_and_mqtt(settings: Settings, worker: Callable[.
         time.sleep(0.3)
     assert health is not None and health["status"] == "ok", health
 
-    doc = {"eventId": "SJ33050200120250616000001", "platform": "综治工作", "description": "测试",
+    doc: dict[str, Any] = {"eventId": "SJ33050200120250616000001", "platform": "综治工作", "description": "测试",
            "reportTime": 1750035600000, "streetCode": "330502001"}
     status, results = _post(f"{base}/v1/ingest/four-platforms", json.dumps(doc, ensure_ascii=False).encode(),
                             "dev-four-platforms")
