@@ -1,0 +1,172 @@
+"""The ClickHouse sink against the real Kafka and ClickHouse: redelivery, a SIGKILL mid-load, an outage.
+
+The sink runs as ``gridhub run --only clickhouse`` in a subprocess; the facts
+are produced by the test with gridhub.codec (the synthetic module writes what
+fusion, routing and the lifecycle would).  The reference for "a single clean
+load" is the same rows inserted once, directly, into a database of its own.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any, Callable
+
+import pytest
+
+from connectors.clickhouse.rows import TopicMap
+from gridhub.clickhouse.backend import DriverBackend
+from gridhub.clickhouse.migrate import migrate
+from gridhub.clickhouse.report import run_queries
+from gridhub.clickhouse.synthetic import FactSet, encoded, generate, produce, rows
+from gridhub.settings import Settings
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+NOW = int(time.time())
+#: Small batches and quick flushes, so a load takes many flush-commit rounds and a kill lands inside one.
+FAST = {"GRIDHUB_CH_SINK_BATCH_ROWS": "200", "GRIDHUB_CH_SINK_FLUSH_SECONDS": "0.3",
+        "GRIDHUB_CH_SINK_BACKOFF_MAX": "4"}
+ID_COLUMNS = {"reports": "report_id", "cases": "case_id", "case_events": "event_id", "dispatches": "dispatch_id"}
+
+
+def expected_ids(facts: FactSet) -> dict[str, int]:
+    data = rows(facts, Settings())
+    return {t: len({r[col] for r in data[t]}) for t, col in ID_COLUMNS.items()}
+
+
+def final_counts(client: Any, database: str) -> dict[str, int]:
+    out = {}
+    for table in ID_COLUMNS:
+        try:
+            out[table] = client.execute(f"SELECT count() FROM {database}.{table} FINAL")[0][0]
+        except Exception:  # the sink has not created its tables yet
+            out[table] = -1
+    return out
+
+
+def consumer_lag(settings: Settings) -> int | None:
+    """Records of the fact topics not yet committed by the sink's group (None: no commit yet)."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    group = f"{settings.faust_app_id}.clickhouse-sink"
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        pattern = TopicMap(settings).pattern
+        topics = [t for t in admin.list_topics() if re.match(pattern, t)]
+        tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or [])]
+        committed = admin.list_group_offsets(group).get(group) or {}
+        if not committed:
+            return None
+        ends = consumer.end_offsets(tps)
+        return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_redelivery_and_a_killed_sink_leave_every_answer_as_a_clean_load(
+        settings: Settings, kafka_producer: Any, worker: Any, ch_client: Any) -> None:
+    facts = generate(1200, NOW * 1000, seed=21, townships=4, agencies=3)
+    records = encoded(facts, settings)
+    want = expected_ids(facts)
+    db = settings.ch_database
+
+    produce(kafka_producer, records)
+    w = worker(settings, only="clickhouse", env=FAST, wait=False)
+    # Kill it while it is loading: some rows in ClickHouse, not all of them, offsets partly committed.
+    partial: dict[str, int] = {}
+
+    def mid_load() -> bool:
+        nonlocal partial
+        partial = final_counts(ch_client, db)
+        return 0 < partial["case_events"] < want["case_events"]
+
+    wait_for(mid_load, 120, "the first rows of the load", step=0.05)
+    w.kill()
+    assert partial["case_events"] < want["case_events"]
+
+    produce(kafka_producer, records)  # the whole data set again: a redelivery / replay
+    w.start()
+    wait_for(lambda: final_counts(ch_client, db) == want and consumer_lag(settings) == 0, 240,
+             "the sink to load everything and commit")
+    raw = ch_client.execute(f"SELECT count() FROM {db}.case_events")[0][0]
+
+    reference = f"{db}_ref_{uuid.uuid4().hex[:6]}"
+    server = DriverBackend.from_settings(settings)
+    try:
+        migrate(server, reference)
+        for table, table_rows in rows(facts, settings).items():
+            server.insert(f"{reference}.{table}", table_rows)
+        clean = run_queries(DriverBackend.from_settings(settings, database=reference), NOW)
+        clean_counts = final_counts(ch_client, reference)
+    finally:
+        server.execute(f"DROP DATABASE IF EXISTS {reference}")
+        server.close()
+    loaded = run_queries(DriverBackend.from_settings(settings, database=db), NOW)
+
+    assert raw >= want["case_events"]  # duplicates may already be merged away, never fewer rows
+    assert final_counts(ch_client, db) == clean_counts == want
+    assert all(answer.rows for answer in clean)
+    for got, expected in zip(loaded, clean, strict=True):
+        assert got == expected, got.query.name
+    assert "ch_sink.flushed" in w.log_text()
+
+
+def test_clickhouse_outage_the_sink_waits_retries_and_catches_up(
+        settings: Settings, kafka_producer: Any, worker: Any, tmp_path: Any) -> None:
+    from clickhouse_driver import Client
+
+    from gridhub.infra.clickhouse import ClickHouseServer
+
+    tcp, http = free_port(), free_port()
+    private = settings.model_copy(update={"clickhouse_port": tcp, "clickhouse_http_port": http})
+    server = ClickHouseServer(private.model_copy(update={"run_dir": tmp_path}), name="ch-outage", tcp_port=tcp,
+                              http_port=http, interserver_http_port=free_port())
+
+    def up() -> None:
+        server.start()
+        wait_for(server.healthy, 60, "the private ClickHouse to start")
+
+    facts = generate(400, NOW * 1000, seed=33, townships=4, agencies=3)
+    records = encoded(facts, settings)
+    want = expected_ids(facts)
+    half = len(records) // 2
+    client = Client("127.0.0.1", port=tcp, connect_timeout=2, send_receive_timeout=10)
+    up()
+    try:
+        w = worker(private, only="clickhouse", env=FAST)
+        produce(kafka_producer, records[:half])
+        wait_for(lambda: consumer_lag(settings) == 0, 120, "the first half to be loaded")
+        first = final_counts(client, settings.ch_database)
+        assert 0 < sum(first.values()) < sum(want.values())
+        client.disconnect()
+
+        server.stop()
+        log_offset = len(w.log_text())
+        produce(kafka_producer, records[half:])
+        time.sleep(30)  # the outage
+        assert w.running(), w.log_tail()
+        lag_during = consumer_lag(settings)
+        assert lag_during is not None and lag_during >= len(records) - half  # nothing committed while down
+        assert "ch_sink.retry" in w.log_text(log_offset)
+
+        up()
+        wait_for(lambda: final_counts(client, settings.ch_database) == want and consumer_lag(settings) == 0, 120,
+                 "the sink to catch up after the outage")
+        assert w.running()
+    finally:
+        client.disconnect()
+        server.stop()
