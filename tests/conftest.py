@@ -29,6 +29,7 @@ Fixtures:
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -54,11 +55,34 @@ GRIDHUB = str(_VENV_GRIDHUB) if _VENV_GRIDHUB.exists() else (shutil.which("gridh
 WORKER_READY = "Worker ready"
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the kernel's choice)."""
+_handed_out: set[int] = set()
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, never handed out before in this session.
+
+    Drawn from 20000-32767, below Linux's ephemeral range (32768-60999), so a
+    client connection's source port cannot take it between this check and the
+    server's bind; ``port + 9`` is free too (ClickHouse's interserver port).
+    """
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20000, 32767 - 9)
+        if {port, port + 9} & _handed_out or not (_bindable(port) and _bindable(port + 9)):
+            continue
+        _handed_out.update({port, port + 9})
+        return port
+    raise RuntimeError("no free TCP port found in 20000-32767")
 
 
 def _port_open(port: int) -> bool:

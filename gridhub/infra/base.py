@@ -132,6 +132,8 @@ class LocalServer:
         self.pid_file = self.home / f"{self.name}.pid"
         self.log_file = self.home / f"{self.name}.log"
         self.data_dir = self.home / "data"
+        #: The child handle when this object started the server (see :meth:`exited`).
+        self._proc: subprocess.Popen[bytes] | None = None
 
     # --- what a subclass defines ------------------------------------------------
     @property
@@ -217,7 +219,16 @@ class LocalServer:
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
+        self._proc = proc
         return proc.pid
+
+    def exited(self) -> bool:
+        """True when the process this object started has exited (reaping it).
+
+        Uses the child handle, not :meth:`pid`: between fork and exec the
+        child's command line is still ours, and would look like a dead server.
+        """
+        return self._proc is not None and self._proc.poll() is not None
 
     def died(self, pid: int) -> InfraError:
         """The error for a process that exited during its start."""
@@ -227,6 +238,8 @@ class LocalServer:
     def stop(self) -> bool:
         """SIGTERM, wait, SIGKILL; True when a process was stopped."""
         pid = self.pid()
+        if pid is None and self._proc is not None and self._proc.poll() is None:
+            pid = self._proc.pid  # started by us a moment ago, possibly not yet exec'd
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False

@@ -37,7 +37,8 @@ class _HealthTopicNoise(logging.Filter):
         return HEALTH_TOPIC not in record.getMessage()
 
 
-logging.getLogger("kafka.cluster").addFilter(_HealthTopicNoise())
+for _name in ("kafka.cluster", "kafka.producer.sender"):  # "not found" / "not leader" while the broker settles
+    logging.getLogger(_name).addFilter(_HealthTopicNoise())
 
 #: Logged by org.apache.kafka.common.utils.AppInfoParser when the broker starts.
 _VERSION_LINE = re.compile(r"Kafka version: (\S+)")

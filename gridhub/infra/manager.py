@@ -88,7 +88,7 @@ class Infra:
         pending = list(waiting)
         while pending:
             for server in list(pending):
-                if server.name in started and not server.running():
+                if server.name in started and server.exited():
                     raise server.died(started[server.name])
                 if server.healthy():
                     took[server.name] = round(time.monotonic() - began, 1)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,19 @@ import pytest
 from conftest import GRIDHUB, REPO_ROOT, free_port
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def private_dir(infra: Any) -> Iterator[Path]:
+    """A scratch dir for a second run dir, under the shared run dir rather than pytest's tmp_path.
+
+    pytest prunes old ``/tmp/pytest-of-<user>/pytest-N`` dirs, and other pytest
+    sessions on the same machine can prune one while servers still write into it.
+    """
+    path = Path(infra.run_dir) / "tests" / f"private-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _gridhub(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -73,8 +89,8 @@ def test_up_twice_reuses_the_running_servers(infra: Any) -> None:
         ["kafka", "running"], ["clickhouse", "running"], ["mosquitto", "running"]]
 
 
-def test_taken_port_fails_with_one_clear_line(tmp_path: Path) -> None:
-    env = _private_env(tmp_path / "run")
+def test_taken_port_fails_with_one_clear_line(private_dir: Path) -> None:
+    env = _private_env(private_dir / "run")
     port = int(env["GRIDHUB_KAFKA_PORT"])
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
@@ -82,13 +98,13 @@ def test_taken_port_fails_with_one_clear_line(tmp_path: Path) -> None:
         result = _gridhub("infra", "up", env=env)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    log = tmp_path / "run" / "kafka" / "kafka.log"
+    log = (private_dir / "run" / "kafka" / "kafka.log").relative_to(REPO_ROOT)  # the CLI runs in REPO_ROOT
     assert errors == [f"error: kafka: port {port} on 127.0.0.1 is already in use by another process (log: {log})"]
-    assert _processes_mentioning(str(tmp_path)) == []
+    assert _processes_mentioning(str(private_dir)) == []
 
 
-def test_down_leaves_no_process_behind(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
+def test_down_leaves_no_process_behind(private_dir: Path) -> None:
+    run_dir = private_dir / "run"
     env = _private_env(run_dir)
     try:
         up = _gridhub("infra", "up", env=env)
@@ -118,9 +134,9 @@ def test_down_leaves_no_process_behind(tmp_path: Path) -> None:
             probe.bind(("127.0.0.1", int(env[key])))
 
 
-def test_a_dying_server_is_reported_with_its_log(tmp_path: Path) -> None:
+def test_a_dying_server_is_reported_with_its_log(private_dir: Path) -> None:
     """ClickHouse refusing its config: the error names the service and log, and shows the log's tail."""
-    run_dir = tmp_path / "run"
+    run_dir = private_dir / "run"
     env = _private_env(run_dir)
     # A file where ClickHouse creates its metadata directory makes it exit at start.
     (run_dir / "clickhouse" / "data").mkdir(parents=True)
@@ -132,7 +148,7 @@ def test_a_dying_server_is_reported_with_its_log(tmp_path: Path) -> None:
     assert result.returncode == 1
     first_error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(first_error) == 1 and first_error[0].startswith("error: clickhouse: ")
-    assert str(run_dir / "clickhouse" / "clickhouse.log") in first_error[0]
+    assert f"(log: {(run_dir / 'clickhouse' / 'clickhouse.log').relative_to(REPO_ROOT)})" in first_error[0]
     assert "--- last lines of the clickhouse log ---" in result.stderr
     deadline = time.monotonic() + 10
     while _processes_mentioning(str(run_dir)) and time.monotonic() < deadline:
