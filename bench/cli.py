@@ -23,3 +23,15 @@ def normalize_cmd(documents: int, repeat: int, seed: int, as_json: bool) -> None
     from bench.normalize import run_normalize_bench
 
     run_normalize_bench(documents, repeat, seed, as_json)
+
+
+@bench.command("sink")
+@click.option("-n", "--cases", default=5_000, show_default=True, help="synthetic cases (about 9 rows each)")
+@click.option("--batch-rows", default=5_000, show_default=True, help="rows per INSERT, both sides")
+@click.option("--seed", default=141, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of a table")
+def sink_cmd(cases: int, batch_rows: int, seed: int, as_json: bool) -> None:
+    """ClickHouse sink rows/s per table vs a bare batched INSERT loop (needs gridhub infra up)."""
+    from bench.sink import run_sink_bench
+
+    run_sink_bench(cases, batch_rows, seed, as_json)

@@ -128,7 +128,11 @@ class ClickHouseSink(Sink):
         self._client: Any = None
         # One thread: clickhouse-driver's Client is not thread-safe, and inserts are sequential anyway.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ch-sink")
+        # Counters for `gridhub bench sink` and the logs.
         self.inserted: dict[str, int] = {t: 0 for t in TABLES}
+        self.insert_seconds: dict[str, float] = {t: 0.0 for t in TABLES}
+        self.first_record_at: float | None = None
+        self.last_commit_at: float | None = None
         self.retries = 0
         # The run loop and the final flush of on_stop must not flush the same buffer at once.
         self._flush_lock = asyncio.Lock()
@@ -183,7 +187,9 @@ class ClickHouseSink(Sink):
             mid = len(rows) // 2
             return (await self._insert_table(table, rows[:mid], sources[:mid])
                     + await self._insert_table(table, rows[mid:], sources[mid:]))
-        SINK_BATCH_SECONDS.labels(table=table).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        SINK_BATCH_SECONDS.labels(table=table).observe(elapsed)
+        self.insert_seconds[table] += elapsed
         SINK_ROWS.labels(table=table).inc(len(rows))
         self.inserted[table] += len(rows)
         return []
@@ -311,6 +317,8 @@ class ClickHouseSink(Sink):
                 if self.should_stop:  # the consumer was stopped under us
                     return
                 raise
+            if batches and self.first_record_at is None:
+                self.first_record_at = time.perf_counter()
             for messages in batches.values():
                 self.prepare([RawRecord(topic=m.topic, key=m.key, value=m.value, headers=list(m.headers or []),
                                         partition=m.partition, offset=m.offset, timestamp_ms=m.timestamp)
@@ -365,6 +373,7 @@ class ClickHouseSink(Sink):
             except Exception as exc:
                 log.warning("ch_sink.commit_failed", error=str(exc), partitions=len(offsets))
                 return
+        self.last_commit_at = time.perf_counter()
         log.info("ch_sink.flushed", records=pending.records, partitions=len(offsets),
                  inserted=sum(self.inserted.values()))
 
