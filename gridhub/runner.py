@@ -21,7 +21,7 @@ import click
 from gridhub.settings import get_settings
 
 #: Stream domains, imported in pipeline order (each declares its agents on streams.app.app).
-DOMAINS: list[str] = ["streams.ingest", "streams.routing"]
+DOMAINS: list[str] = ["streams.ingest", "streams.fusion", "streams.routing"]
 
 #: Services run beside the stream processors.
 SERVICES: list[str] = [
@@ -29,6 +29,7 @@ SERVICES: list[str] = [
     "connectors.mqtt_bridge.service:create",
     "connectors.webhook.service:create",
     "connectors.clickhouse.service:create",
+    "streams.fusion:prepare_topics",  # creates fusion's changelog before the consumer subscribes
 ]
 
 

@@ -317,33 +317,33 @@ class FusionEngine:
             keys += [f"n:{county}:{v}" for v in case["streets"]]
         return keys
 
-    def _reindex(self, st: JsonState, case: dict[str, Any]) -> None:
-        wanted = self._index_keys(case)
-        for key in case["idx"]:
-            if key not in wanted:
-                st.list_remove(key, case["case_id"])
-        for key in wanted:
-            if key not in case["idx"]:
-                st.list_add(key, case["case_id"])
-        case["idx"] = wanted
-
     def _link(self, st: JsonState, skey: str, case: dict[str, Any], report: dict[str, Any], f: Features,
               events: list[str], result: FusionResult) -> None:
-        """Write expiry, indexes, the case, then the (source, source_ref) entry; emit the outputs.
+        """Write expiry, new index entries, device, case, stale-index removals, then the
+        (source, source_ref) entry; emit the outputs.
 
-        The order matters after a crash (see ``state``): an index entry without its case is
-        skipped by the search, and a recovered prefix that has the case but not the source
-        entry makes the redelivered report finish the same link (the case already lists the
-        report), never a second one.
+        The order matters after a crash (see ``state``): every prefix of these writes leaves a
+        state in which the redelivered report makes the same decision.  An index entry or a
+        device entry whose case is missing or stale is harmless (the search re-reads the case);
+        an index entry must never be *removed* before the case state that no longer needs it is
+        written; a recovered case that already lists the report (source entry missing) makes
+        the redelivered report finish the same link, never a second one.
         """
         if case["version"] == 0:
             self._schedule(st, case["county"], f"c:{case['case_id']}",
                            int(case["last_seen"]) + self.cfg.expire_after_last_seen_ms)
         case["version"] += 1
-        self._reindex(st, case)
-        self._put_case(st, case)
+        old_idx, new_idx = list(case["idx"]), self._index_keys(case)
+        for key in new_idx:
+            if key not in old_idx:
+                st.list_add(key, case["case_id"])
         if f.device_id and f.kind == "incident":
             st.set(f"d:{f.county}:{f.device_id}", case["case_id"])
+        case["idx"] = new_idx
+        self._put_case(st, case)
+        for key in old_idx:
+            if key not in new_idx:
+                st.list_remove(key, case["case_id"])
         if events[0] != "report_updated":  # a first delivery: the entry lives 7 days of event time
             self._schedule(st, f.county, skey, f.t + self.cfg.expire_after_last_seen_ms)
         st.set(skey, {"case": case["case_id"], "v": int(report["version"]), "rid": f.report_id, "ev": events})
