@@ -170,3 +170,27 @@ def test_clickhouse_outage_the_sink_waits_retries_and_catches_up(
     finally:
         client.disconnect()
         server.stop()
+
+
+def test_bad_records_go_to_the_dlq_with_their_bytes_and_land_in_dead_letters(
+        settings: Settings, kafka_producer: Any, worker: Any, consume: Any, ch_client: Any) -> None:
+    from gridhub.dlq import parse_dead_letter_headers
+
+    facts = generate(20, NOW * 1000, seed=4, townships=2, agencies=2)
+    good = encoded(facts, settings)
+    bad = [(settings.topic("reports.linked"), b"k1", b'{"not": "avro"}'),
+           (settings.topic("case-events"), b"k2", b"\xc3\x01" + b"\x00" * 12)]
+    produce(kafka_producer, good + bad)
+    worker(settings, only="clickhouse", env=FAST)
+    letters = [r for r in consume("dlq", 2, timeout=60)]
+    sink_letters = {r.value: parse_dead_letter_headers(r.headers) for r in letters}
+    assert set(sink_letters) == {value for _, _, value in bad}
+    assert all(info.stage == "sink" and info.reason and info.offset is not None for info in sink_letters.values())
+    wait_for(lambda: final_counts(ch_client, settings.ch_database) == expected_ids(facts)
+             and ch_client.execute(f"SELECT count() FROM {settings.ch_database}.dead_letters FINAL")[0][0] == 2,
+             120, "the good facts and the two dead letters in ClickHouse")
+    stored = ch_client.execute(f"SELECT stage, source_topic, value FROM {settings.ch_database}.dead_letters FINAL "
+                               "ORDER BY source_topic")
+    assert [(stage, topic) for stage, topic, _ in stored] == [
+        ("sink", settings.topic("case-events")), ("sink", settings.topic("reports.linked"))]
+    assert stored[1][2] == '{"not": "avro"}'

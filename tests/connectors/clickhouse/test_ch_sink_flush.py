@@ -1,0 +1,68 @@
+"""Flush logic of the ClickHouse sink with a fake ClickHouse (no Kafka, no server): bisecting refused rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connectors.base import DataError, RawRecord, RetriableError
+from connectors.clickhouse.rows import REPORTS
+from connectors.clickhouse.service import ClickHouseSink, SinkSettings
+from gridhub.codec import codec
+from gridhub.settings import Settings
+
+from tests.connectors.clickhouse.test_ch_rows import REPORT
+
+
+class FakeClickHouseSink(ClickHouseSink):
+    """ClickHouse refuses any INSERT holding a row whose title is 'poison'; fails the first call if told to."""
+
+    def __init__(self, fail_first: bool = False) -> None:
+        super().__init__(Settings(namespace="tfake"), SinkSettings(migrate=False))
+        self.stored: list[dict[str, Any]] = []
+        self.calls = 0
+        self.fail_first = fail_first
+        self.sent: list[tuple[RawRecord, str]] = []
+
+    def _insert_blocking(self, table: str, rows: list[dict[str, Any]]) -> None:
+        self.calls += 1
+        if self.fail_first and self.calls == 1:
+            raise RetriableError("ClickHouse error 252: Too many parts")
+        if any(r["title"] == "poison" for r in rows):
+            raise DataError("ClickHouse refused the rows (code 53): type mismatch")
+        self.stored.extend(rows)
+
+    async def _send_dead_letters(self, dead: list[tuple[RawRecord, str]]) -> None:
+        self.sent.extend(dead)
+
+
+def records(n: int, poison: set[int]) -> list[RawRecord]:
+    out = []
+    for i in range(n):
+        value = codec("Report").encode({**REPORT, "report_id": f"r{i}", "title": "poison" if i in poison else "ok"})
+        out.append(RawRecord(topic="tfake.reports.linked", key=b"c", value=value, partition=0, offset=i))
+    return out
+
+
+async def test_refused_rows_are_isolated_and_dead_lettered_with_their_original_bytes() -> None:
+    sink = FakeClickHouseSink()
+    batch = records(64, poison={5, 40}) + [RawRecord(topic="tfake.reports.linked", key=None, value=b"garbage",
+                                                     partition=0, offset=64)]
+    pending = sink.prepare(batch)
+    assert len(pending.rows[REPORTS]) == 64 and len(pending.dead) == 1  # the garbage never becomes a row
+    await sink._deliver(pending)
+    assert sorted(r["report_id"] for r in sink.stored) == sorted(f"r{i}" for i in range(64) if i not in {5, 40})
+    assert [(r.offset, r.value == batch[r.offset].value) for r, _ in sink.sent] == [(64, True), (5, True), (40, True)]
+    assert all("refused" in reason or "Avro" in reason for _, reason in sink.sent)
+    assert pending.offsets == {("tfake.reports.linked", 0): 64}
+
+
+async def test_a_retriable_failure_leaves_the_batch_pending_for_the_retry() -> None:
+    sink = FakeClickHouseSink(fail_first=True)
+    pending = sink.prepare(records(10, poison=set()))
+    with pytest.raises(RetriableError):
+        await sink._deliver(pending)
+    assert sink.stored == [] and len(pending.rows[REPORTS]) == 10
+    await sink._deliver(pending)
+    assert len(sink.stored) == 10 and pending.rows[REPORTS] == []
