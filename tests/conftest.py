@@ -15,7 +15,8 @@ infra down`` stops them.
 Fixtures:
 
 * ``infra`` (session): :class:`gridhub.infra.Infra`, every server healthy.
-* ``settings``: a :class:`Settings` with a fresh namespace.
+* ``settings``: a :class:`Settings` with a fresh namespace and free
+  ``gateway_port`` / ``web_port``.
 * ``kafka_producer``: kafka-python ``KafkaProducer`` (acks=all).
 * ``consume(topic, n, timeout=30)``: records of the namespaced ``topic``,
   from the beginning, once at least ``n`` are there (or the timeout passed).
@@ -121,7 +122,9 @@ def _delete_namespace_topics(settings: Settings) -> None:
 @pytest.fixture
 def settings(infra: Infra) -> Iterator[Settings]:
     """Settings in a fresh namespace, with its ClickHouse database created (dropped afterwards)."""
-    s = Settings(namespace=f"t{uuid.uuid4().hex[:8]}")
+    # Own ports for the HTTP gateway and the Faust web server too: several test
+    # sessions (and a running demo) share this machine.
+    s = Settings(namespace=f"t{uuid.uuid4().hex[:8]}", gateway_port=free_port(), web_port=free_port())
     from clickhouse_driver import Client
 
     admin = Client(host=s.clickhouse_host, port=s.clickhouse_port, user=s.clickhouse_user,

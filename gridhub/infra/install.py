@@ -89,7 +89,7 @@ def mosquitto_binary() -> str:
 
 def _classpath_cache(settings: Settings) -> Path:
     digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
-    return Path(settings.run_dir).resolve() / "cache" / f"kafka-classpath-{digest}.txt"
+    return Path(settings.run_dir).resolve() / "cache" / f"kafka-{settings.kafka_version}-classpath-{digest}.txt"
 
 
 def kafka_classpath(settings: Settings, progress: Callable[[str], None] | None = None) -> str:
@@ -108,7 +108,7 @@ def kafka_classpath(settings: Settings, progress: Callable[[str], None] | None =
         progress(f"resolving jars with mvn from {POM.relative_to(DEPLOY_DIR.parent)}")
     result = subprocess.run(
         ["mvn", "-B", "-q", "-Dstyle.color=never", "-f", str(POM), "dependency:build-classpath",
-         f"-Dmdep.outputFile={tmp}"],
+         f"-Dkafka.version={settings.kafka_version}", f"-Dmdep.outputFile={tmp}"],
         capture_output=True, text=True, stdin=subprocess.DEVNULL,
     )
     if result.returncode != 0 or not tmp.exists():
