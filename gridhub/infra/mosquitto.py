@@ -7,7 +7,6 @@ persistence and the log live under ``<run_dir>/mosquitto/``.
 from __future__ import annotations
 
 import getpass
-import subprocess
 import threading
 import uuid
 from pathlib import Path
@@ -79,13 +78,30 @@ class MosquittoServer(LocalServer):
             client.loop_stop()
 
     def version(self) -> str | None:
-        """The version of the installed broker binary (mosquitto prints it with -h)."""
+        """The version the running broker publishes (retained) on ``$SYS/broker/version``."""
+        import paho.mqtt.client as mqtt
+
+        answer: list[str] = []
+        got = threading.Event()
+
+        def on_message(_client: Any, _userdata: Any, msg: Any) -> None:
+            answer.append(msg.payload.decode(errors="replace"))
+            got.set()
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gridhub-version-{uuid.uuid4().hex[:8]}")
+        client.on_message = on_message
         try:
-            out = subprocess.run([mosquitto_binary(), "-h"], capture_output=True, text=True, timeout=5).stdout
-        except Exception:
+            client.connect(self.host, self.port, keepalive=10)
+            client.loop_start()
+            client.subscribe("$SYS/broker/version", qos=0)
+            got.wait(5)
+        except OSError:
             return None
-        first = out.splitlines()[0] if out else ""
-        return first.rsplit(" ", 1)[-1] if first.startswith("mosquitto version") else None
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        # "mosquitto version 2.0.11" -> "2.0.11"
+        return answer[0].rsplit(" ", 1)[-1] if answer else None
 
     def info(self) -> dict[str, Any]:
         return {"host": self.host, "port": self.port}
