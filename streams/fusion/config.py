@@ -56,7 +56,7 @@ class FusionConfig:
     expire_after_closed_ms: int
     max_report_ids: int
     max_shingles: int
-    _group_of: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _group_of: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def rule(self, category: str) -> CategoryRule:
         return self.categories.get(category) or self.categories["default"]
@@ -70,8 +70,7 @@ class FusionConfig:
             return self.other_weight  # "other" = unclassified: no evidence, even against "other"
         if a == b:
             return 1.0
-        ga, gb = self._group_of.get(a), self._group_of.get(b)
-        if ga is not None and ga == gb:
+        if self._group_of.get(a, frozenset()) & self._group_of.get(b, frozenset()):
             return self.group_weight
         return 0.0
 
@@ -86,12 +85,10 @@ def parse_config(data: dict[str, Any]) -> FusionConfig:
     if "default" not in cats:
         raise ValueError("fusion config: categories.default is required")
     groups = {name: frozenset(members) for name, members in (data.get("groups") or {}).items()}
-    group_of: dict[str, str] = {}
+    group_of: dict[str, frozenset[str]] = {}
     for name, members in groups.items():
         for member in members:
-            if member in group_of:
-                raise ValueError(f"fusion config: category {member} is in two groups")
-            group_of[member] = name
+            group_of[member] = group_of.get(member, frozenset()) | {name}
     w = data["weights"]
     sensor = data["sensor"]
     addr = data["address"]

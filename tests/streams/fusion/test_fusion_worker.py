@@ -66,7 +66,9 @@ def linked_mapping(consume: Callable[..., list[Any]], expected: set[tuple[str, s
     seen: dict[tuple[str, str], set[str]] = {}
     while time.monotonic() < deadline:
         seen = {}
-        for rec in consume(REPORTS_LINKED, len(expected), timeout=10):
+        # n=0: read for the whole timeout; the topic holds redelivered duplicates, so stopping
+        # after len(expected) records could miss whole partitions
+        for rec in consume(REPORTS_LINKED, 0, timeout=12):
             report = codec("Report").decode(rec.value)
             assert rec.key.decode() == report["case_id"]
             seen.setdefault((report["source"], report["source_ref"]), set()).add(report["case_id"])
