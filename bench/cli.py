@@ -35,3 +35,17 @@ def sink_cmd(cases: int, batch_rows: int, seed: int, as_json: bool) -> None:
     from bench.sink import run_sink_bench
 
     run_sink_bench(cases, batch_rows, seed, as_json)
+
+
+@bench.command("fusion")
+@click.option("--hours", default=6.0, show_default=True, help="simulated hours of traffic")
+@click.option("--rate", default=4.0, show_default=True, help="simulated records per second (all sources)")
+@click.option("--warmup", default=0.5, show_default=True, help="share of the reports that fill the state first")
+@click.option("--seed", default=141, show_default=True)
+@click.option("--store", type=click.Choice(["memory", "rocksdb"]), default="rocksdb", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
+def fusion_cmd(hours: float, rate: float, warmup: float, seed: int, store: str, as_json: bool) -> None:
+    """Fusion engine reports/s and the state size it ran at (open cases, keys, bytes), in process."""
+    from bench.fusion import run_fusion_bench
+
+    run_fusion_bench(hours, rate, warmup, seed, store, as_json)
