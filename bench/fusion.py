@@ -24,7 +24,7 @@ class RocksKV:
     def __init__(self, path: str) -> None:
         from rocksdict import Rdict
 
-        self.db = Rdict(path)
+        self.db: Any = Rdict(path)
 
     def get(self, key: str) -> bytes | None:
         value = self.db.get(key.encode())
