@@ -27,6 +27,7 @@ DOMAINS: list[str] = ["streams.ingest", "streams.fusion", "streams.routing"]
 SERVICES: list[str] = [
     "connectors.gateway.service:create",
     "connectors.mqtt_bridge.service:create",
+    "streams.routing.service:create",
     "connectors.webhook.service:create",
     "connectors.clickhouse.service:create",
     "streams.fusion:prepare_topics",  # creates fusion's changelog before the consumer subscribes
