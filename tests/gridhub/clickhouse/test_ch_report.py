@@ -33,9 +33,10 @@ class ChartCollector(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
-        if tag == "svg" and a.get("data-chart"):
-            self._current = a["data-chart"]
-            self.marks[self._current] = 0
+        chart = a.get("data-chart")
+        if tag == "svg" and chart:
+            self._current = chart
+            self.marks[chart] = 0
         elif self._current and tag in ("rect", "circle") and a.get("class") in ("bar", "dot"):
             self.marks[self._current] += 1
         for attr in ("src", "href"):
