@@ -253,7 +253,7 @@ def random_phone(rng: random.Random) -> str:
     """A mobile number with a real China Mobile/Unicom/Telecom prefix (synthetic)."""
     return rng.choice(("135", "136", "137", "138", "139", "150", "151", "158", "159", "130", "131", "132",
                        "155", "156", "186", "133", "153", "180", "181", "189", "177", "199")) + \
-        "".join(str(rng.randrange(10)) for _ in range(8))
+        f"{rng.randrange(10 ** 8):08d}"
 
 
 def build_devices(rng: random.Random, counties: tuple[County, ...], count: int) -> list[Device]:
@@ -280,7 +280,7 @@ def build_devices(rng: random.Random, counties: tuple[County, ...], count: int) 
             if len(devices) >= count:
                 break
             # 15-digit IMEI-like id: 86 (China's reporting-body prefix) + 13 digits.
-            device_id = "86" + "".join(str(rng.randrange(10)) for _ in range(13))
+            device_id = f"86{rng.randrange(10 ** 13):013d}"
             address = base_addr + (f"{unit + 1}单元" if per_site > 1 else "")
             # Units of one site are within a few metres of each other.
             dlng, dlat = offset(place.lng, place.lat, rng.uniform(-5, 5), rng.uniform(-5, 5))
