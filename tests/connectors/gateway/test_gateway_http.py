@@ -215,3 +215,16 @@ async def test_without_kafka_nothing_is_acknowledged(settings: Settings, http: a
         assert body["status"] == "degraded" and body["kafka"]["producer"] == "connecting"
     finally:
         await gw.stop()
+
+
+@pytest.mark.integration
+async def test_a_taken_port_does_not_stop_the_service(settings: Settings) -> None:
+    """Several workers on one host: the second gateway logs gateway_bind_failed and keeps its worker alive."""
+    first = await _start(settings)
+    second = GatewayService(settings, port=first.bound_port)
+    try:
+        await second.start()
+        assert second._runner is None and not second.should_stop
+    finally:
+        await second.stop()
+        await first.stop()
