@@ -23,7 +23,7 @@ def eval_group() -> None:
 @click.option("--labels", "labels_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="JSON Lines {source, source_ref, incident} (gridhub simulate --labels)")
 @click.option("--registry", "registry_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="device registry, JSON Lines of CONTRACTS 1.3 registry records")
+              help="device registry: CSV (gridhub simulate's devices.csv) or JSON Lines of CONTRACTS 1.3 records")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="fusion config (default deploy/fusion.yaml)")
 @click.option("--worst", default=5, show_default=True, help="how many worst confusions to print")
@@ -36,10 +36,10 @@ def fusion(records_path: str, labels_path: str, registry_path: str | None, confi
     Runs every record through the real normaliser (streams.ingest.normalize) and the real
     fusion engine, in process, in delivery order.
     """
-    from gridhub.evaluation.fusion import read_jsonl, run
+    from gridhub.evaluation.fusion import read_jsonl, read_registry, run
     from streams.fusion.config import load_config
 
-    registry = {str(r["deviceId"]): r for r in read_jsonl(registry_path)} if registry_path else None
+    registry = {str(r["deviceId"]): r for r in read_registry(registry_path)} if registry_path else None
     result = run(read_jsonl(records_path), read_jsonl(labels_path), config=load_config(config_path),
                  registry=registry, worst=worst)
     s = result.scores

@@ -80,6 +80,24 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
                     raise ValueError(f"{path}:{n}: not JSON: {exc}") from None
 
 
+def read_registry(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Device registry records from CSV (header = CONTRACTS 1.3 field names) or JSON Lines."""
+    if str(path).endswith(".csv"):
+        import csv
+
+        with open(path, encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                rec: dict[str, Any] = {k: v for k, v in row.items() if v not in (None, "")}
+                for name in ("lng", "lat"):
+                    if name in rec:
+                        rec[name] = float(rec[name])
+                if "heartbeatSeconds" in rec:
+                    rec["heartbeatSeconds"] = int(float(rec["heartbeatSeconds"]))
+                yield rec
+    else:
+        yield from read_jsonl(path)
+
+
 def doc_time_ms(source: str, doc: dict[str, Any]) -> int | None:
     """The source's own timestamp of a document, to give deliveries a plausible receipt time."""
     try:
