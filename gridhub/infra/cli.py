@@ -31,10 +31,24 @@ def infra() -> None:
     """Local Kafka, ClickHouse and Mosquitto under the run dir (GRIDHUB_RUN_DIR)."""
 
 
+#: ``--brokers N`` (N > 1): a separate replicated Kafka cluster (gridhub/infra/cluster.py, docs/scaling.md).
+brokers_option = click.option("--brokers", default=1, show_default=True, type=click.IntRange(1, 9),
+                              help="N > 1: a local N-node Kafka cluster in <run dir>/cluster (own ports)")
+
+
+def _manager(brokers: int) -> Infra:
+    if brokers > 1:
+        from gridhub.infra.cluster import KafkaCluster
+
+        return KafkaCluster(get_settings(), brokers)
+    return Infra(get_settings())
+
+
 @infra.command("up")
-def up() -> None:
+@brokers_option
+def up(brokers: int) -> None:
     """Install what is missing, start what is not running, wait until all are healthy."""
-    manager = Infra(get_settings())
+    manager = _manager(brokers)
     try:
         manager.up(progress=_progress)
     except InfraError as error:
@@ -43,9 +57,10 @@ def up() -> None:
 
 
 @infra.command("down")
-def down() -> None:
+@brokers_option
+def down(brokers: int) -> None:
     """Stop every server started from this run dir."""
-    manager = Infra(get_settings())
+    manager = _manager(brokers)
     try:
         manager.down(progress=_progress)
     except InfraError as error:
@@ -66,16 +81,18 @@ def install_cmd() -> None:
 
 @infra.command("status")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object (for scripts)")
-def status(as_json: bool) -> None:
+@brokers_option
+def status(as_json: bool, brokers: int) -> None:
     """Connection facts and health of each server; exit code 0 even when unhealthy."""
-    data = Infra(get_settings()).status()
+    manager = _manager(brokers)
+    data = manager.status()
     if as_json:
         click.echo(json.dumps(data, sort_keys=True))
         return
     rows = []
-    for key in ("kafka", "clickhouse", "mqtt"):
+    for key in [s.status_key for s in manager.servers]:
         item = data[key]
-        if key == "kafka":
+        if key.startswith("kafka"):
             endpoint = item["bootstrap"]
         elif key == "clickhouse":
             endpoint = f"{item['host']}:{item['port']} (http {item['http_port']})"
