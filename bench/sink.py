@@ -118,17 +118,19 @@ def run_sink_bench(cases: int, batch_rows: int, seed: int, as_json: bool, timeou
             table: {"rows": len(data),
                     "sink_insert_rows_per_s": round(len(data) / sink.insert_seconds[table])
                     if sink.insert_seconds[table] else None,
-                    "bare_rows_per_s": round(len(data) / bare[table]) if bare[table] else None}
+                    "bare_rows_per_s": round(len(data) / bare[table]) if bare[table] else None,
+                    "ratio": round(bare[table] / sink.insert_seconds[table], 3)
+                    if sink.insert_seconds[table] and bare[table] else None}
             for table, data in table_rows.items()},
     }
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return result
     click.echo(f"ClickHouse sink: {total} rows from {len(records)} Kafka records, batches of {batch_rows}")
-    click.echo(f"{'table':<12} {'rows':>8} {'sink INSERT rows/s':>19} {'bare rows/s':>12}")
+    click.echo(f"{'table':<12} {'rows':>8} {'sink INSERT rows/s':>19} {'bare rows/s':>12} {'ratio':>6}")
     for table, figures in result["tables"].items():
         click.echo(f"{table:<12} {figures['rows']:>8} {figures['sink_insert_rows_per_s'] or '-':>19} "
-                   f"{figures['bare_rows_per_s'] or '-':>12}")
+                   f"{figures['bare_rows_per_s'] or '-':>12} {figures['ratio'] or '-':>6}")
     click.echo(f"end to end through the sink (fetch, decode, insert, commit): {result['sink_rows_per_s']} rows/s "
                f"in {sink_seconds:.2f} s")
     click.echo(f"bare batched INSERT loop (clickhouse-driver):              {result['bare_rows_per_s']} rows/s "

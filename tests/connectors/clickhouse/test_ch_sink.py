@@ -194,3 +194,17 @@ def test_bad_records_go_to_the_dlq_with_their_bytes_and_land_in_dead_letters(
     assert [(stage, topic) for stage, topic, _ in stored] == [
         ("sink", settings.topic("case-events")), ("sink", settings.topic("reports.linked"))]
     assert stored[1][2] == '{"not": "avro"}'
+
+
+def test_sigterm_flushes_what_is_buffered_and_commits_it(
+        settings: Settings, kafka_producer: Any, worker: Any, ch_client: Any) -> None:
+    facts = generate(30, NOW * 1000, seed=8, townships=2, agencies=2)
+    # A flush only every 10 minutes and never by size: what is loaded at the end came from the final flush.
+    produce(kafka_producer, encoded(facts, settings))  # first, so every topic exists when the sink subscribes
+    w = worker(settings, only="clickhouse", env={"GRIDHUB_CH_SINK_FLUSH_SECONDS": "600",
+                                                 "GRIDHUB_CH_SINK_BATCH_ROWS": "1000000"})
+    time.sleep(8)  # fetched, not flushed
+    assert final_counts(ch_client, settings.ch_database)["case_events"] == 0
+    assert w.stop() == 0
+    assert final_counts(ch_client, settings.ch_database) == expected_ids(facts)
+    assert consumer_lag(settings) == 0
