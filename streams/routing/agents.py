@@ -233,7 +233,14 @@ async def routing_clock() -> None:
     if now_s - _last_scan < rules.current.scan_interval_ms / 1000:
         return
     _last_scan = now_s
-    now = int(now_s * 1000)
+    try:
+        await _scan(int(now_s * 1000))
+    except Exception as exc:  # e.g. a store closed by a rebalance mid-scan: a timer that raises stops for good
+        log.warning("routing_scan_failed", error=f"{exc.__class__.__name__}: {exc}")
+
+
+async def _scan(now: int) -> None:
+    """Send a tick to the partition of every case whose next deadline has passed."""
     overdue = 0
     due_keys: list[tuple[bytes, int, int]] = []
     for key, raw in list(table.items()):

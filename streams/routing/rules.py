@@ -414,7 +414,7 @@ class RulesHolder:
         self._seen = stamp
         try:
             new = load_rules(self.path, env=self._env)
-        except ConfigError as exc:
+        except (ConfigError, OSError, ValueError) as exc:  # anything wrong with the files: keep the last good rules
             self.last_error = str(exc)
             log.error("routing_rules_reload_failed", reason=str(exc), kept=self.current.describe())
             return False
