@@ -12,6 +12,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
+from connectors.mqtt_bridge.service import client_id_for
 from gridhub.settings import Settings
 
 
@@ -66,3 +67,7 @@ def test_gridhub_run_serves_http_and_mqtt(settings: Settings, worker: Callable[.
     sensors = consume("raw.sensors", 1, timeout=20)
     assert [m.key for m in sensors] == [b"86400"]
     assert w.stop() == 0
+    # Drop the bridge's persistent session: the shared broker would queue every later sensor message for it.
+    cleaner = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id_for(settings), clean_session=True)
+    cleaner.connect(settings.mqtt_host, settings.mqtt_port)
+    cleaner.disconnect()

@@ -16,9 +16,29 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from connectors.mqtt_bridge.service import MqttBridge, to_record
+from connectors.mqtt_bridge.service import MqttBridge, client_id_for, to_record
 from gridhub.dlq import parse_dead_letter_headers
 from gridhub.settings import Settings
+
+
+def clear_session(host: str, port: int, client_id: str) -> None:
+    """Drop a persistent session (a clean connect with its client id), so the shared broker
+    does not keep queueing sensor messages for a test that is over."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    try:
+        client.connect(host, port)
+        client.disconnect()
+    except OSError:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _drop_bridge_session(request: pytest.FixtureRequest) -> Iterator[None]:
+    # Requested at set-up, so the settings fixture is torn down after this one.
+    settings: Settings | None = request.getfixturevalue("settings") if "settings" in request.fixturenames else None
+    yield
+    if settings is not None:
+        clear_session(settings.mqtt_host, settings.mqtt_port, client_id_for(settings))
 
 
 def publish(host: str, port: int, messages: list[tuple[str, bytes]]) -> None:
