@@ -258,6 +258,8 @@ def on_case(state: dict[str, Any] | None, case: Mapping[str, Any], rules: RuleSe
     fx = Effects()
     if state is not None and int(case["version"]) <= int(state["case_version"]):
         return state, fx  # redelivery or replay of a version already seen: nothing to do
+    if case.get("county_code") not in rules.catalog.counties:
+        raise ValueError(f"county code {case.get('county_code')!r} is not a Zhejiang county: no agency to route to")
     state = copy.deepcopy(state) if state is not None else new_state(case)
     at = int(case.get("updated_at") or case.get("last_seen") or case["first_seen"])
     previous_route = state.get("routed")

@@ -314,3 +314,8 @@ def test_resolved_case_without_review_closes_after_window(rules: RuleSet) -> Non
     state, fx = lc.on_tick(state, T0 + 3 * DAY, rules)
     assert events(fx) == ["closed"] and state["status"] == "closed" and fx.lifecycle[0]["event"] == "closed"
     assert lc.next_due(state, rules) is None
+
+
+def test_case_of_unknown_county_is_refused(rules: RuleSet) -> None:
+    with pytest.raises(ValueError, match="not a Zhejiang county"):
+        lc.on_case(None, make_case(county_code="110101", street_code=None), rules)
