@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -52,6 +53,8 @@ def build_worker(domains: list[str] | None = None, services: list[str] | None = 
     from streams.app import app
 
     settings = get_settings()
+    # Faust creates its datadir without parents; a fresh run dir has no faust/ yet.
+    Path(app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
     for module in DOMAINS if domains is None else domains:
         importlib.import_module(module)
     extra = [svc for svc in (_load(t)(app, settings) for t in (SERVICES if services is None else services)) if svc]

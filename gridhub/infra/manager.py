@@ -57,6 +57,8 @@ class Infra:
         """
         with self.lock():
             install(self.settings, progress=lambda what: progress("install", what, {}))
+            # Faust workers keep their table state in <run_dir>/faust/<app id> and create only the last part.
+            (self.run_dir / "faust").mkdir(parents=True, exist_ok=True)
             began = time.monotonic()
             # Every port is checked before anything starts, so a taken port starts nothing.
             to_start = [server for server in self.servers if not server.running()]

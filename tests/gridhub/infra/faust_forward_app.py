@@ -17,10 +17,12 @@ from gridhub.codec import codec
 from gridhub.settings import Settings
 
 settings = Settings()
+(settings.run_dir / "faust").mkdir(parents=True, exist_ok=True)
 app = faust.App(
     settings.faust_app_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
     store="memory://",
+    datadir=str(settings.run_dir / "faust" / settings.faust_app_id),
     key_serializer="raw",
     value_serializer="raw",
     topic_partitions=settings.partitions,
