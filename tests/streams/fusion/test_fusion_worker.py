@@ -8,6 +8,7 @@ pure engine run in process on the same reports; a worker run must reproduce it e
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -114,11 +115,14 @@ def test_uninterrupted_run_in_another_namespace_matches(worker: Any, kafka_produ
 
 
 def test_two_workers_in_one_group_match_one_worker(worker: Any, kafka_producer: Any, consume: Any,
-                                                   settings: Settings, traffic: Any) -> None:
+                                                   settings: Settings, traffic: Any, tmp_path: Path) -> None:
     reports, reference = traffic
-    first = worker(settings, only="fusion")
+    # Each worker its own run dir, so its own RocksDB directory, as on two hosts (two workers
+    # sharing one directory would lock each other's partition databases).
+    first = worker(settings, only="fusion", env={"GRIDHUB_RUN_DIR": str(tmp_path / "w1")})
     produce(kafka_producer, settings, reports[: len(reports) // 3])
-    second = worker(settings, only="fusion")  # joins mid-stream: a rebalance moves partitions and state
+    # joins mid-stream: a rebalance moves partitions, and their state through the changelog
+    second = worker(settings, only="fusion", env={"GRIDHUB_RUN_DIR": str(tmp_path / "w2")})
     produce(kafka_producer, settings, reports[len(reports) // 3:])
     mapping = linked_mapping(consume, set(reference))
     assert first.running() and second.running()
