@@ -62,10 +62,10 @@ class Harness:
             out.append(res.linked[-1]["case_id"] if res.linked else None)
         return out
 
-    def lifecycle(self, case_id: str, event: str, at: int) -> Any:
+    def lifecycle(self, case_id: str | None, event: str, at: int) -> Any:
         return self.engine.process_lifecycle(self.kv, {"case_id": case_id, "event": event, "at": at})
 
-    def case(self, case_id: str) -> Any:
+    def case(self, case_id: str | None) -> Any:
         from streams.fusion.state import JsonState
 
         return JsonState(self.kv).get(f"c:{case_id}")
