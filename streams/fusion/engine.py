@@ -33,6 +33,8 @@ _HOUR = 3_600_000
 #: An update of the opening report that moves the case by more than this is a relocation, metres
 #: (below it the source only refined its geocoding; 50 m is a fifth of the default radius).
 RELOCATE_M = 50.0
+#: Case.status values (schemas/avro/Case.avsc).
+CASE_STATES = frozenset({"reported", "dispatched", "signed", "in_progress", "resolved", "reviewed", "closed"})
 #: Index memberships per kind kept for one case (the opener's place plus a few refinements).
 MAX_PLACES = 5
 
@@ -112,19 +114,28 @@ class FusionEngine:
         return result
 
     def process_lifecycle(self, kv: KV, event: dict[str, Any]) -> FusionResult:
-        """Routing announced resolved / closed / reopened: stop (or resume) joining reports to the case."""
+        """Routing announced a state change: resolved / closed stop reports joining, reopened resumes.
+
+        Any ``CaseEvent`` on ``case-lifecycle`` is applied by its ``state`` (the case state
+        after the event; for ``reopened`` without a state, ``in_progress``), so when routing
+        also announces dispatched / signed / in_progress there, ``Case.status`` follows.  An
+        event older than the last one applied changes nothing (delivery order is not event order).
+        """
         st = JsonState(kv)
         result = FusionResult()
-        name = event.get("event")
+        name = str(event.get("event") or "")
         case = st.get(f"c:{event.get('case_id')}")
-        if case is None or name not in ("resolved", "reviewed", "closed", "reopened"):
+        state = event.get("state") or {"reopened": "in_progress"}.get(name, name)
+        if case is None or state not in CASE_STATES:
             return result
-        state = event.get("state") or ("in_progress" if name == "reopened" else name)
         at = int(event["at"])
+        if at < int(case.get("status_at") or 0):
+            return result
         closed_at = at if state in rules.CLOSED_STATES else None
         if case["status"] == state and case.get("closed_at") == closed_at:
             return result  # redelivered: nothing changes
         case["status"] = state
+        case["status_at"] = at
         case["closed_at"] = closed_at
         case["version"] += 1
         case["updated_at"] = max(int(case["updated_at"]), at)

@@ -106,6 +106,9 @@ def test_resolved_case_stops_joining_and_reopened_resumes() -> None:
     h.lifecycle(c2, "reopened", T0 + 3 * HOUR)
     [c3] = h.feed(report("fp3", t=T0 + 3 * HOUR))
     assert c3 == c2
+    assert h.lifecycle(c2, "closed", T0 + 2 * HOUR).cases == []  # older than the reopening: ignored
+    assert h.lifecycle(c2, "dispatched", T0 + 4 * HOUR).cases[0]["status"] == "dispatched"
+    assert h.lifecycle(c2, "nonsense", T0 + 5 * HOUR).cases == []
 
 
 def test_case_versions_are_monotonic() -> None:
