@@ -43,7 +43,7 @@ class LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         command: Any = getattr(importlib.import_module(module), attr)
-        return command  # type: ignore[no-any-return]
+        return command
 
 
 @click.group(cls=LazyGroup)

@@ -47,7 +47,7 @@ class AvroCodec:
 
     def __init__(self, name: str, schema_dir: Path = SCHEMA_DIR) -> None:
         self.name = name
-        self.schema = fastavro.parse_schema(fastavro.schema.load_schema(str(schema_dir / f"{name}.avsc")))
+        self.schema: Any = fastavro.parse_schema(fastavro.schema.load_schema(str(schema_dir / f"{name}.avsc")))
         self.fingerprint = _fingerprint(self.schema)
         # Timestamps stay epoch-millisecond ints inside the hub: pure
         # transforms compare and subtract them without tz arithmetic.
