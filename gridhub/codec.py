@@ -18,7 +18,7 @@ import io
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import fastavro.schema
@@ -51,7 +51,8 @@ class AvroCodec:
         self.fingerprint = _fingerprint(self.schema)
         # Timestamps stay epoch-millisecond ints inside the hub: pure
         # transforms compare and subtract them without tz arithmetic.
-        self._millis_fields = [f["name"] for f in self.schema["fields"] if _is_millis(f["type"])]
+        fields: list[dict[str, Any]] = cast(dict[str, Any], self.schema)["fields"]
+        self._millis_fields = [f["name"] for f in fields if _is_millis(f["type"])]
         self._writers: dict[bytes, Any] = {self.fingerprint: self.schema}
         history = schema_dir / "history"
         for path in sorted(history.glob(f"{name}.v*.avsc")) if history.is_dir() else []:
