@@ -29,12 +29,6 @@ Fixtures:
 
 from __future__ import annotations
 
-import os
-import random
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -47,51 +41,10 @@ import pytest
 from gridhub.infra import Infra, InfraError
 from gridhub.settings import Settings
 
+from gridhub.supervisor import GRIDHUB, WORKER_READY, WorkerProcess, create_topics, free_port, port_open
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_VENV_GRIDHUB = REPO_ROOT / ".venv" / "bin" / "gridhub"
-#: The console script of this checkout (CI and developers run the repository's .venv).
-GRIDHUB = str(_VENV_GRIDHUB) if _VENV_GRIDHUB.exists() else (shutil.which("gridhub") or "gridhub")
-
-#: Logged by faust.tables.recovery once partitions are assigned and the flow resumed.
-WORKER_READY = "Worker ready"
-
-
-_handed_out: set[int] = set()
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now, never handed out before in this session.
-
-    Drawn from 20000-32767, below Linux's ephemeral range (32768-60999), so a
-    client connection's source port cannot take it between this check and the
-    server's bind; ``port + 9`` is free too (ClickHouse's interserver port).
-    """
-    rng = random.Random()
-    for _ in range(1000):
-        port = rng.randrange(20000, 32767 - 9)
-        if {port, port + 9} & _handed_out or not (_bindable(port) and _bindable(port + 9)):
-            continue
-        _handed_out.update({port, port + 9})
-        return port
-    raise RuntimeError("no free TCP port found in 20000-32767")
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+__all__ = ["GRIDHUB", "WORKER_READY", "WorkerProcess", "create_topics", "free_port", "port_open"]
 
 
 # --- infrastructure -------------------------------------------------------------------------
@@ -139,34 +92,6 @@ def settings(infra: Infra) -> Iterator[Settings]:
             _delete_namespace_topics(s)
         except Exception as exc:  # cleanup only: a failure here must not hide the test's result
             print(f"warning: could not delete topics of {s.namespace}: {exc!r}", file=sys.stderr)
-
-
-def create_topics(settings: Settings, names: list[str], partitions: int | None = None) -> None:
-    """Create the namespaced topics (contract names) if missing, and wait until they are visible.
-
-    A Faust consumer that subscribes before its source topic exists gets no
-    partitions until its next metadata refresh (minutes), so a worker's input
-    topics must exist before it starts.
-    """
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    physical = [settings.topic(n) for n in names]
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30000)
-    try:
-        missing = [t for t in physical if t not in set(admin.list_topics())]
-        if missing:
-            try:
-                admin.create_topics([NewTopic(t, partitions or settings.partitions, settings.replication_factor)
-                                     for t in missing], timeout_ms=30000)
-            except TopicAlreadyExistsError:
-                pass  # a concurrent creator won the race
-        deadline = time.monotonic() + 30
-        while set(physical) - set(admin.list_topics()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    finally:
-        admin.close()
 
 
 @pytest.fixture
@@ -230,127 +155,6 @@ def ch_client(settings: Settings) -> Iterator[Any]:
 
 
 # --- hub worker subprocesses -----------------------------------------------------------------
-
-class WorkerProcess:
-    """One ``gridhub run`` subprocess with the test's settings.
-
-    Ready means the Faust web server answers on its port and the worker
-    logged ``Worker ready`` (partitions assigned, flow resumed) since this
-    start: earlier than that, records produced by the test may be read
-    before the agents' consumers exist, which is fine, but the test could not
-    tell a stuck worker from a slow one.
-    """
-
-    def __init__(self, settings: Settings, only: str = "", env: dict[str, str] | None = None,
-                 args: list[str] | None = None, ready_timeout: float = 120.0, log_dir: Path | None = None,
-                 command: list[str] | None = None, topics: list[str] | None = None) -> None:
-        self.web_port = free_port()
-        overrides = {"web_port": self.web_port}
-        self.settings = settings.model_copy(update=overrides)
-        self.only = only
-        self.extra_env = env or {}
-        self.args = args or []
-        self._command = command
-        self.topics = topics or []
-        self.ready_timeout = ready_timeout
-        log_dir = log_dir or Path(settings.run_dir) / "tests"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"{settings.namespace}-worker-{self.web_port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, **self.settings.as_env(), "GRIDHUB_LOG_FORMAT": "json", **self.extra_env}
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def command(self) -> list[str]:
-        if self._command:
-            return list(self._command)
-        return [GRIDHUB, "run", *(["--only", self.only] if self.only else []), *self.args]
-
-    def prepare_topics(self) -> None:
-        """Input topics must exist before the consumer subscribes (see :func:`create_topics`)."""
-        if self.topics:
-            create_topics(self.settings, self.topics)
-        if self._command is None:
-            from gridhub.ops.topics import ensure_topics
-
-            ensure_topics(self.settings)
-
-    def start(self, wait: bool = True) -> WorkerProcess:
-        if self.starts == 0:
-            self.prepare_topics()
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with self.log_path.open("ab") as log:
-            log.write(f"--- start #{self.starts + 1}: {' '.join(self.command())}\n".encode())
-            self.proc = subprocess.Popen(self.command(), cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.starts += 1
-        if wait:
-            self.wait_ready(offset)
-        return self
-
-    def log_text(self, offset: int = 0) -> str:
-        try:
-            with self.log_path.open("rb") as handle:
-                handle.seek(offset)
-                return handle.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def wait_ready(self, offset: int = 0) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            code = self.proc.poll()
-            if code is not None:
-                raise RuntimeError(f"gridhub run exited with {code} before it was ready "
-                                   f"(log: {self.log_path}):\n{self.log_tail()}")
-            if WORKER_READY in self.log_text(offset) and _port_open(self.web_port):
-                return
-            time.sleep(0.3)
-        raise TimeoutError(f"gridhub run not ready after {self.ready_timeout:.0f} s "
-                           f"(log: {self.log_path}):\n{self.log_tail()}")
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 60.0) -> int | None:
-        """SIGTERM and wait for the clean stop; returns the exit code (SIGKILL after ``timeout``)."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.proc.returncode
-
-    def kill(self) -> int | None:
-        """SIGKILL the worker's whole process group (a crash: no clean shutdown, no commit)."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(30)
-        return self.proc.returncode
-
-    def restart(self, kill: bool = False, wait: bool = True) -> WorkerProcess:
-        """Stop (SIGTERM, or SIGKILL with ``kill=True``) and start again with the same settings and ports."""
-        self.kill() if kill else self.stop()
-        return self.start(wait=wait)
-
 
 @pytest.fixture
 def worker(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Callable[..., WorkerProcess]]:
