@@ -43,6 +43,33 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         return data
 
 
+class _SecretFileSource(PydanticBaseSettingsSource):
+    """``GRIDHUB_<FIELD>_FILE=/path``: the field's value is the file's content (container secrets).
+
+    Kubernetes / Docker mount secrets as files; a file keeps the secret out of
+    the process environment (``/proc/<pid>/environ``, crash dumps, ``env`` in a
+    debug shell).  A plain ``GRIDHUB_<FIELD>`` variable wins when both are set.
+    One trailing newline (as ``echo`` and editors write) is not part of the value.
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            variable = f"GRIDHUB_{name.upper()}_FILE"
+            path = os.environ.get(variable)
+            if not path:
+                continue
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:  # the path, never the content
+                raise ValueError(f"{variable}: cannot read {path}: {exc.strerror}") from None
+            out[name] = text[:-1] if text.endswith("\n") else text
+        return out
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRIDHUB_", extra="ignore")
 
@@ -57,6 +84,13 @@ class Settings(BaseSettings):
     # 19093: controller listener of the KRaft combined node.
     kafka_controller_port: int = 19093
     kafka_heap: str = "-Xms512m -Xmx1g"
+    # Client security (docs/security.md): PLAINTEXT for the local dev broker; SASL_PLAINTEXT or
+    # SASL_SSL with SCRAM against a secured cluster (`gridhub infra up --secure`, deploy/k8s/).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-256"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = Field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
     # Kafka 4.0 line: faust-streaming is tested against 4.0 (DESIGN.md).
     kafka_version: str = "4.0.1"
     # One partition per county would be 90 (Zhejiang has 90 counties); 12
@@ -101,11 +135,26 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlFileSource(settings_cls), file_secret_settings)
+        return (init_settings, env_settings, _SecretFileSource(settings_cls), _YamlFileSource(settings_cls),
+                file_secret_settings)
 
     def as_env(self) -> dict[str, str]:
         """``GRIDHUB_*`` variables that recreate these settings in a child process."""
         return {f"GRIDHUB_{name.upper()}": str(value) for name, value in self.model_dump().items()}
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Security keyword arguments for kafka-python and aiokafka clients (the same names in both)."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return {}
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            options.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
+                           sasl_plain_password=self.kafka_sasl_password)
+        if self.kafka_security_protocol.endswith("SSL"):
+            import ssl
+
+            options["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
+        return options
 
     # --- derived names ---------------------------------------------------------
     @property

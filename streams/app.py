@@ -18,10 +18,20 @@ from gridhub.settings import Settings, get_settings
 DOMAINS: list[str] = []
 
 
+def _credentials(settings: Settings) -> faust.SASLCredentials | None:
+    """SASL/SCRAM credentials when the cluster requires them (docs/security.md)."""
+    if not settings.kafka_security_protocol.startswith("SASL"):
+        return None
+    ssl_context = settings.kafka_client_options().get("ssl_context")
+    return faust.SASLCredentials(username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
+                                 mechanism=settings.kafka_sasl_mechanism, ssl_context=ssl_context)
+
+
 def create_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.faust_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=_credentials(settings),
         store=settings.store,
         datadir=str(settings.run_dir / "faust" / settings.faust_app_id),
         key_serializer="raw",

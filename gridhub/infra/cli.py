@@ -36,7 +36,16 @@ brokers_option = click.option("--brokers", default=1, show_default=True, type=cl
                               help="N > 1: a local N-node Kafka cluster in <run dir>/cluster (own ports)")
 
 
-def _manager(brokers: int) -> Infra:
+#: ``--secure``: a separate SASL/SCRAM + ACL Kafka (gridhub/infra/secure.py, docs/security.md).
+secure_option = click.option("--secure", is_flag=True,
+                             help="a separate Kafka with SCRAM logins and ACLs in <run dir>/secure (own ports)")
+
+
+def _manager(brokers: int, secure: bool = False) -> Infra:
+    if secure:
+        from gridhub.infra.secure import SecureInfra
+
+        return SecureInfra(get_settings())
     if brokers > 1:
         from gridhub.infra.cluster import KafkaCluster
 
@@ -46,9 +55,10 @@ def _manager(brokers: int) -> Infra:
 
 @infra.command("up")
 @brokers_option
-def up(brokers: int) -> None:
+@secure_option
+def up(brokers: int, secure: bool) -> None:
     """Install what is missing, start what is not running, wait until all are healthy."""
-    manager = _manager(brokers)
+    manager = _manager(brokers, secure)
     try:
         manager.up(progress=_progress)
     except InfraError as error:
@@ -58,9 +68,10 @@ def up(brokers: int) -> None:
 
 @infra.command("down")
 @brokers_option
-def down(brokers: int) -> None:
+@secure_option
+def down(brokers: int, secure: bool) -> None:
     """Stop every server started from this run dir."""
-    manager = _manager(brokers)
+    manager = _manager(brokers, secure)
     try:
         manager.down(progress=_progress)
     except InfraError as error:
@@ -82,9 +93,10 @@ def install_cmd() -> None:
 @infra.command("status")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object (for scripts)")
 @brokers_option
-def status(as_json: bool, brokers: int) -> None:
+@secure_option
+def status(as_json: bool, brokers: int, secure: bool) -> None:
     """Connection facts and health of each server; exit code 0 even when unhealthy."""
-    manager = _manager(brokers)
+    manager = _manager(brokers, secure)
     data = manager.status()
     if as_json:
         click.echo(json.dumps(data, sort_keys=True))

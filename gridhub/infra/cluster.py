@@ -57,6 +57,14 @@ def cluster_properties(brokers: int) -> dict[str, str]:
     }
 
 
+def share_classpath_cache(source: Settings, target: Settings) -> None:
+    """Reuse another run dir's resolved jar classpath (the jars are in ~/.m2 either way; Maven is slow)."""
+    src, dst = _classpath_cache(source), _classpath_cache(target)
+    if src.exists() and not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+
+
 class ClusterNode(KafkaServer):
     """One node of the cluster: a :class:`KafkaServer` whose cluster id is shared with its peers."""
 
@@ -112,11 +120,7 @@ class KafkaCluster(Infra):
         return super().up(*args, **kwargs)
 
     def _share_classpath_cache(self) -> None:
-        """Reuse the dev run dir's resolved classpath (the jars are in ~/.m2 either way; Maven is slow)."""
-        src, dst = _classpath_cache(self.classpath_settings), _classpath_cache(self.settings)
-        if src.exists() and not dst.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
+        share_classpath_cache(self.classpath_settings, self.settings)
 
     def down(self, progress: Progress = _quiet) -> list[str]:
         """SIGTERM every node at once, then wait (SIGKILL after the stop timeout).

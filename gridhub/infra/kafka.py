@@ -146,10 +146,15 @@ class KafkaServer(LocalServer):
                 f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'kafka' / 'log4j2.properties'}",
                 "-Djava.awt.headless=true", main, *args]
 
+    def format_args(self) -> list[str]:
+        """Extra ``StorageTool format`` arguments (a SASL subclass adds ``--add-scram`` credentials)."""
+        return []
+
     def _format_storage(self) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cmd = self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id(), "-c", str(self.config_file))
+        cmd = self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id(), "-c", str(self.config_file),
+                         *self.format_args())
         result = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         with self.log_file.open("a", encoding="utf-8") as log:
             log.write(result.stdout[-4000:] + result.stderr[-4000:])
@@ -161,19 +166,23 @@ class KafkaServer(LocalServer):
         return self._java("kafka.Kafka", str(self.config_file))
 
     # --- health -------------------------------------------------------------------
+    def client_options(self) -> dict[str, Any]:
+        """Extra kafka-python arguments of the health clients (a SASL subclass adds credentials)."""
+        return {}
+
     def check(self) -> None:
         """Produce a unique record and read it back from the partition it landed on."""
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
         token = uuid.uuid4().bytes
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_block_ms=10000,
-                                 request_timeout_ms=10000)
+                                 request_timeout_ms=10000, **self.client_options())
         try:
             meta = producer.send(HEALTH_TOPIC, value=token).get(timeout=15)
         finally:
             producer.close(timeout=5)
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                 request_timeout_ms=10000)
+                                 request_timeout_ms=10000, **self.client_options())
         try:
             tp = TopicPartition(HEALTH_TOPIC, meta.partition)
             consumer.assign([tp])
@@ -192,7 +201,7 @@ class KafkaServer(LocalServer):
         from kafka import KafkaAdminClient
 
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                 request_timeout_ms=10000)
+                                 request_timeout_ms=10000, **self.client_options())
         try:
             version = admin._client.check_version(timeout_ms=5000)  # probes ApiVersions on the broker
         finally:
