@@ -18,6 +18,7 @@ from gridhub.settings import get_settings
 COMMANDS: dict[str, str] = {
     "infra": "gridhub.infra.cli:infra",
     "run": "gridhub.runner:run",
+    "demo": "gridhub.demo:demo",
     "bench": "bench.cli:bench",
     "topics": "gridhub.ops.topics:topics",
     "dlq": "gridhub.ops.dlq:dlq",
