@@ -48,7 +48,8 @@ class _SecretFileSource(PydanticBaseSettingsSource):
 
     Kubernetes / Docker mount secrets as files; a file keeps the secret out of
     the process environment (``/proc/<pid>/environ``, crash dumps, ``env`` in a
-    debug shell).  A plain ``GRIDHUB_<FIELD>`` variable wins when both are set.
+    debug shell).  A non-empty plain ``GRIDHUB_<FIELD>`` variable wins when both are set; an empty
+    one (as ``Settings.as_env`` passes an unset secret to a child process) does not.
     One trailing newline (as ``echo`` and editors write) is not part of the value.
     """
 
@@ -60,7 +61,7 @@ class _SecretFileSource(PydanticBaseSettingsSource):
         for name in self.settings_cls.model_fields:
             variable = f"GRIDHUB_{name.upper()}_FILE"
             path = os.environ.get(variable)
-            if not path:
+            if not path or os.environ.get(f"GRIDHUB_{name.upper()}"):
                 continue
             try:
                 text = Path(path).read_text(encoding="utf-8")
@@ -135,7 +136,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _SecretFileSource(settings_cls), _YamlFileSource(settings_cls),
+        return (init_settings, _SecretFileSource(settings_cls), env_settings, _YamlFileSource(settings_cls),
                 file_secret_settings)
 
     def as_env(self) -> dict[str, str]:
