@@ -97,3 +97,13 @@ def test_consume_fixture_reads_the_namespaced_topic(settings: Any, kafka_produce
     kafka_producer.flush(timeout=30)
     records = consume("probe", 1, timeout=30)
     assert [(r.topic, r.key, r.value) for r in records] == [(settings.topic("probe"), b"k", b"v1")]
+
+
+def test_empty_gridhub_run_joins_kafka_and_stops_cleanly_on_sigterm(settings: Any, worker: Any) -> None:
+    """`gridhub run` with no domain or service selected: a bare Faust worker against the local broker."""
+    w = worker(settings, only="no-such-domain")
+    assert w.running()
+    assert w.stop(timeout=60) == 0
+    log = w.log_text()
+    assert "Worker ready" in log
+    assert '"level": "error"' not in log and '"level": "critical"' not in log
