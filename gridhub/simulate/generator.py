@@ -67,8 +67,9 @@ SCENARIOS: dict[str, float] = {
     "human": 0.50, "fire": 0.05, "sensor": 0.12, "hard_negative_far": 0.05, "hard_negative_same_place": 0.05,
     "consultation": 0.12, "maintenance": 0.11,
 }
-SENSOR_CATEGORY = {"gas": "gas_leak", "electric": "electric_hazard", "water_level": "waterlogging",
-                   "manhole": "manhole", "smoke": "fire"}
+#: Device type -> the category (key of CATEGORIES) whose incidents its alarms report; read off the
+#: table so a sensor incident's 12345 calls always carry the sensor's taxonomy code.
+SENSOR_CATEGORY: dict[str, str] = {c.device_type: c.key for c in CATEGORIES.values() if c.device_type}
 #: Reading, threshold and unit of each device type, for alarms (above threshold) and normal readings.
 READINGS: dict[str, tuple[float, float, str, float]] = {
     # type: (normal reading, threshold, unit, alarm reading upper bound)

@@ -1,9 +1,10 @@
 """Categories and Chinese text templates for simulated reports.
 
-Each category carries the codes the two human sources would use for it (the
-four platforms' own event category and the 12345 hotline classification) and
-several wordings per source: grid workers write short formal notes, callers
-describe the problem in their own words, often with a vague address.  The
+Each category carries the hub taxonomy code it represents, the codes the two
+human sources would use for it (the four platforms' own event category and the
+12345 hotline classification, both ones ``deploy/categories.yaml`` maps to that
+taxonomy code) and several wordings per source: grid workers write short formal
+notes, callers describe the problem in their own words, often with a vague address.  The
 templates are deliberately varied so that text similarity in fusion is tested
 on paraphrases, not copies.
 """
@@ -16,7 +17,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Category:
+    """One kind of simulated incident and how each source labels it.
+
+    ``taxonomy`` is the hub's code for it (``deploy/categories.yaml``): the four-platforms
+    ``fp_code``/``fp_name``, the 12345 ``hotline_name`` path and the sensor ``device_type`` are
+    all chosen so that ``streams.ingest.normalize`` maps them back to exactly that code (checked
+    by tests/gridhub/simulate/test_sim_taxonomy.py).  Otherwise fusion, which only joins reports
+    of compatible categories, would be scored on the simulator's labelling mistakes.
+    """
+
     key: str
+    #: code of the hub's unified taxonomy (deploy/categories.yaml) this category represents
+    taxonomy: str
     #: (platform after the 2021 reform, platform in older deployments)
     platform: tuple[str, str]
     fp_code: str
@@ -33,7 +45,7 @@ class Category:
 
 CATEGORIES: dict[str, Category] = {c.key: c for c in (
     Category(
-        "street_vending", ("监管执法", "综合执法"), "0302", "占道经营", "010302", "市容环卫/占道经营",
+        "street_vending", "street_vending", ("监管执法", "综合执法"), "0302", "占道经营", "010302", "市容环卫/占道经营",
         ("占道经营", "流动摊贩占道", "店外经营占道"),
         ("网格员巡查发现{place}有{n}处流动摊贩占用人行道经营，影响行人通行。",
          "{place}{shop}在店门外摆放货架、占道经营，已现场劝导未果。",
@@ -45,7 +57,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
          "市民反映{vague}早上摊贩占道经营，垃圾随地扔，请相关部门整治。"),
     ),
     Category(
-        "garbage", ("公共服务", "便民服务"), "0305", "暴露垃圾", "010305", "市容环卫/垃圾清运",
+        "garbage", "garbage", ("公共服务", "便民服务"), "0303", "垃圾乱堆", "010305", "市容环卫/垃圾清运",
         ("暴露垃圾", "垃圾堆放未清运", "建筑垃圾乱倒"),
         ("{place}垃圾桶满溢，周边堆放生活垃圾约{m}平方米，未及时清运。",
          "巡查发现{place}有人偷倒建筑垃圾，约{n}车，需清运。",
@@ -55,7 +67,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
          "反映{vague}垃圾箱旁边垃圾堆了一地，夏天味道很大，要求清运。"),
     ),
     Category(
-        "noise", ("监管执法", "综合执法"), "0407", "噪声扰民", "020407", "环境保护/噪声污染",
+        "noise", "noise", ("监管执法", "综合执法"), "0305", "噪声扰民", "020407", "环境保护/噪声污染",
         ("施工噪声扰民", "夜间施工", "商铺噪声扰民"),
         ("{place}工地夜间{hour}点后仍在施工，噪声扰民，群众反映强烈。",
          "{place}{shop}使用高音喇叭招揽顾客，噪声较大。",
@@ -65,7 +77,8 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
          "反映{vague}附近工地半夜施工，噪音很大，家里老人小孩都睡不好。"),
     ),
     Category(
-        "illegal_building", ("监管执法", "综合执法"), "0310", "违法建设", "040310", "城乡建设/违法建筑",
+        "illegal_building", "illegal_construction", ("监管执法", "综合执法"), "0301", "违法建设", "040310",
+        "城乡建设/违法建设",
         ("违章搭建", "私自搭建", "屋顶违建"),
         ("{place}有住户在屋顶搭建彩钢棚约{m}平方米，疑似违法建设。",
          "巡查发现{place}一楼住户私自扩建院墙、搭建阳光房。",
@@ -75,7 +88,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
          "举报{vague}有人在绿化带上搭建简易房，要求拆除。"),
     ),
     Category(
-        "road_damage", ("公共服务", "便民服务"), "0501", "道路破损", "040501", "城乡建设/市政道路",
+        "road_damage", "road_damage", ("公共服务", "便民服务"), "0601", "道路设施", "040501", "城乡建设/道路破损",
         ("道路破损", "路面坑洼", "人行道板松动"),
         ("{place}路面出现坑洞，直径约{m}0厘米，存在安全隐患。",
          "{place}人行道板松动破损{n}处，需维修。",
@@ -85,7 +98,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
          "反映{vague}路面坑坑洼洼好久了，希望尽快修补。"),
     ),
     Category(
-        "manhole", ("公共服务", "便民服务"), "0502", "井盖破损缺失", "040502", "城乡建设/窨井盖",
+        "manhole", "manhole", ("公共服务", "便民服务"), "0602", "井盖", "040502", "城乡建设/窨井盖",
         ("井盖缺失", "井盖破损", "井盖移位"),
         ("{place}窨井盖缺失，已临时设置围挡，需尽快补装。",
          "{place}雨水井盖破损下陷，存在安全隐患。",
@@ -96,7 +109,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
         device_type="manhole", urgency=(0.6, 0.35, 0.05),
     ),
     Category(
-        "street_light", ("公共服务", "便民服务"), "0503", "路灯故障", "040503", "城乡建设/路灯照明",
+        "street_light", "road_damage", ("公共服务", "便民服务"), "0601", "道路设施", "040503", "城乡建设/路灯照明",
         ("路灯不亮", "路灯故障"),
         ("{place}有{n}盏路灯不亮，夜间照明不足。",
          "巡查发现{place}路灯杆倾斜，灯具损坏。"),
@@ -105,7 +118,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
          "反映{vague}路灯白天亮晚上不亮，浪费电也不安全。"),
     ),
     Category(
-        "sewage", ("公共服务", "便民服务"), "0504", "污水外溢", "040504", "城乡建设/排水设施",
+        "sewage", "utilities", ("公共服务", "便民服务"), "0603", "供水供电", "040504", "城乡建设/排水设施",
         ("污水外溢", "下水道堵塞"),
         ("{place}污水井冒溢，污水流至路面约{m}米。",
          "{place}下水道堵塞，污水外溢，气味较大。"),
@@ -114,7 +127,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
          "反映{vague}门口污水横流好几天，没人来管。"),
     ),
     Category(
-        "cooking_fume", ("监管执法", "综合执法"), "0408", "餐饮油烟", "020408", "环境保护/油烟污染",
+        "cooking_fume", "air_pollution", ("监管执法", "综合执法"), "0502", "大气污染", "020408", "环境保护/油烟",
         ("油烟扰民", "餐饮油烟直排"),
         ("{place}{shop}未安装油烟净化设施，油烟直排。",
          "接群众反映{place}烧烤店油烟扰民，网格员已核实属实。"),
@@ -123,7 +136,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
          "反映{vague}的饭店油烟很大，呛得人咳嗽。"),
     ),
     Category(
-        "fire", ("应急管理", "综合执法"), "0601", "火灾事故", "050601", "应急管理/火灾",
+        "fire", "fire", ("应急管理", "综合执法"), "0402", "消防隐患", "050601", "应急管理/火灾",
         ("火情", "居民楼起火", "疑似火情"),
         ("{place}{floor}楼冒出浓烟，疑似起火，已拨打119并组织疏散。",
          "网格员发现{place}有火情，现场浓烟较大，已通知物业和消防。",
@@ -136,7 +149,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
         device_type="smoke", urgency=(0.0, 0.3, 0.7),
     ),
     Category(
-        "electric_hazard", ("应急管理", "综合执法"), "0602", "用电安全隐患", "050602", "应急管理/用电安全",
+        "electric_hazard", "electrical_fire", ("应急管理", "综合执法"), "0406", "用电安全", "050602", "应急管理/用电安全",
         ("电气线路过热", "用电安全隐患"),
         ("{place}配电箱线路老化发热，存在电气火灾隐患。",
          "巡查发现{place}电动车违规充电、私拉电线。"),
@@ -145,7 +158,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
         device_type="electric", urgency=(0.5, 0.45, 0.05),
     ),
     Category(
-        "gas_leak", ("应急管理", "综合执法"), "0603", "燃气安全", "040603", "城乡建设/燃气",
+        "gas_leak", "gas_leak", ("应急管理", "综合执法"), "0404", "燃气安全", "040603", "城乡建设/燃气",
         ("燃气泄漏", "疑似燃气泄漏"),
         ("{place}{shop}后厨疑似燃气泄漏，已关闭总阀并疏散人员。",
          "网格员接报{place}有浓烈燃气味，已通知燃气公司。"),
@@ -155,7 +168,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
         device_type="gas", urgency=(0.1, 0.5, 0.4),
     ),
     Category(
-        "waterlogging", ("应急管理", "便民服务"), "0604", "积水内涝", "060604", "水利/内涝积水",
+        "waterlogging", "flood", ("应急管理", "便民服务"), "0403", "防汛防台", "060604", "城乡建设/道路积水",
         ("道路积水", "内涝"),
         ("{place}下穿通道积水深约{n}0厘米，车辆无法通行，已设置警示。",
          "强降雨致{place}路段积水，已通知排水部门。"),
@@ -165,7 +178,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
         device_type="water_level", urgency=(0.4, 0.5, 0.1),
     ),
     Category(
-        "neighbour_dispute", ("综治工作", "综治工作"), "0101", "矛盾纠纷", "070101", "社会管理/邻里纠纷",
+        "neighbour_dispute", "dispute", ("综治工作", "综治工作"), "0101", "矛盾纠纷", "070101", "社会管理/邻里纠纷",
         ("邻里纠纷", "矛盾纠纷调解"),
         ("{place}两户居民因{cause}发生纠纷，网格员已介入调解。",
          "{place}邻里因{cause}产生矛盾，需村（社区）调解。"),
@@ -173,7 +186,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
          "来电人称与{vague}邻居因{cause}闹矛盾，请求调解。"),
     ),
     Category(
-        "food_safety", ("监管执法", "市场监管"), "0201", "食品安全", "030201", "市场监管/食品安全",
+        "food_safety", "food_safety", ("监管执法", "市场监管"), "0201", "食品安全", "030201", "市场监管/食品安全",
         ("食品安全", "无证经营食品"),
         ("{place}{shop}疑似无证经营，后厨卫生条件差。",
          "巡查发现{place}有商贩销售过期食品。"),
@@ -194,13 +207,15 @@ SHOPS = ("水果店", "早餐店", "烧烤店", "小吃店", "便利店", "五�
 CAUSES = ("漏水", "噪音", "占用楼道堆放杂物", "停车位", "装修", "养狗")
 WHEN = ("每天早上", "每天傍晚", "晚上", "今天上午", "最近一周", "周末", "中午")
 
+#: Questions and thanks the hotline answers itself: (appealType, categoryName, categoryCode, title, text).
+#: Every path resolves to the taxonomy code ``consultation`` (first segment 政策咨询 / 意见建议).
 CONSULTATIONS = (
-    ("咨询", "社会保障/社保咨询", "020101", "咨询社保卡补办流程", "市民来电咨询社保卡丢失后如何补办，已告知可在{county}市民中心或线上办理。"),
-    ("咨询", "公共服务/户籍咨询", "020102", "咨询居住证办理", "来电人咨询居住证办理需要哪些材料，已答复。"),
-    ("咨询", "交通运输/公交咨询", "020103", "咨询公交线路", "市民咨询去{landmark}坐几路公交，已告知线路。"),
-    ("咨询", "教育/入学咨询", "020104", "咨询小学入学政策", "家长来电咨询{town}学区划分和入学报名时间，已按政策答复。"),
-    ("咨询", "医疗卫生/医保咨询", "020105", "咨询医保报销比例", "来电人咨询门诊医保报销比例，已解答。"),
-    ("感谢", "其他/表扬感谢", "020199", "感谢社区工作人员", "市民来电感谢{town}工作人员及时帮忙解决了{cause}问题。"),
+    ("咨询", "政策咨询/社保咨询", "020101", "咨询社保卡补办流程", "市民来电咨询社保卡丢失后如何补办，已告知可在{county}市民中心或线上办理。"),
+    ("咨询", "政策咨询/户籍咨询", "020102", "咨询居住证办理", "来电人咨询居住证办理需要哪些材料，已答复。"),
+    ("咨询", "政策咨询/公交咨询", "020103", "咨询公交线路", "市民咨询去{landmark}坐几路公交，已告知线路。"),
+    ("咨询", "政策咨询/入学咨询", "020104", "咨询小学入学政策", "家长来电咨询{town}学区划分和入学报名时间，已按政策答复。"),
+    ("咨询", "政策咨询/医保咨询", "020105", "咨询医保报销比例", "来电人咨询门诊医保报销比例，已解答。"),
+    ("感谢", "意见建议/表扬感谢", "020199", "感谢社区工作人员", "市民来电感谢{town}工作人员及时帮忙解决了{cause}问题。"),
 )
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
