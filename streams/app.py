@@ -10,9 +10,18 @@ domain registers it.
 
 from __future__ import annotations
 
+import asyncio
+from functools import partial
+
 import faust
 
+from gridhub import metrics
+from gridhub.dlq import dead_letter_headers
+from gridhub.logging import get_logger
 from gridhub.settings import Settings, get_settings
+from gridhub.topics import DLQ
+
+log = get_logger(__name__)
 
 #: The domain packages a worker loads, in pipeline order.
 DOMAINS: list[str] = []
@@ -57,5 +66,31 @@ def topic(name: str, **kwargs: object) -> faust.TopicT:
     """A Faust topic for a contract topic name, in this worker's namespace."""
     return app.topic(settings.topic(name), key_type=bytes, value_type=bytes, **kwargs)  # type: ignore[arg-type]
 
+
+async def dead_letter(event: faust.EventT, stage: str, reason: str) -> None:
+    """Send the event's ORIGINAL key and bytes to ``dlq`` with the ``error.*`` headers; never raises
+    for the record's content, so one bad record cannot stop its partition."""
+    msg = event.message
+    metrics.DEAD_LETTERS.labels(stage=stage).inc()
+    log.warning("dead_letter", stage=stage, reason=reason, topic=msg.topic, partition=msg.partition,
+                offset=msg.offset)
+    await _dlq.send(key=msg.key, value=msg.value or b"",
+                    headers=dead_letter_headers(stage, reason, msg.topic, msg.partition, msg.offset))
+
+
+async def ensure_topics(names: list[str]) -> None:
+    """Create / align ``names`` as deploy/topics.yaml says, with the blocking admin client in an executor.
+
+    A refused config change is logged, not raised: the stream must run regardless.
+    """
+    from gridhub.ops.topics import ensure_topics as ensure
+
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, partial(ensure, settings, names=names))
+    except Exception as exc:
+        log.warning("topics_not_ensured", topics=names, error=str(exc))
+
+
+_dlq = topic(DLQ)
 
 import gridhub.health  # noqa: E402,F401  (last: registers /metrics, /healthz and the consumer-lag timer on app)

@@ -29,8 +29,6 @@ partition.
 
 from __future__ import annotations
 
-import asyncio
-from functools import partial
 from typing import Any, AsyncIterator
 
 from aiokafka.errors import KafkaError
@@ -38,10 +36,9 @@ from faust.exceptions import PartitionsMismatch
 
 from gridhub import metrics
 from gridhub.codec import DecodeError, codec
-from gridhub.dlq import dead_letter_headers
 from gridhub.logging import get_logger
 from gridhub.topics import CASE_EVENTS, CASE_LIFECYCLE, CASES, DLQ, REPORTS, REPORTS_LINKED
-from streams.app import app, settings, topic
+from streams.app import app, dead_letter, ensure_topics, settings, topic
 from streams.fusion.config import load_config
 from streams.fusion.engine import FusionEngine, FusionResult
 
@@ -57,7 +54,6 @@ _lifecycle_topic = settings.topic(CASE_LIFECYCLE)
 cases_topic = topic(CASES)
 case_events_topic = topic(CASE_EVENTS)
 linked_topic = topic(REPORTS_LINKED)
-dlq_topic = topic(DLQ)
 
 #: The whole fusion state: str keys (utf-8) -> JSON bytes, see streams/fusion/state.py.
 state_table = app.Table("fusion-state", key_type=bytes, value_type=bytes, partitions=settings.partitions)
@@ -87,13 +83,6 @@ class TableKV:
 _kv = TableKV(state_table)
 
 
-async def _ensure_topics(names: list[str]) -> None:
-    from gridhub.ops.topics import ensure_topics
-
-    try:
-        await asyncio.get_running_loop().run_in_executor(None, partial(ensure_topics, settings, names=names))
-    except Exception as exc:  # the broker may refuse a config change; fusion must go on regardless
-        log.warning("fusion_topics_not_ensured", topics=names, error=str(exc))
 
 
 def prepare_topics(app_: Any, settings_: Any) -> None:
@@ -131,16 +120,9 @@ def prepare_topics(app_: Any, settings_: Any) -> None:
 @app.task
 async def declare_fusion_topics() -> None:
     """cases is compacted (deploy/topics.yaml); create outputs before the first send."""
-    await _ensure_topics([REPORTS, CASE_LIFECYCLE, CASES, CASE_EVENTS, REPORTS_LINKED, DLQ])
+    await ensure_topics([REPORTS, CASE_LIFECYCLE, CASES, CASE_EVENTS, REPORTS_LINKED, DLQ])
 
 
-async def _dead_letter(event: Any, reason: str) -> None:
-    msg = event.message
-    await dlq_topic.send(key=msg.key, value=msg.value or b"",
-                         headers=dead_letter_headers(STAGE, reason, msg.topic, msg.partition, msg.offset))
-    metrics.DEAD_LETTERS.labels(stage=STAGE).inc()
-    log.info("dead_letter", stage=STAGE, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-             reason=reason)
 
 
 async def _emit(result: FusionResult) -> None:
@@ -173,14 +155,14 @@ async def fuse(stream: Any) -> AsyncIterator[None]:
         try:
             result = handle(msg.value or b"", msg.topic == _lifecycle_topic)
         except (DecodeError, ValueError, KeyError, TypeError) as exc:
-            await _dead_letter(event, f"{type(exc).__name__}: {exc}"[:500])
+            await dead_letter(event, STAGE, f"{type(exc).__name__}: {exc}"[:500])
         except (PartitionsMismatch, KafkaError):
             # Infrastructure, not data: dead-lettering would lose a good record.  Crash the
             # agent instead; the restarted worker redelivers the uncommitted input.
             raise
         except Exception as exc:  # an engine bug must cost one record, not the partition
             log.exception("fusion_failed", topic=msg.topic, partition=msg.partition, offset=msg.offset)
-            await _dead_letter(event, f"internal error {type(exc).__name__}: {exc}"[:500])
+            await dead_letter(event, STAGE, f"internal error {type(exc).__name__}: {exc}"[:500])
         else:
             await _emit(result)
         yield None

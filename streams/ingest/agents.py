@@ -35,7 +35,6 @@ import asyncio
 import json
 import time
 import uuid
-from functools import partial
 from typing import Any, AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -44,10 +43,9 @@ from prometheus_client import Counter
 
 from gridhub import metrics
 from gridhub.codec import codec
-from gridhub.dlq import dead_letter_headers
 from gridhub.logging import get_logger
 from gridhub.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES, REPORTS
-from streams.app import app, settings, topic
+from streams.app import app, dead_letter, ensure_topics, settings, topic
 from streams.ingest.normalize import REPORT_NAMESPACE, Normalized, Rejected, normalize
 from streams.ingest.taxonomy import OTHER
 
@@ -63,7 +61,6 @@ LIVENESS_SCAN_SECONDS = 15.0
 
 reports_topic = topic(REPORTS)
 device_events_topic = topic(DEVICE_EVENTS)
-dlq_topic = topic(DLQ)
 # internal=True: Faust creates the raw topics (settings.partitions) if a source has not yet, so an
 # agent never starts subscribed to nothing; configs come from deploy/topics.yaml (_ensure_topics).
 raw_topics = {source: topic(name, internal=True) for source, name in RAW.items()}
@@ -149,7 +146,7 @@ class DeviceRegistry(Service):
         """The topic's partitions, creating it (compacted) through Faust if nobody has yet."""
         partitions = consumer.partitions_for_topic(name)
         if not partitions:
-            await _ensure_topics([REGISTRY_DEVICES])
+            await ensure_topics([REGISTRY_DEVICES])
             for _ in range(30):  # metadata propagation takes a few hundred ms on one broker
                 await consumer._client.force_metadata_update()
                 partitions = consumer.partitions_for_topic(name)
@@ -162,31 +159,16 @@ class DeviceRegistry(Service):
 app.service(DeviceRegistry)
 
 
-async def _ensure_topics(names: list[str]) -> None:
-    """Create / align topics as deploy/topics.yaml says (blocking admin client: in an executor)."""
-    from gridhub.ops.topics import ensure_topics
-
-    try:
-        await asyncio.get_running_loop().run_in_executor(None, partial(ensure_topics, settings, names=names))
-    except Exception as exc:  # the broker may refuse a config change; ingest must go on regardless
-        log.warning("ingest_topics_not_ensured", topics=names, error=str(exc))
 
 
 @app.task
 async def declare_ingest_topics() -> None:
-    await _ensure_topics([*RAW.values(), REGISTRY_DEVICES, REPORTS, DEVICE_EVENTS, DLQ])
+    await ensure_topics([*RAW.values(), REGISTRY_DEVICES, REPORTS, DEVICE_EVENTS, DLQ])
 
 
 # --------------------------------------------------------------------------- agents
 
 
-async def _dead_letter(event: Any, reason: str) -> None:
-    msg = event.message
-    await dlq_topic.send(key=msg.key, value=msg.value or b"",
-                         headers=dead_letter_headers(STAGE, reason, msg.topic, msg.partition, msg.offset))
-    metrics.DEAD_LETTERS.labels(stage=STAGE).inc()
-    log.info("dead_letter", stage=STAGE, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-             reason=reason)
 
 
 def _received_ms(event: Any) -> int:
@@ -226,11 +208,11 @@ async def _process(source: str, events: AsyncIterator[Any]) -> AsyncIterator[Non
             out = normalize(source, event.message.value or b"", registry=DeviceRegistry.records,
                             received_at_ms=_received_ms(event), pii_key=_pii_key)
         except Rejected as exc:
-            await _dead_letter(event, exc.reason)
+            await dead_letter(event, STAGE, exc.reason)
         except Exception as exc:  # a bug must cost one document, not the partition
             log.exception("normalize_failed", source=source, topic=event.message.topic,
                           partition=event.message.partition, offset=event.message.offset)
-            await _dead_letter(event, f"internal error {type(exc).__name__}: {exc}"[:500])
+            await dead_letter(event, STAGE, f"internal error {type(exc).__name__}: {exc}"[:500])
         else:
             await _emit(source, out, event.message.partition)
         yield None

@@ -35,10 +35,9 @@ import faust
 
 from gridhub import topics as T
 from gridhub.codec import DecodeError, codec
-from gridhub.dlq import dead_letter_headers
 from gridhub.logging import get_logger
-from gridhub.metrics import DEAD_LETTERS, DISPATCHES, OVERDUE_CASES
-from streams.app import app, settings
+from gridhub.metrics import DISPATCHES, OVERDUE_CASES
+from streams.app import app, dead_letter, settings
 from streams.routing import lifecycle as lc
 from streams.routing.rules import RulesHolder
 
@@ -110,13 +109,6 @@ async def _dispatch_topic(agency: str) -> faust.TopicT:
     return t
 
 
-async def _dead_letter(event: faust.EventT, stage: str, reason: str) -> None:
-    msg = event.message
-    DEAD_LETTERS.labels(stage).inc()
-    log.warning("dead_letter", stage=stage, reason=reason, topic=msg.topic, partition=msg.partition,
-                offset=msg.offset)
-    await dlq_topic.send(key=msg.key, value=msg.value,
-                         headers=dead_letter_headers(stage, reason, msg.topic, msg.partition, msg.offset))
 
 
 async def _commit(event: faust.EventT, key: bytes, old: dict[str, Any] | None, new: dict[str, Any] | None,
@@ -149,18 +141,18 @@ async def route_cases(stream: faust.StreamT) -> None:
         try:
             case = codec("Case").decode(event.value)
         except DecodeError as exc:
-            await _dead_letter(event, "routing", str(exc))
+            await dead_letter(event, "routing", str(exc))
             continue
         key = case["case_id"].encode("utf-8")
         if event.key is not None and event.key != key:
-            await _dead_letter(event, "routing", f"record key {event.key!r} is not the case id {case['case_id']}")
+            await dead_letter(event, "routing", f"record key {event.key!r} is not the case id {case['case_id']}")
             continue
         async with _lock:
             old = _load(key)
             try:
                 new, fx = lc.on_case(old, case, rules.current)
             except (KeyError, TypeError, ValueError) as exc:
-                await _dead_letter(event, "routing", f"cannot route case: {exc.__class__.__name__}: {exc}")
+                await dead_letter(event, "routing", f"cannot route case: {exc.__class__.__name__}: {exc}")
                 continue
             await _commit(event, key, old, new, fx)
 
@@ -174,7 +166,7 @@ async def _on_feedback(event: faust.EventT) -> None:
         old = _load(key)
         new, fx = lc.on_feedback(old, fb, rules.current)
     except lc.Rejected as exc:
-        await _dead_letter(event, "feedback", str(exc))
+        await dead_letter(event, "feedback", str(exc))
         return
     await _commit(event, key, old, new, fx)
 
@@ -183,7 +175,7 @@ async def _on_report(event: faust.EventT) -> None:
     try:
         report = codec("Report").decode(event.value)
     except DecodeError as exc:
-        await _dead_letter(event, "routing", str(exc))
+        await dead_letter(event, "routing", str(exc))
         return
     if report.get("source") != "hotline-12345" or not report.get("satisfaction") or not report.get("case_id"):
         return  # only 12345 回访 updates concern routing
@@ -202,7 +194,7 @@ async def _on_tick(event: faust.EventT) -> None:
     try:
         now = int(json.loads(event.value)["now"])
     except (ValueError, KeyError, TypeError):
-        await _dead_letter(event, "routing", "malformed routing timer tick")
+        await dead_letter(event, "routing", "malformed routing timer tick")
         return
     new, fx = lc.on_tick(old, now, rules.current)
     if fx:
