@@ -49,3 +49,23 @@ def fusion_cmd(hours: float, rate: float, warmup: float, seed: int, store: str, 
     from bench.fusion import run_fusion_bench
 
     run_fusion_bench(hours, rate, warmup, seed, store, as_json)
+
+
+@bench.command("e2e")
+@click.option("-n", "--documents", default=30_000, show_default=True, help="pre-loaded documents (throughput)")
+@click.option("--latency-seconds", default=60.0, show_default=True, help="how long to produce at the offered rate")
+@click.option("--offered", default=1000.0, show_default=True,
+              help="offered documents/s for the latency phase (capped at 50%% of the measured throughput)")
+@click.option("--seed", default=141, show_default=True)
+@click.option("--profile", type=click.Path(dir_okay=False), default=None,
+              help="run the worker under cProfile, write the stats here and print the top functions")
+@click.option("--quick", is_flag=True, help="6,000 documents, 20 s at the offered rate: under 3 minutes")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
+def e2e_cmd(documents: int, latency_seconds: float, offered: float, seed: int, profile: str | None, quick: bool,
+            as_json: bool) -> None:
+    """The whole hub end to end (needs gridhub infra up): throughput, latency, baseline, RSS."""
+    from bench.e2e import run_e2e
+
+    if quick:
+        documents, latency_seconds = 6_000, 20.0
+    run_e2e(documents, latency_seconds, offered, seed, profile, quick, as_json)

@@ -1,0 +1,454 @@
+"""``gridhub bench e2e``: the whole hub, end to end, against the local infrastructure.
+
+What it measures, and how (docs/benchmarks.md has the figures):
+
+1. **Throughput at saturation.** N simulator documents (``gridhub.simulate.generate``:
+   about half sensor heartbeats, the rest human reports with redeliveries and updates,
+   sensor alarms, maintenance events) are pre-loaded into the raw topics of a fresh
+   namespace; then one ``gridhub run`` worker (every stream domain and the ClickHouse
+   sink) starts.  Throughput = N / (time from the first ``reports.linked`` record until
+   every expected report is both linked and in ClickHouse ``reports``).
+2. **Latency at a fixed offered rate.** New documents are produced at ``offered_rps`` for a fixed
+   time (by default 1,000/s, capped at 50 % of the measured throughput so the pipeline is not
+   saturated); latency of a report = timestamp of its first ``reports.linked`` record
+   minus the timestamp it was produced with (both CreateTime, same host clock).
+3. **Baseline.** The same N documents through a Faust agent that copies raw to raw
+   (``bench/passthrough.py``): the client stack's own cost.  ``ratio`` = throughput /
+   baseline.
+4. **Memory.** The worker's peak RSS (``VmHWM`` in /proc) and the size of its table
+   state on disk (RocksDB directories of the worker's private data dir).
+
+The expected reports are computed with the pure ``normalize`` on the same documents
+(with the same device registry), so "done" is exact, not a timeout.  Six counties are
+simulated (each on its own partition of 12): the agencies of all 90 would make routing
+create hundreds of dispatch topics during the run, which measures topic creation, not
+the pipeline (production creates them ahead with ``gridhub topics ensure``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gridhub.codec import codec
+from gridhub.settings import REPO_ROOT, Settings, get_settings
+from gridhub.simulate import devices_for, generate
+from gridhub.topics import RAW, REGISTRY_DEVICES, REPORTS_LINKED
+from streams.ingest.normalize import Rejected, normalize
+
+#: Six counties on six different partitions of 12 (murmur2 of the county code): see the module doc.
+COUNTIES = ("330502", "330503", "330902", "331081", "330381", "330110")
+#: Simulated records per simulated second: only sets how densely incidents overlap in time.
+SIM_RATE = 20.0
+WORKER_READY = "Worker ready"
+
+
+@dataclass
+class Doc:
+    source: str
+    key: bytes
+    value: bytes
+    report_id: str | None
+
+
+@dataclass
+class Workload:
+    docs: list[Doc]
+    registry: dict[str, dict[str, Any]]
+    report_ids: set[str] = field(default_factory=set)
+
+
+def workload(seed: int, documents: int, start_ms: int) -> Workload:
+    """``documents`` simulator records from ``start_ms`` on, with the report ids normalize gives them."""
+    duration = documents / SIM_RATE * 1.2  # a margin: the generator's rate is a mean
+    registry = {d.device_id: d.registry_row()
+                for d in devices_for(seed, SIM_RATE, duration, start_ms=start_ms, counties=COUNTIES)}
+    out = Workload([], registry)
+    for rec in generate(seed, SIM_RATE, duration, start_ms=start_ms, counties=COUNTIES):
+        value = rec.value()
+        try:
+            result = normalize(rec.source, value, registry=registry, received_at_ms=rec.at_ms, pii_key=b"bench")
+            rid = result.report["report_id"] if result.report else None
+        except Rejected:
+            rid = None
+        out.docs.append(Doc(rec.source, rec.key.encode(), value, rid))
+        if rid:
+            out.report_ids.add(rid)
+        if len(out.docs) == documents:
+            break
+    return out
+
+
+class Process:
+    """A hub or baseline worker subprocess with its own data dir and log."""
+
+    def __init__(self, settings: Settings, command: list[str], log_path: Path) -> None:
+        # INFO, as in production (and Faust's "Worker ready" line, the readiness signal, is INFO).
+        env = {**os.environ, **settings.as_env(), "GRIDHUB_LOG_FORMAT": "json", "GRIDHUB_LOG_LEVEL": "INFO"}
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise click.ClickException(f"worker exited with {self.proc.returncode} (log: {self.log_path})")
+            if WORKER_READY in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.3)
+        raise click.ClickException(f"worker not ready after {timeout:.0f} s (log: {self.log_path})")
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM: the resident set's high-water mark of the worker process."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
+    def stop(self, timeout: float = 60) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(30)
+
+
+def _producer(settings: Settings) -> Any:
+    from kafka import KafkaProducer
+
+    # acks=all as every hub producer; batching so the load generator is not the bottleneck.
+    return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20,
+                         batch_size=256 * 1024, **settings.kafka_client_options())
+
+
+def preload(settings: Settings, load: Workload) -> None:
+    from gridhub.ops.topics import ensure_topics
+
+    ensure_topics(settings, names=[*RAW.values(), REGISTRY_DEVICES])
+    producer = _producer(settings)
+    for device_id, row in load.registry.items():
+        producer.send(settings.topic(REGISTRY_DEVICES), key=device_id.encode(),
+                      value=json.dumps(row, ensure_ascii=False).encode())
+    for doc in load.docs:
+        producer.send(settings.topic(RAW[doc.source]), key=doc.key, value=doc.value)
+    producer.flush()
+    producer.close()
+
+
+class Follower:
+    """Reads a topic incrementally from the beginning (all partitions, no group)."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        from kafka import KafkaConsumer
+
+        self.topic = topic
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                      auto_offset_reset="earliest", **settings.kafka_client_options())
+        self.assigned = False
+
+    def poll(self) -> list[Any]:
+        from kafka import TopicPartition
+
+        if not self.assigned:
+            parts = self.consumer.partitions_for_topic(self.topic)
+            if not parts:
+                self.consumer.poll(timeout_ms=200)  # refreshes metadata
+                return []
+            tps = [TopicPartition(self.topic, p) for p in parts]
+            self.consumer.assign(tps)
+            self.consumer.seek_to_beginning(*tps)
+            self.assigned = True
+        out: list[Any] = []
+        for batch in self.consumer.poll(timeout_ms=300, max_records=10_000).values():
+            out.extend(batch)
+        return out
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _ch_client(settings: Settings, database: str = "default") -> Any:
+    from clickhouse_driver import Client
+
+    return Client(host=settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
+                  password=settings.clickhouse_password, database=database)
+
+
+def _ch_reports(settings: Settings) -> int:
+    try:
+        rows = _ch_client(settings, settings.ch_database).execute(
+            f"SELECT uniqExact(report_id) FROM {settings.ch_database}.reports")
+        return int(rows[0][0])
+    except Exception:  # the sink has not created the table yet
+        return 0
+
+
+def _free_port() -> int:
+    """A free TCP port for the worker's web server (the default 16066 may be another worker's)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _dir_mb(path: Path) -> float:
+    total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+    return round(total / 2**20, 2)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return round(ordered[k], 1)
+
+
+def _delete_namespace(settings: Settings) -> None:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith(settings.namespace + ".")]
+        if mine:
+            admin.delete_topics(mine)
+    finally:
+        admin.close()
+    _ch_client(settings).execute(f"DROP DATABASE IF EXISTS {settings.ch_database}")
+
+
+def _first_timestamp(settings: Settings, topic: str) -> int | None:
+    """The earliest record timestamp of ``topic`` (the first record of each partition)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                             **settings.kafka_client_options())
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        stamps: dict[int, int] = {}
+        deadline = time.monotonic() + 30
+        while len(stamps) < len(tps) and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500, max_records=500).items():
+                stamps.setdefault(tp.partition, records[0].timestamp)
+                consumer.pause(tp)
+            if all(consumer.position(tp) >= end for tp, end in consumer.end_offsets(tps).items()
+                   if tp.partition not in stamps):
+                break
+        return min(stamps.values()) if stamps else None
+    finally:
+        consumer.close()
+
+
+def _group_lag(settings: Settings, topics: list[str]) -> int:
+    """Records of ``topics`` not yet committed by the worker's consumer group (Faust's app id)."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
+    try:
+        committed = admin.list_group_offsets({settings.faust_app_id: None}).get(settings.faust_app_id, {})
+        tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        ends = consumer.end_offsets(tps)
+        return sum(max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items())
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def saturation(settings: Settings, load: Workload, proc: Process, timeout: float) -> dict[str, Any]:
+    """Throughput of the pre-loaded documents, from the first ``reports.linked`` record until done.
+
+    Done = the worker's group has committed every raw and ``reports`` record, and ClickHouse holds
+    every linked report.  (Not every report is linked: e.g. a ``recover`` with no open alarm case,
+    so "all expected ids linked" would never come; the committed offsets say the work is over.)
+    The end time is the later of the last linked record's timestamp and the moment ClickHouse caught up.
+    """
+    follower = Follower(settings, settings.topic(REPORTS_LINKED))
+    inputs = [settings.topic(t) for t in (*RAW.values(), "reports")]
+    linked: set[str] = set()
+    first_ms: int | None = None
+    last_ms = 0
+    ch_done_ms: int | None = None
+    done = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not done:
+            for rec in follower.poll():
+                first_ms = rec.timestamp if first_ms is None else min(first_ms, rec.timestamp)
+                last_ms = max(last_ms, rec.timestamp)
+                linked.add(codec("Report").decode(rec.value)["report_id"])
+            if not linked:
+                continue
+            ch = _ch_reports(settings)
+            if ch >= len(linked):
+                ch_done_ms = ch_done_ms or int(time.time() * 1000)
+                done = _group_lag(settings, inputs) == 0 and not follower.poll()
+            else:
+                ch_done_ms = None
+            time.sleep(0.5)
+    finally:
+        follower.close()
+    if first_ms is None or not done or ch_done_ms is None:
+        raise click.ClickException(f"incomplete after {timeout:.0f} s: {len(linked)} linked "
+                                   f"(log: {proc.log_path})")
+    # The clock starts at the pipeline's first output: ingest's first report, which precedes the first
+    # linked record by the time fusion took to start (that head start would flatter the figure).
+    first_ms = min(first_ms, _first_timestamp(settings, settings.topic("reports")) or first_ms)
+    seconds = max((max(last_ms, ch_done_ms) - first_ms) / 1000, 1e-3)
+    return {"documents": len(load.docs), "reports": len(load.report_ids), "linked": len(linked),
+            "seconds": round(seconds, 2), "throughput_rps": round(len(load.docs) / seconds, 1),
+            "reports_per_s": round(len(linked) / seconds, 1)}
+
+
+def latency(settings: Settings, load: Workload, rate: float, seconds: float, timeout: float) -> dict[str, Any]:
+    """Produce at ``rate`` documents/s for ``seconds``; latency = first linked record's timestamp - produce
+    timestamp."""
+    load = Workload(load.docs[: max(1, int(rate * seconds))], load.registry)
+    producer = _producer(settings)
+    for device_id, row in load.registry.items():
+        producer.send(settings.topic(REGISTRY_DEVICES), key=device_id.encode(),
+                      value=json.dumps(row, ensure_ascii=False).encode())
+    producer.flush()
+    follower = Follower(settings, settings.topic(REPORTS_LINKED))
+    follower.poll()  # assign now; old (phase 1) records are skipped below by report id
+    produced: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    start = time.monotonic()
+    for i, doc in enumerate(load.docs):
+        due = start + i / rate
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        now_ms = int(time.time() * 1000)
+        producer.send(settings.topic(RAW[doc.source]), key=doc.key, value=doc.value, timestamp_ms=now_ms)
+        if doc.report_id and doc.report_id not in produced:
+            produced[doc.report_id] = now_ms
+        if i % 200 == 0:
+            for rec in follower.poll():
+                rid = codec("Report").decode(rec.value)["report_id"]
+                if rid in produced and rid not in seen:
+                    seen[rid] = rec.timestamp
+    producer.flush()
+    achieved = len(load.docs) / (time.monotonic() - start)
+    producer.close()
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    while len(seen) < len(produced) and time.monotonic() < deadline and time.monotonic() - quiet_since < 15:
+        for rec in follower.poll():
+            rid = codec("Report").decode(rec.value)["report_id"]
+            if rid in produced and rid not in seen:
+                seen[rid] = rec.timestamp
+                quiet_since = time.monotonic()
+    follower.close()
+    lat = [float(seen[r] - produced[r]) for r in seen]
+    return {"offered_rps": round(rate, 1), "achieved_offered_rps": round(achieved, 1),
+            "latency_ms": {"p50": _percentile(lat, 50), "p95": _percentile(lat, 95), "p99": _percentile(lat, 99),
+                           "max": _percentile(lat, 100)},
+            "latency_reports": len(lat), "latency_unlinked": len(produced) - len(seen)}
+
+
+def baseline(base: Settings, load: Workload, work: Path, timeout: float) -> dict[str, Any]:
+    settings = base.model_copy(update={"namespace": base.namespace + "p", "run_dir": work / "baseline",
+                                       "web_port": _free_port()})
+    (work / "baseline" / "faust").mkdir(parents=True, exist_ok=True)
+    preload(settings, load)
+    proc = Process(settings, [sys.executable, "-m", "bench.passthrough", "worker", "-l", "warn"],
+                   work / "baseline.log")
+    follower = Follower(settings, settings.topic("passthrough.out"))
+    count, first_ms, last_ms = 0, None, 0
+    deadline = time.monotonic() + timeout
+    try:
+        while count < len(load.docs) and time.monotonic() < deadline and proc.proc.poll() is None:
+            for rec in follower.poll():
+                count += 1
+                first_ms = rec.timestamp if first_ms is None else min(first_ms, rec.timestamp)
+                last_ms = max(last_ms, rec.timestamp)
+        done_ms = int(time.time() * 1000)
+    finally:
+        follower.close()
+        proc.stop()
+        _delete_namespace(settings)
+    if first_ms is None or count < len(load.docs):
+        raise click.ClickException(f"baseline incomplete: {count}/{len(load.docs)} (log: {proc.log_path})")
+    seconds = max((min(done_ms, last_ms + 1000) - first_ms) / 1000, 1e-3)
+    return {"baseline_rps": round(len(load.docs) / seconds, 1), "baseline_seconds": round(seconds, 2)}
+
+
+def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, profile: str | None, quick: bool,
+            as_json: bool) -> None:
+    import logging
+
+    if as_json:  # stdout carries the one JSON object; progress lines of the tools used stay quiet
+        logging.getLogger().setLevel(logging.WARNING)
+    base = get_settings()
+    ns = f"bench{uuid.uuid4().hex[:6]}"
+    work = Path(tempfile.mkdtemp(prefix=f"gridhub-{ns}-", dir=base.run_dir))
+    (work / "hub" / "faust").mkdir(parents=True)
+    settings = base.model_copy(update={"namespace": ns, "run_dir": work / "hub", "gateway_port": 0,
+                                       "mqtt_port": 0, "web_port": _free_port()})
+    _ch_client(settings).execute(f"CREATE DATABASE IF NOT EXISTS {settings.ch_database}")
+    now = int(time.time() * 1000)
+    # Phase 1 documents dated in the last hours; phase 2 documents are new incidents after them.
+    load = workload(seed, documents, now - int(documents / SIM_RATE * 1.2 * 1000) - 3600_000)
+    live = workload(seed + 1, int(offered * latency_seconds), now)
+    preload(settings, load)
+    command = [str(REPO_ROOT / ".venv" / "bin" / "gridhub"), "run"]
+    if profile:
+        command = [sys.executable, "-m", "cProfile", "-o", profile, *command]
+    proc = Process(settings, command, work / "hub.log")
+    result: dict[str, Any] = {"namespace": ns, "quick": quick, "counties": len(COUNTIES)}
+    try:
+        proc.wait_ready()
+        result.update(saturation(settings, load, proc, timeout=600))
+        rate = min(offered, 0.5 * result["throughput_rps"])
+        result.update(latency(settings, live, rate, seconds=latency_seconds, timeout=120))
+        result["peak_rss_mb"] = proc.peak_rss_mb()
+        faust_dir = work / "hub" / "faust" / settings.faust_app_id
+        tables = faust_dir / "v1" / "tables"
+        result["state_mb"] = {"total": _dir_mb(faust_dir),
+                              "fusion": round(sum(_dir_mb(p) for p in tables.glob("fusion-state-*")), 2)}
+    finally:
+        proc.stop()
+        _delete_namespace(settings)
+    result.update(baseline(settings, load, work, timeout=300))
+    result["ratio"] = round(result["throughput_rps"] / result["baseline_rps"], 3)
+    if profile:
+        result["profile"] = profile
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+    lat = result["latency_ms"]
+    click.echo(f"documents {result['documents']} ({result['reports']} reports, {result['linked']} linked), "
+               f"{len(COUNTIES)} counties")
+    click.echo(f"throughput   {result['throughput_rps']:>9.1f} documents/s  ({result['reports_per_s']} reports/s, "
+               f"{result['seconds']} s)")
+    click.echo(f"baseline     {result['baseline_rps']:>9.1f} documents/s  (Faust raw -> raw pass-through)")
+    click.echo(f"ratio        {result['ratio']:>9.3f}")
+    click.echo(f"latency at {result['offered_rps']}/s offered ({result['achieved_offered_rps']}/s achieved): "
+               f"p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms, max {lat['max']} ms "
+               f"({result['latency_reports']} reports; {result['latency_unlinked']} never linked)")
+    click.echo(f"peak RSS     {result['peak_rss_mb']} MB; table state {result['state_mb']['total']} MB "
+               f"(fusion {result['state_mb']['fusion']} MB)")
+    if profile:
+        stats = pstats.Stats(profile)
+        stats.sort_stats("tottime").print_stats(25)
