@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import pstats
+import shutil
 import signal
 import subprocess
 import sys
@@ -431,6 +432,10 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
         proc.stop()
         _delete_namespace(settings)
     result.update(baseline(settings, load, work, timeout=300))
+    # Keep the logs (hub.log, baseline.log) for a look afterwards; the table state is only a cache.
+    shutil.rmtree(work / "hub" / "faust", ignore_errors=True)
+    shutil.rmtree(work / "baseline", ignore_errors=True)
+    result["logs"] = str(work)
     result["ratio"] = round(result["throughput_rps"] / result["baseline_rps"], 3)
     if profile:
         result["profile"] = profile
