@@ -48,6 +48,9 @@ def create_app(settings: Settings) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         producer_acks=-1,  # acks=all: a produced record survives a broker loss
+        # 5 ms: lets one produce request carry many small records (the e2e profile showed
+        # 29.5k mostly tiny requests dominating socket time); well under the latency budget.
+        producer_linger_ms=5,
         web_port=settings.web_port,
         web_bind="127.0.0.1",
         web_enabled=True,
