@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import pytest
 
+from connectors.clickhouse.rows import TopicMap
 from gridhub.clickhouse.backend import DriverBackend
 from gridhub.clickhouse.migrate import migrate
 from gridhub.health import LagProbe
@@ -49,14 +50,31 @@ QUERIES = {
 }
 
 
+def _sink_partitions(settings: Settings) -> list[tuple[str, int]]:
+    """Every partition of every topic the ClickHouse sink should land, including dispatch topics it
+    has not discovered yet (its pattern subscription sees a new topic only at its next metadata
+    refresh, so its own committed offsets cannot say that it is done)."""
+    from kafka import KafkaAdminClient
+
+    facts = TopicMap(settings)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        names = [t for t in admin.list_topics() if facts.table_for(t)]
+        return [(d["name"], p["partition_index"]) for d in admin.describe_topics(names) for p in d["partitions"]]
+    finally:
+        admin.close()
+
+
 def _caught_up(settings: Settings, timeout: float) -> None:
     """Both consumer groups (stream worker, ClickHouse sink) at the log end, twice in a row."""
-    probes = [LagProbe(settings), LagProbe(settings, f"{settings.faust_app_id}.clickhouse-sink")]
+    worker_probe = LagProbe(settings)
+    sink_probe = LagProbe(settings, f"{settings.faust_app_id}.clickhouse-sink")
+    probes = [worker_probe, sink_probe]
     deadline = time.monotonic() + timeout
     zero_in_a_row = 0
     try:
         while time.monotonic() < deadline:
-            lags = [p.measure() for p in probes]
+            lags = [worker_probe.measure(), sink_probe.measure(_sink_partitions(settings))]
             if all(lag and sum(lag.values()) == 0 for lag in lags):
                 zero_in_a_row += 1
                 if zero_in_a_row >= 2:
