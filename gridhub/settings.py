@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     app_id: str = "gridhub"
     store: str = Field(default="rocksdb://", description="Faust table store: rocksdb:// or memory://")
     web_port: int = Field(default=16066, description="Faust worker web/metrics port")
+    # Loopback by default; 0.0.0.0 in a container so Prometheus can scrape /metrics.
+    web_bind: str = "127.0.0.1"
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 18080
     # Secrets: "source=token,source=token"; never logged.

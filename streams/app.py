@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> faust.App:
         # 29.5k mostly tiny requests dominating socket time); well under the latency budget.
         producer_linger_ms=5,
         web_port=settings.web_port,
-        web_bind="127.0.0.1",
+        web_bind=settings.web_bind,
         web_enabled=True,
         # At-least-once, idempotent at the edges; no Kafka transactions (DESIGN.md).
         processing_guarantee="at_least_once",
