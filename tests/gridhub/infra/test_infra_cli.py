@@ -128,10 +128,13 @@ def test_down_leaves_no_process_behind(private_dir: Path) -> None:
     after = json.loads(_gridhub("infra", "status", "--json", env=env).stdout)
     assert [after[key]["running"] for key in ("kafka", "clickhouse", "mqtt")] == [False, False, False]
     assert after["healthy"] is False
-    # every port is free again
+    # every port is free again for a server: nobody listens. SO_REUSEADDR as the servers set it,
+    # so the TIME_WAIT connections a stopped listener leaves behind do not count as "in use".
     for key in ("GRIDHUB_KAFKA_PORT", "GRIDHUB_CLICKHOUSE_PORT", "GRIDHUB_MQTT_PORT"):
         with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", int(env[key])))
+            probe.listen(1)
 
 
 def test_a_dying_server_is_reported_with_its_log(private_dir: Path) -> None:
