@@ -44,6 +44,7 @@ from typing import Any
 import click
 
 from gridhub.codec import codec
+from gridhub.ops.topics import delete_namespace
 from gridhub.settings import REPO_ROOT, Settings, get_settings
 from gridhub.simulate import devices_for, generate
 from gridhub.topics import RAW, REGISTRY_DEVICES, REPORTS_LINKED
@@ -223,19 +224,6 @@ def _percentile(values: list[float], q: float) -> float:
     return round(ordered[k], 1)
 
 
-def _delete_namespace(settings: Settings) -> None:
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
-    try:
-        mine = [t for t in admin.list_topics() if t.startswith(settings.namespace + ".")]
-        if mine:
-            admin.delete_topics(mine)
-    finally:
-        admin.close()
-    _ch_client(settings).execute(f"DROP DATABASE IF EXISTS {settings.ch_database}")
-
-
 def _first_timestamp(settings: Settings, topic: str) -> int | None:
     """The earliest record timestamp of ``topic`` (the first record of each partition)."""
     from kafka import KafkaConsumer, TopicPartition
@@ -388,7 +376,7 @@ def baseline(base: Settings, load: Workload, work: Path, timeout: float) -> dict
     finally:
         follower.close()
         proc.stop()
-        _delete_namespace(settings)
+        delete_namespace(settings)
     if first_ms is None or count < len(load.docs):
         raise click.ClickException(f"baseline incomplete: {count}/{len(load.docs)} (log: {proc.log_path})")
     seconds = max((min(done_ms, last_ms + 1000) - first_ms) / 1000, 1e-3)
@@ -430,7 +418,7 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
                               "fusion": round(sum(_dir_mb(p) for p in tables.glob("fusion-state-*")), 2)}
     finally:
         proc.stop()
-        _delete_namespace(settings)
+        delete_namespace(settings)
     result.update(baseline(settings, load, work, timeout=300))
     # Keep the logs (hub.log, baseline.log) for a look afterwards; the table state is only a cache.
     shutil.rmtree(work / "hub" / "faust", ignore_errors=True)

@@ -25,25 +25,8 @@ from typing import Any
 
 import click
 
+from gridhub.ops.topics import delete_namespace
 from gridhub.settings import Settings, get_settings
-
-
-def _cleanup(settings: Settings, databases: list[str]) -> None:
-    from clickhouse_driver import Client
-    from kafka import KafkaAdminClient
-
-    client = Client(settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
-                    password=settings.clickhouse_password)
-    for db in databases:
-        client.execute(f"DROP DATABASE IF EXISTS {db}")
-    client.disconnect()
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        mine = [t for t in admin.list_topics() if t.startswith(settings.namespace + ".")]
-        if mine:
-            admin.delete_topics(mine)
-    finally:
-        admin.close()
 
 
 async def _run_sink(settings: Settings, batch_rows: int, total: int, timeout: float) -> Any:
@@ -106,7 +89,7 @@ def run_sink_bench(cases: int, batch_rows: int, seed: int, as_json: bool, timeou
                 bare[table] = min(bare.get(table, float("inf")), time.perf_counter() - started)
         client.disconnect()
     finally:
-        _cleanup(settings, [settings.ch_database, bare_db])
+        delete_namespace(settings, databases=[settings.ch_database, bare_db])
 
     bare_seconds = sum(bare.values())
     result: dict[str, Any] = {

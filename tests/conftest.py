@@ -39,6 +39,7 @@ from typing import Any
 import pytest
 
 from gridhub.infra import Infra, InfraError
+from gridhub.ops.topics import delete_namespace
 from gridhub.settings import Settings
 
 from gridhub.supervisor import GRIDHUB, WORKER_READY, WorkerProcess, create_topics, free_port, port_open
@@ -60,18 +61,6 @@ def infra() -> Infra:
     return manager
 
 
-def _delete_namespace_topics(settings: Settings) -> None:
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30000)
-    try:
-        mine = [t for t in admin.list_topics() if t.startswith(settings.namespace + ".")]
-        if mine:
-            admin.delete_topics(mine, timeout_ms=30000)
-    finally:
-        admin.close()
-
-
 @pytest.fixture
 def settings(infra: Infra) -> Iterator[Settings]:
     """Settings in a fresh namespace, with its ClickHouse database created (dropped afterwards)."""
@@ -83,15 +72,14 @@ def settings(infra: Infra) -> Iterator[Settings]:
     admin = Client(host=s.clickhouse_host, port=s.clickhouse_port, user=s.clickhouse_user,
                    password=s.clickhouse_password)
     admin.execute(f"CREATE DATABASE IF NOT EXISTS {s.ch_database}")
+    admin.disconnect()
     try:
         yield s
     finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {s.ch_database}")
-        admin.disconnect()
         try:
-            _delete_namespace_topics(s)
+            delete_namespace(s)
         except Exception as exc:  # cleanup only: a failure here must not hide the test's result
-            print(f"warning: could not delete topics of {s.namespace}: {exc!r}", file=sys.stderr)
+            print(f"warning: could not delete the namespace {s.namespace}: {exc!r}", file=sys.stderr)
 
 
 @pytest.fixture

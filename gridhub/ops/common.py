@@ -102,7 +102,8 @@ def new_run_id() -> str:
 # --- clients -------------------------------------------------------------------
 
 def admin_client(settings: Settings) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="gridhub-ops")
+    return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="gridhub-ops",
+                            **settings.kafka_client_options())
 
 
 def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:

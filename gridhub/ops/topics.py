@@ -279,6 +279,33 @@ def wait_for_partitions(admin: KafkaAdminClient, wanted: dict[str, int], timeout
         log.warning("partitions_not_visible", topics=sorted(pending), seconds=timeout_s)
 
 
+def delete_namespace(settings: Settings, *, databases: Sequence[str] | None = None) -> list[str]:
+    """Delete every topic of ``settings.namespace`` and drop its ClickHouse database (or ``databases``).
+
+    For throw-away namespaces (tests, benchmarks, side-by-side replays); refuses the empty
+    namespace, whose topics are the live contract topics.
+    """
+    if not settings.namespace:
+        raise ValueError("refusing to delete the topics of the empty (live) namespace")
+    from clickhouse_driver import Client
+
+    admin = admin_client(settings)
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith(settings.namespace + ".")]
+        if mine:
+            admin.delete_topics(mine, timeout_ms=30000)
+    finally:
+        admin.close()
+    client = Client(host=settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
+                    password=settings.clickhouse_password)
+    try:
+        for database in databases if databases is not None else [settings.ch_database]:
+            client.execute(f"DROP DATABASE IF EXISTS {database}")
+    finally:
+        client.disconnect()
+    return mine
+
+
 def ensure_topics(settings: Settings | None = None, names: Iterable[str] | None = None, *,
                   dry_run: bool = False, spec: dict[str, Any] | None = None,
                   admin: KafkaAdminClient | None = None) -> EnsureReport:

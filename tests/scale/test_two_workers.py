@@ -30,6 +30,7 @@ from typing import Any, Callable
 import pytest
 
 from gridhub.codec import codec
+from gridhub.ops.topics import delete_namespace
 from gridhub.settings import Settings
 from gridhub.simulate import devices_for, generate
 from gridhub.topics import CASES, REPORTS, REPORTS_LINKED
@@ -160,18 +161,6 @@ def wait_complete(outcome: Outcome, timeout: float = 360) -> None:
                          f"({len(outcome.linked)} linked, lag {group_lag(outcome.settings)})")
 
 
-def _delete_topics(settings: Settings) -> None:
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        mine = [t for t in admin.list_topics() if t.startswith(settings.namespace + ".")]
-        if mine:
-            admin.delete_topics(mine)
-    finally:
-        admin.close()
-
-
 def own_state_dir(settings: Settings, root: Path, name: str) -> Settings:
     """Settings with a private run dir: two workers on one host must not share a RocksDB directory
     (the second cannot take the first one's lock); on separate hosts / pods they never do."""
@@ -234,4 +223,4 @@ def test_two_workers_one_killed_equal_one_worker(settings: Settings, kafka_produ
         assert b.dispatches == a.dispatches, (f"dispatches differ: {len(b.dispatches - a.dispatches)} extra, "
                                               f"{len(a.dispatches - b.dispatches)} missing")
     finally:
-        _delete_topics(shared)
+        delete_namespace(shared)

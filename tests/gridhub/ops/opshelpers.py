@@ -9,6 +9,7 @@ from click.testing import CliRunner, Result
 
 from gridhub.cli import main
 from gridhub.ops.common import make_consumer, make_producer, plan_spans, read_spans, settings_for
+from gridhub.ops.topics import delete_namespace
 from gridhub.settings import Settings, get_settings
 
 Row = tuple[int, int, bytes | None, bytes | None, list[tuple[str, bytes]], int]
@@ -46,27 +47,6 @@ def run_cli(settings: Settings, *args: str) -> Result:
         return CliRunner().invoke(main, list(args), env=settings.as_env(), catch_exceptions=False)
     finally:
         get_settings.cache_clear()
-
-
-def delete_namespace(settings: Settings) -> None:
-    """Drop the topics and ClickHouse database of a namespace a test created besides its own."""
-    from clickhouse_driver import Client
-
-    from gridhub.ops.common import admin_client
-
-    admin = admin_client(settings)
-    try:
-        mine = [t for t in admin.list_topics() if t.startswith(settings.namespace + ".")]
-        if mine:
-            admin.delete_topics(mine, timeout_ms=30000)
-    finally:
-        admin.close()
-    client = Client(host=settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
-                    password=settings.clickhouse_password)
-    try:
-        client.execute(f"DROP DATABASE IF EXISTS {settings.ch_database}")
-    finally:
-        client.disconnect()
 
 
 @pytest.fixture
