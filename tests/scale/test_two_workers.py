@@ -30,6 +30,7 @@ from typing import Any, Callable
 import pytest
 
 from gridhub.codec import codec
+from gridhub.ops.common import read_to_end
 from gridhub.ops.topics import delete_namespace
 from gridhub.settings import Settings
 from gridhub.simulate import devices_for, generate
@@ -67,28 +68,6 @@ def make_reports() -> list[tuple[bytes, bytes, str]]:
     return out
 
 
-def read_all(bootstrap: str, topics: list[str]) -> list[Any]:
-    """Every record of ``topics`` up to their current end offsets."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[Any] = []
-        deadline = time.monotonic() + 60
-        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500, max_records=5000).values():
-                out.extend(batch)
-        return out
-    finally:
-        consumer.close()
-
-
 class Outcome:
     """What a run produced, by id."""
 
@@ -108,14 +87,14 @@ class Outcome:
             dispatch_topics = [t for t in admin.list_topics() if t.startswith(s.topic("dispatch."))]
         finally:
             admin.close()
-        for rec in read_all(s.kafka_bootstrap, [s.topic(REPORTS_LINKED)]):
+        for rec in read_to_end(s, [s.topic(REPORTS_LINKED)]):
             r = codec("Report").decode(rec.value)
             self.linked[r["report_id"]] = r["case_id"]
             self.records["linked"] += 1
-        for rec in read_all(s.kafka_bootstrap, [s.topic(CASES)]):
+        for rec in read_to_end(s, [s.topic(CASES)]):
             if rec.value:
                 self.cases.add(codec("Case").decode(rec.value)["case_id"])
-        for rec in read_all(s.kafka_bootstrap, dispatch_topics):
+        for rec in read_to_end(s, dispatch_topics):
             self.dispatches.add(codec("Dispatch").decode(rec.value)["dispatchId"])
             self.records["dispatch"] += 1
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import pytest
 
 from gridhub.codec import codec
+from gridhub.ops.common import read_to_end
 from gridhub.settings import Settings
 from gridhub.simulate import devices_for, generate
 from gridhub.simulate.text import SURNAMES
@@ -65,27 +66,6 @@ def personal_data(docs: list[dict[str, Any]], registry: list[dict[str, Any]]) ->
     return {p for p in phones if p}, {n for n in names if n not in text}
 
 
-def read_topic(settings: Settings, topic: str) -> list[Any]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[Any] = []
-        deadline = time.monotonic() + 60
-        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                out.extend(batch)
-        return out
-    finally:
-        consumer.close()
-
-
 def test_no_personal_data_leaves_the_raw_topics(settings: Settings, kafka_producer: Any, ch_client: Any,
                                                 worker: Callable[..., Any]) -> None:
     from kafka import KafkaAdminClient
@@ -120,7 +100,7 @@ def test_no_personal_data_leaves_the_raw_topics(settings: Settings, kafka_produc
     stable_since, last = time.monotonic(), -1
     while time.monotonic() < deadline:
         linked = len({codec("Report").decode(r.value)["report_id"]
-                      for r in read_topic(settings, settings.topic(REPORTS_LINKED))})
+                      for r in read_to_end(settings, [settings.topic(REPORTS_LINKED)])})
         try:
             in_ch = ch_client.execute(f"SELECT uniqExact(report_id) FROM {settings.ch_database}.reports")[0][0]
         except Exception:  # the sink has not created its tables yet
@@ -147,12 +127,12 @@ def test_no_personal_data_leaves_the_raw_topics(settings: Settings, kafka_produc
         leaks.extend(f"{where}: name {n}" for n in names if n in text)
 
     for name, schema in SCHEMAS.items():
-        for rec in read_topic(settings, settings.topic(name)):
+        for rec in read_to_end(settings, [settings.topic(name)]):
             if rec.value:
                 scan(name, json.dumps(codec(schema).decode(rec.value), ensure_ascii=False, default=str))
                 scanned[name] = scanned.get(name, 0) + 1
     for topic in topics:
-        for rec in read_topic(settings, topic):
+        for rec in read_to_end(settings, [topic]):
             scan(topic, json.dumps(codec("Dispatch").decode(rec.value), ensure_ascii=False, default=str))
             scanned["dispatch.*"] = scanned.get("dispatch.*", 0) + 1
     tables = [row[0] for row in ch_client.execute(f"SHOW TABLES FROM {settings.ch_database}")]

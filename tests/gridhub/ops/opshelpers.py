@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gridhub.cli import main
-from gridhub.ops.common import make_consumer, make_producer, plan_spans, read_spans, settings_for
+from gridhub.ops.common import make_producer, read_to_end, settings_for
 from gridhub.ops.topics import delete_namespace
 from gridhub.settings import Settings, get_settings
 
@@ -29,15 +29,9 @@ def produce(settings: Settings, topic: str, records: Sequence[dict[str, Any]]) -
 
 
 def read_all(settings: Settings, physical: str) -> list[Row]:
-    """Every record of a physical topic, sorted by (partition, offset)."""
-    consumer = make_consumer(settings)
-    try:
-        spans = plan_spans(consumer, physical, consumer.partitions_for_topic(physical) or set())
-        rows = [(r.partition, r.offset, r.key, r.value, [(k, v) for k, v in r.headers or []], r.timestamp)
-                for r in read_spans(consumer, spans)]
-    finally:
-        consumer.close()
-    return sorted(rows, key=lambda row: (row[0], row[1]))
+    """Every record of a physical topic as comparable rows, sorted by (partition, offset)."""
+    return [(r.partition, r.offset, r.key, r.value, [(k, v) for k, v in r.headers or []], r.timestamp)
+            for r in read_to_end(settings, [physical])]
 
 
 def run_cli(settings: Settings, *args: str) -> Result:
