@@ -13,6 +13,7 @@ from aiohttp import web
 from connectors.webhook.service import WebhookDeliverer, backoff_ms, body_of, idempotency_key
 from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
 from gridhub.agencies import WebhookTarget
+from webhook_receiver import serve_post
 
 SECRET = "test-webhook-secret"
 
@@ -75,14 +76,8 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield rec, f"http://127.0.0.1:{port}/hook"
+    runner, url = await serve_post(rec.handle, "/hook")
+    yield rec, url
     await runner.cleanup()
 
 

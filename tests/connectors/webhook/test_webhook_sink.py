@@ -16,6 +16,7 @@ from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIM
 from gridhub.agencies import load_catalog
 from gridhub.codec import codec
 from gridhub.dlq import parse_dead_letter_headers
+from webhook_receiver import serve_post
 
 pytestmark = pytest.mark.integration
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
@@ -44,14 +45,7 @@ class Receiver:
 
 
 async def serve(receiver: Receiver) -> tuple[web.AppRunner, str]:
-    app = web.Application()
-    app.router.add_post("/dispatch", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/dispatch"
+    return await serve_post(receiver.handle, "/dispatch")
 
 
 def dispatch(did: str, agency: str) -> dict[str, Any]:
