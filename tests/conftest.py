@@ -29,6 +29,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
@@ -76,6 +77,9 @@ def settings(infra: Infra) -> Iterator[Settings]:
     try:
         yield s
     finally:
+        if os.environ.get("GRIDHUB_KEEP_TEST_NAMESPACES"):  # debugging: inspect the topics afterwards
+            print(f"kept namespace {s.namespace}", file=sys.stderr)
+            return
         try:
             delete_namespace(s)
         except Exception as exc:  # cleanup only: a failure here must not hide the test's result

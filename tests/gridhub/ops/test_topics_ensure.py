@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
@@ -49,11 +51,21 @@ def test_ensure_creates_alters_grows_and_reports_drift(settings: Settings) -> No
         # a config changed behind the tool's back is put back
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic("dlq"),
                                             {"retention.ms": "1000"})])
+        # KRaft applies a config change from the metadata log after acknowledging it, so wait
+        # until the broker reports the drift before asking the tool to fix it
+        _wait_for_config(admin, settings.topic("dlq"), "retention.ms", "1000")
         fixed = ensure_topics(settings, ["dlq"])
         assert fixed.altered == [settings.topic("dlq")]
-        assert describe(admin, [settings.topic("dlq")])[settings.topic("dlq")]["configs"]["retention.ms"] == "7776000000"
+        _wait_for_config(admin, settings.topic("dlq"), "retention.ms", "7776000000")
     finally:
         admin.close()
+
+
+def _wait_for_config(admin, topic: str, key: str, value: str, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while describe(admin, [topic])[topic]["configs"].get(key) != value:
+        assert time.monotonic() < deadline, f"{topic} never reported {key}={value}"
+        time.sleep(0.1)
 
 
 def test_ls_shows_end_offsets(settings: Settings) -> None:
