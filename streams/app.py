@@ -20,6 +20,9 @@ from gridhub.dlq import dead_letter_headers
 from gridhub.logging import get_logger
 from gridhub.settings import Settings, get_settings
 from gridhub.topics import DLQ
+from streams import faust_fixes
+
+faust_fixes.install()  # before any worker runs: stream records lost after a rebalance (see the module)
 
 log = get_logger(__name__)
 

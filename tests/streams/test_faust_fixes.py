@@ -1,0 +1,152 @@
+"""streams/faust_fixes.py: records fetched while a resumed worker seeks must reach the agents.
+
+A fake consumer and fetcher, real ``mode`` flow control: the fetcher moves records into the
+stream queue only for resumed partitions while the consumer's flow is active, as Faust's
+does, and ``perform_seek`` yields to the event loop the way a broker round trip does.  The
+library's order loses what the fetcher queued during the seek; the fixed order loses nothing.
+The real-broker proof is tests/streams/fusion/test_fusion_worker.py (SIGKILL and restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import faust
+import pytest
+from aiokafka import TopicPartition
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+from streams import faust_fixes
+
+STREAM_TP = ("reports", 0)
+CHANGELOG_TP = ("fusion-state-changelog", 0)
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.resumed: set[Any] = set()
+        self.flow_active = True  # Recovery resumed the flow for the changelog read already
+        self.position = 0
+        self.sought = False
+
+    def assignment(self) -> set[Any]:
+        return {STREAM_TP, CHANGELOG_TP}
+
+    def resume_partitions(self, tps: set[Any]) -> None:
+        self.resumed |= set(tps)
+
+    def resume_flow(self) -> None:
+        self.flow_active = True
+
+    async def perform_seek(self) -> None:
+        for _ in range(5):  # a broker round trip: the fetcher gets the event loop meanwhile
+            await asyncio.sleep(0)
+        self.sought = True
+
+
+async def _fetch(consumer: FakeConsumer, queue: FlowControlQueue, total: int) -> None:
+    while consumer.position < total:
+        if STREAM_TP in consumer.resumed and consumer.flow_active:
+            queue.put_nowait(consumer.position)  # Faust marks the offset read here
+            consumer.position += 1
+        await asyncio.sleep(0)
+
+
+def _recovery(consumer: FakeConsumer, flow_control: FlowControlEvent) -> Any:
+    async def send() -> None:
+        return None
+
+    async def maybe_start() -> None:
+        return None
+
+    async def wait(coro: Any, timeout: float) -> Any:
+        return await coro
+
+    tables = SimpleNamespace(values=lambda: [], on_actives_ready=lambda: None, on_standbys_ready=lambda: None)
+    app = SimpleNamespace(consumer=consumer, conf=SimpleNamespace(broker_request_timeout=30.0),
+                          flow_control=flow_control, on_rebalance_complete=SimpleNamespace(send=send),
+                          consumer_generation_id=2, _fetcher=SimpleNamespace(maybe_start=maybe_start),
+                          assignor=SimpleNamespace(assigned_standbys=lambda: set()),
+                          on_rebalance_end=lambda: None)
+    log = SimpleNamespace(info=lambda *a, **k: None, warning=lambda *a, **k: None, dev=lambda *a, **k: None)
+    return SimpleNamespace(app=app, log=log, tables=tables, actives_for_table={}, standbys_for_table={},
+                           completed=asyncio.Event(), _set_recovery_ended=lambda: None, _wait=wait,
+                           _is_changelog_tp=lambda tp: tp == CHANGELOG_TP)
+
+
+async def _resume_and_drain(method: Callable[..., Any], total: int = 50) -> list[int]:
+    flow_control = FlowControlEvent(initially_suspended=False)
+    queue: FlowControlQueue = FlowControlQueue(flow_control=flow_control, clear_on_resume=True)
+    consumer = FakeConsumer()
+    fetcher = asyncio.ensure_future(_fetch(consumer, queue, total))
+    await method(_recovery(consumer, flow_control), generation_id=2)
+    await asyncio.wait_for(fetcher, timeout=5)
+    assert consumer.sought
+    return [queue.get_nowait() for _ in range(queue.qsize())]
+
+
+def test_the_fixed_order_hands_every_fetched_record_to_the_agents() -> None:
+    delivered = asyncio.run(_resume_and_drain(faust_fixes.on_recovery_completed))
+    assert delivered == list(range(50))
+
+
+def test_the_library_order_loses_what_was_fetched_during_the_seek() -> None:
+    """Documents the bug the fix exists for (if this starts passing, upstream fixed it)."""
+    delivered = asyncio.run(_resume_and_drain(faust_fixes.ORIGINAL_ON_RECOVERY_COMPLETED))
+    assert delivered[0] > 0 and delivered == list(range(delivered[0], 50))  # offsets 0.. are gone
+
+
+def test_install_refuses_another_faust_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faust, "__version__", "0.99.0")
+    with pytest.raises(RuntimeError, match="faust-streaming/faust#596"):
+        faust_fixes.install()
+
+
+def test_getmany_hands_the_consumer_thread_a_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiokafka reads an empty partition set as "all partitions"; the live set Faust passes empties
+    itself when recovery pauses the changelogs, so the thread must get a copy."""
+    seen: list[set[Any]] = []
+
+    async def original(self: Any, active_partitions: set[Any], timeout: float) -> dict[Any, Any]:
+        await asyncio.sleep(0)  # the consumer thread waits for records meanwhile
+        seen.append(set(active_partitions))
+        return {}
+
+    monkeypatch.setattr(faust_fixes, "ORIGINAL_GETMANY", original)
+    live = {CHANGELOG_TP}
+
+    async def run() -> None:
+        call = asyncio.ensure_future(faust_fixes.getmany(Any, live, 1.0))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        live.clear()  # Recovery pauses the changelog partitions
+        await call
+
+    asyncio.run(run())
+    assert seen == [{CHANGELOG_TP}]
+
+
+def test_seek_to_committed_resets_never_committed_stream_partitions() -> None:
+    class FakeAIOKafkaConsumer:
+        def __init__(self) -> None:
+            self.to_beginning: list[Any] = []
+
+        async def seek_to_committed(self) -> dict[Any, int | None]:
+            return {TopicPartition("reports", 0): None, TopicPartition("reports", 1): 42,
+                    TopicPartition("fusion-state-changelog", 0): None}
+
+        async def seek_to_beginning(self, *tps: Any) -> None:
+            self.to_beginning.extend(tps)
+
+    aiokafka_consumer = FakeAIOKafkaConsumer()
+
+    async def call_thread(fn: Callable[[], Any]) -> Any:
+        return await fn()
+
+    thread = SimpleNamespace(_ensure_consumer=lambda: aiokafka_consumer, call_thread=call_thread,
+                             app=SimpleNamespace(tables=SimpleNamespace(changelog_topics={"fusion-state-changelog"}),
+                                                 conf=SimpleNamespace(consumer_auto_offset_reset="earliest")))
+    committed = asyncio.run(faust_fixes.seek_to_committed(thread))  # type: ignore[arg-type]
+    assert len(committed) == 3  # Faust still gets every committed offset, unchanged
+    assert aiokafka_consumer.to_beginning == [TopicPartition("reports", 0)]
