@@ -147,10 +147,6 @@ def own_state_dir(settings: Settings, root: Path, name: str) -> Settings:
     return settings.model_copy(update={"run_dir": root / name})
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, issue 8 open: under CI load the surviving worker sometimes stops making progress after "
-    "the takeover (Faust rebalance stuck in on_partitions_revoked/wait_empty, the same hang seen with "
-    "routing); it then misses reports. Passes on a quiet machine; see the closing note"))
 def test_two_workers_one_killed_equal_one_worker(settings: Settings, kafka_producer: Any,
                                                  worker: Callable[..., Any], tmp_path: Path) -> None:
     reports = make_reports()
