@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import asdict
 from functools import partial
 from typing import Any
 
@@ -111,15 +112,48 @@ async def _dispatch_topic(agency: str) -> faust.TopicT:
 
 
 
+def _source(event: faust.EventT) -> list[Any]:
+    """Where an input record sits: the identity of a redelivery (JSON-friendly, stored in the state)."""
+    return [event.message.topic, event.message.partition, event.message.offset]
+
+
 async def _commit(event: faust.EventT, key: bytes, old: dict[str, Any] | None, new: dict[str, Any] | None,
                   fx: lc.Effects) -> None:
-    """Write the new state, then enqueue its effects (Faust flushes both before committing the offset)."""
+    """Write the new state, then enqueue its effects (Faust flushes both before committing the offset).
+
+    The state also keeps the input record that produced it and that record's effects
+    (``fx_src``, ``fx``): see :func:`_resend_if_redelivered`.
+    """
     if new is not None and new is not old:
         new["partition"] = event.message.partition
         due = lc.next_due(new, rules.current)
         new["due"] = due
+        new["fx_src"], new["fx"] = _source(event), asdict(fx)
         table[key] = json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         _ticked.pop(key, None)
+    await _send_effects(fx)
+
+
+async def _resend_if_redelivered(event: faust.EventT, old: dict[str, Any] | None) -> bool:
+    """Is this the very record whose transition ``old`` holds?  Then send its effects again.
+
+    A worker killed between the table write and the flush of its sends comes back with the
+    new state (RocksDB or the changelog) but without the dispatches it announced, and the
+    redelivered record is then "already applied": without this, those dispatches were lost
+    (tests/scale/test_two_workers.py, two of 747 dispatch ids).  Ids are deterministic, so
+    consumers that saw the first send see the same record twice, never a different one.  A
+    *new* record with the same content (another offset) still changes nothing.
+    """
+    if old is None or old.get("fx_src") != _source(event):
+        return False
+    fx = lc.Effects(**old.get("fx", {}))
+    log.info("redelivered_effects_resent", topic=event.message.topic, partition=event.message.partition,
+             offset=event.message.offset, dispatches=len(fx.dispatches), events=len(fx.events))
+    await _send_effects(fx)
+    return True
+
+
+async def _send_effects(fx: lc.Effects) -> None:
     dispatch_codec, event_codec = codec("Dispatch"), codec("CaseEvent")
     for record in fx.dispatches:
         topic = await _dispatch_topic(record["agency"])
@@ -149,6 +183,8 @@ async def route_cases(stream: faust.StreamT) -> None:
             continue
         async with _lock:
             old = _load(key)
+            if await _resend_if_redelivered(event, old):
+                continue
             try:
                 new, fx = lc.on_case(old, case, rules.current)
             except (KeyError, TypeError, ValueError) as exc:
@@ -164,6 +200,8 @@ async def _on_feedback(event: faust.EventT) -> None:
             raise lc.Rejected(f"feedback must be keyed by its caseId {fb['caseId']} (key was {event.key!r})")
         key = fb["caseId"].encode("utf-8")
         old = _load(key)
+        if await _resend_if_redelivered(event, old):
+            return
         new, fx = lc.on_feedback(old, fb, rules.current)
     except lc.Rejected as exc:
         await dead_letter(event, "feedback", str(exc))
@@ -181,6 +219,8 @@ async def _on_report(event: faust.EventT) -> None:
         return  # only 12345 回访 updates concern routing
     key = str(report["case_id"]).encode("utf-8")
     old = _load(key)
+    if await _resend_if_redelivered(event, old):
+        return
     at = int(report.get("received_at") or report["reported_at"])
     new, fx = lc.on_review(old, str(report["satisfaction"]), at, report.get("report_id"))
     await _commit(event, key, old, new, fx)
@@ -189,7 +229,7 @@ async def _on_report(event: faust.EventT) -> None:
 async def _on_tick(event: faust.EventT) -> None:
     key = event.key or b""
     old = _load(key)
-    if old is None:
+    if old is None or await _resend_if_redelivered(event, old):
         return
     try:
         now = int(json.loads(event.value)["now"])
