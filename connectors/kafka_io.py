@@ -59,6 +59,7 @@ class RawProducer(Service):
             request_timeout_ms=30_000,
             max_request_size=MAX_RECORD_BYTES + 64 * 1024,
             linger_ms=5,  # a few ms of batching: many small documents arrive together
+            **self.settings.kafka_client_options(),
         )
 
     async def on_start(self) -> None:
@@ -135,6 +136,7 @@ def sync_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         max_request_size=MAX_RECORD_BYTES + 64 * 1024, client_id="gridhub-cli",
         # 2 in flight with retries may reorder; 1 keeps every key's versions in order.
         max_in_flight_requests_per_connection=1,
+        **settings.kafka_client_options(),
     )
     options.update(overrides)
     return KafkaProducer(**options)
@@ -163,7 +165,8 @@ def ensure_topic(settings: Settings, topic: str, *, compacted: bool = False,
     topic that must have a non-default config from its first record (``registry.devices``
     must be compacted: an auto-created topic would be ``delete`` and lose devices).
     """
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="gridhub-cli")
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="gridhub-cli",
+                             **settings.kafka_client_options())
     try:
         if topic in set(admin.list_topics()):
             return False

@@ -60,7 +60,8 @@ class LagProbe:
             from kafka.admin import KafkaAdminClient
 
             self._admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap,
-                                           client_id=f"{self.group_id}-lag-probe")
+                                           client_id=f"{self.group_id}-lag-probe",
+                                           **self.settings.kafka_client_options())
         return self._admin
 
     def measure(self, partitions: Iterable[TopicPart] | None = None) -> dict[TopicPart, int]:

@@ -77,7 +77,8 @@ def create_topics(settings: Settings, names: list[str], partitions: int | None =
     from kafka.errors import TopicAlreadyExistsError
 
     physical = [settings.topic(n) for n in names]
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30000)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30000,
+                             **settings.kafka_client_options())
     try:
         missing = [t for t in physical if t not in set(admin.list_topics())]
         if missing:

@@ -261,14 +261,14 @@ class ClickHouseSink(Sink):
 
         s = self.settings
         self._producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True,
-                                          client_id="gridhub-clickhouse-sink")
+                                          client_id="gridhub-clickhouse-sink", **s.kafka_client_options())
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap, group_id=self.group_id, client_id="gridhub-clickhouse-sink",
             enable_auto_commit=False, auto_offset_reset="earliest",
             metadata_max_age_ms=self.conf.metadata_max_age_ms,
             # Every buffered record must fit one flush: fetch no more than a batch per poll.
-            max_poll_records=self.conf.batch_rows)
+            max_poll_records=self.conf.batch_rows, **s.kafka_client_options())
         self._consumer.subscribe(pattern=self.topics.pattern)
         await self._consumer.start()
         log.info("ch_sink.started", database=self.database, group=self.group_id, pattern=self.topics.pattern)

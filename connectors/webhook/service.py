@@ -181,11 +181,12 @@ class WebhookSink(Sink):
                 log.error("webhook_secret_missing", agency=agency, reason=str(exc))
         self._session = aiohttp.ClientSession()
         self.deliverer = WebhookDeliverer(self._session)
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
+                                          **self.settings.kafka_client_options())
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             *self.topics, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
-            enable_auto_commit=False, auto_offset_reset="earliest")
+            enable_auto_commit=False, auto_offset_reset="earliest", **self.settings.kafka_client_options())
         await self._consumer.start()
         log.info("webhook_sink_started", agencies=sorted(self.catalog.webhooks), group=self.group_id)
 

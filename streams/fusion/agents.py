@@ -103,7 +103,8 @@ def prepare_topics(app_: Any, settings_: Any) -> None:
     try:
         ensure_topics(settings_, names=[REPORTS, CASE_LIFECYCLE, CASES, CASE_EVENTS, REPORTS_LINKED, DLQ])
         changelog = state_table.changelog_topic.get_topic_name()
-        admin = KafkaAdminClient(bootstrap_servers=settings_.kafka_bootstrap, request_timeout_ms=30000)
+        admin = KafkaAdminClient(bootstrap_servers=settings_.kafka_bootstrap, request_timeout_ms=30000,
+                                 **settings_.kafka_client_options())
         try:
             if changelog not in set(admin.list_topics()):
                 admin.create_topics([NewTopic(changelog, settings_.partitions, settings_.replication_factor,

@@ -117,7 +117,8 @@ class DeviceRegistry(Service):
     async def _follow(self) -> None:
         name = settings.topic(REGISTRY_DEVICES)
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    **settings.kafka_client_options())
         await consumer.start()
         try:
             partitions = await self._partitions(consumer, name)

@@ -163,3 +163,36 @@ def test_hub_settings_connect_as_hub(secure: SecureInfra, dispatched: dict[str, 
     finally:
         consumer.close()
     assert hub.kafka_sasl_password not in repr(hub)
+
+
+def test_connectors_use_the_hub_credentials(secure: SecureInfra) -> None:
+    """The connectors' Kafka clients (gateway / MQTT bridge producer, file import producer, topic
+    creation) authenticate with the hub's settings; without them the same producer never connects."""
+    from connectors.base import RawRecord
+    from connectors.kafka_io import RawProducer, ensure_topic, produce_batch, sync_producer
+
+    hub = secure.hub_settings()
+    topic = f"raw.secure-{uuid.uuid4().hex[:6]}"
+    assert ensure_topic(hub, topic) is True
+    producer = sync_producer(hub)
+    try:
+        assert produce_batch(producer, [RawRecord(topic=topic, key=b"k1", value=b"from-file-import")]) == 1
+    finally:
+        producer.close()
+
+    async def through_gateway_producer(settings: Settings, wait_s: float) -> bool:
+        raw = RawProducer(settings)
+        await raw.start()
+        try:
+            if not await raw.wait_ready(wait_s):
+                return False
+            await raw.deliver([RawRecord(topic=topic, key=b"k2", value=b"from-gateway")])
+            return True
+        finally:
+            await raw.stop()
+
+    assert asyncio.run(through_gateway_producer(hub, 30))
+    anonymous = hub.model_copy(update={"kafka_security_protocol": "PLAINTEXT"})
+    assert not asyncio.run(through_gateway_producer(anonymous, 5))  # the broker does require SASL
+    got = consume_as(secure, HUB, topic, group="hub-check-connectors", n=2)
+    assert sorted(got) == [b"from-file-import", b"from-gateway"]
