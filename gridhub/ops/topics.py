@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -280,7 +281,8 @@ def wait_for_partitions(admin: KafkaAdminClient, wanted: dict[str, int], timeout
 
 
 def delete_namespace(settings: Settings, *, databases: Sequence[str] | None = None) -> list[str]:
-    """Delete every topic of ``settings.namespace`` and drop its ClickHouse database (or ``databases``).
+    """Delete every topic of ``settings.namespace``, drop its ClickHouse database (or ``databases``)
+    and remove its Faust table state under ``settings.run_dir`` (workers must be stopped).
 
     For throw-away namespaces (tests, benchmarks, side-by-side replays); refuses the empty
     namespace, whose topics are the live contract topics.
@@ -303,6 +305,7 @@ def delete_namespace(settings: Settings, *, databases: Sequence[str] | None = No
             client.execute(f"DROP DATABASE IF EXISTS {database}")
     finally:
         client.disconnect()
+    shutil.rmtree(settings.run_dir / "faust" / settings.faust_app_id, ignore_errors=True)  # streams/app.py datadir
     return mine
 
 
