@@ -39,6 +39,7 @@ for good) or processed nothing at all.  Two bugs, one defence:
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Mapping, cast
 
 import faust
@@ -52,8 +53,8 @@ ORIGINAL_ON_RECOVERY_COMPLETED = Recovery.on_recovery_completed
 ORIGINAL_GETMANY = AIOKafkaConsumerThread.getmany
 
 
-async def _seek_then_resume(recovery: Any) -> None:
-    """Seek the stream partitions to their committed offsets, then resume them and the flow."""
+async def _seek_resume_and_finish(recovery: Any, standbys_ready: bool) -> None:
+    """Seek the stream partitions to their committed offsets, resume them and the flow, end the rebalance."""
     consumer = recovery.app.consumer
     stream_tps = {tp for tp in consumer.assignment() if not recovery._is_changelog_tp(tp)}
     if stream_tps:
@@ -64,12 +65,16 @@ async def _seek_then_resume(recovery: Any) -> None:
     recovery.completed.set()
     recovery.app.flow_control.resume()
     consumer.resume_flow()
+    await recovery.app._fetcher.maybe_start()
+    recovery.tables.on_actives_ready()
+    if standbys_ready:
+        recovery.tables.on_standbys_ready()
+    recovery.app.on_rebalance_end()
+    recovery.log.info("Worker ready")
 
 
 async def on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:
     """``Recovery.on_recovery_completed`` of 0.15.3, seeking before resuming (see module doc)."""
-    import asyncio
-
     app = cast(Any, self.app)
     self.log.info("Restore complete!")
     await app.on_rebalance_complete.send()
@@ -82,13 +87,7 @@ async def on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:
     if app.consumer_generation_id != generation_id:
         self.log.warning(f"Recovery rebalancing again app id {app.consumer_generation_id} param {generation_id}")
         return
-    await _seek_then_resume(self)
-    await app._fetcher.maybe_start()
-    self.tables.on_actives_ready()
-    if not app.assignor.assigned_standbys():
-        self.tables.on_standbys_ready()
-    app.on_rebalance_end()
-    self.log.info("Worker ready")
+    await _seek_resume_and_finish(self, standbys_ready=not app.assignor.assigned_standbys())
 
 
 async def _resume_streams(self: Recovery, generation_id: int = 0) -> None:
@@ -98,12 +97,7 @@ async def _resume_streams(self: Recovery, generation_id: int = 0) -> None:
     if app.consumer_generation_id != generation_id:
         self.log.warning("Recovery rebalancing again")
         return
-    await _seek_then_resume(self)
-    await app._fetcher.maybe_start()
-    self.tables.on_actives_ready()
-    self.tables.on_standbys_ready()
-    app.on_rebalance_end()
-    self.log.info("Worker ready")
+    await _seek_resume_and_finish(self, standbys_ready=True)
 
 
 async def getmany(self: AIOKafkaConsumerThread, active_partitions: Any, timeout: float) -> Any:
