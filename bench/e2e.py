@@ -412,7 +412,7 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
         rate = min(offered, 0.5 * result["throughput_rps"])
         result.update(latency(settings, live, rate, seconds=latency_seconds, timeout=120))
         result["peak_rss_mb"] = proc.peak_rss_mb()
-        faust_dir = work / "hub" / "faust" / settings.faust_app_id
+        faust_dir = settings.faust_datadir
         tables = faust_dir / "v1" / "tables"
         result["state_mb"] = {"total": _dir_mb(faust_dir),
                               "fusion": round(sum(_dir_mb(p) for p in tables.glob("fusion-state-*")), 2)}

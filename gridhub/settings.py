@@ -173,6 +173,11 @@ class Settings(BaseSettings):
         return f"{self.namespace}.{self.app_id}" if self.namespace else self.app_id
 
     @property
+    def faust_datadir(self) -> Path:
+        """The worker's Faust data directory (RocksDB tables): one per namespace under the run dir."""
+        return Path(self.run_dir) / "faust" / self.faust_app_id
+
+    @property
     def ch_database(self) -> str:
         if not self.namespace:
             return self.clickhouse_database

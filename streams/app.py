@@ -45,7 +45,7 @@ def create_app(settings: Settings) -> faust.App:
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=_credentials(settings),
         store=settings.store,
-        datadir=str(settings.run_dir / "faust" / settings.faust_app_id),
+        datadir=str(settings.faust_datadir),
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.partitions,

@@ -305,7 +305,7 @@ def delete_namespace(settings: Settings, *, databases: Sequence[str] | None = No
             client.execute(f"DROP DATABASE IF EXISTS {database}")
     finally:
         client.disconnect()
-    shutil.rmtree(settings.run_dir / "faust" / settings.faust_app_id, ignore_errors=True)  # streams/app.py datadir
+    shutil.rmtree(settings.faust_datadir, ignore_errors=True)
     return mine
 
 

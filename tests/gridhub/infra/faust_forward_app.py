@@ -22,7 +22,7 @@ app = faust.App(
     settings.faust_app_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
     store="memory://",
-    datadir=str(settings.run_dir / "faust" / settings.faust_app_id),
+    datadir=str(settings.faust_datadir),
     key_serializer="raw",
     value_serializer="raw",
     topic_partitions=settings.partitions,

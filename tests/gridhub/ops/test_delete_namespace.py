@@ -19,7 +19,7 @@ def test_topics_and_faust_state_are_removed(settings: Settings, tmp_path: Path) 
 
     local = settings.model_copy(update={"run_dir": tmp_path})
     create_topics(local, ["reports"])
-    state = local.run_dir / "faust" / local.faust_app_id / "v1" / "tables"
+    state = local.faust_datadir / "v1" / "tables"
     state.mkdir(parents=True)
     (state / "fusion-state-0.db").write_bytes(b"rocksdb")
     other_namespace = local.run_dir / "faust" / "another.gridhub"
@@ -36,7 +36,7 @@ def test_topics_and_faust_state_are_removed(settings: Settings, tmp_path: Path) 
             time.sleep(0.5)
     finally:
         admin.close()
-    assert not (local.run_dir / "faust" / local.faust_app_id).exists()
+    assert not local.faust_datadir.exists()
     assert other_namespace.exists()  # only this namespace's state
 
 
