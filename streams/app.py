@@ -11,9 +11,16 @@ domain registers it.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
+from contextlib import contextmanager
 from functools import partial
+from typing import Iterator, NoReturn
 
 import faust
+from aiokafka.errors import KafkaError
+from faust.exceptions import PartitionsMismatch
 
 from gridhub import metrics
 from gridhub.dlq import dead_letter_headers
@@ -82,6 +89,37 @@ async def dead_letter(event: faust.EventT, stage: str, reason: str) -> None:
                 offset=msg.offset)
     await _dlq.send(key=msg.key, value=msg.value or b"",
                     headers=dead_letter_headers(stage, reason, msg.topic, msg.partition, msg.offset))
+
+
+#: Exit status of :func:`fail_stop`: EX_SOFTWARE of BSD sysexits.h ("internal software error").
+EXIT_FAIL_STOP = 70
+
+
+def fail_stop(event: faust.EventT, stage: str, exc: BaseException) -> NoReturn:
+    """End the worker process at once, without acknowledging ``event``: for infrastructure errors.
+
+    Why not ``raise``: an exception out of an agent passes through the ``finally`` of
+    Faust's stream iterator, which acknowledges the record, and the next commit makes it
+    lost; dead-lettering would lose it as well.  Exiting here, like a SIGKILL, commits
+    nothing; the restarted worker (systemd, Kubernetes, ``gridhub run`` under a supervisor)
+    redelivers the record, which the tests show is safe (tests/streams/fusion/test_fusion_worker.py).
+    """
+    msg = event.message
+    log.critical("worker_fail_stop", stage=stage, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                 error=f"{type(exc).__name__}: {exc}", exit_status=EXIT_FAIL_STOP,
+                 hint="infrastructure error, not bad data: the record stays uncommitted for the restarted worker")
+    logging.shutdown()  # flush the handlers: os._exit skips them
+    sys.stderr.flush()
+    os._exit(EXIT_FAIL_STOP)
+
+
+@contextmanager
+def stop_on_infrastructure_error(event: faust.EventT, stage: str) -> Iterator[None]:
+    """:func:`fail_stop` on a Kafka or Faust topology error in the block; data errors are the caller's."""
+    try:
+        yield
+    except (PartitionsMismatch, KafkaError) as exc:
+        fail_stop(event, stage, exc)
 
 
 async def ensure_topics(names: list[str]) -> None:

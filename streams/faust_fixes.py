@@ -4,7 +4,8 @@ Found with tests/streams/fusion/test_fusion_worker.py (SIGKILL a fusion worker
 mid-stream, restart it, compare with an uninterrupted run), which failed in
 about half of the local runs: the restarted worker either skipped a run of
 ~150 records per partition (the group's committed offset then stuck at the hole
-for good) or processed nothing at all.  Two bugs, one defence:
+for good) or processed nothing at all.  Two bugs, one defence, and a
+fourth found by a CI run:
 
 1. **Queues cleared after the fetcher filled them** (upstream
    faust-streaming/faust#596, open).  ``Recovery.on_recovery_completed`` (and
@@ -32,6 +33,20 @@ for good) or processed nothing at all.  Two bugs, one defence:
    interval): aiokafka's ``seek_to_committed`` leaves those where the dropped
    read stopped.  Fix: reset them by the auto-offset-reset policy, which is
    what the position would be had nothing been read.
+4. **A topic missing from the metadata snapshot taken for a mismatch** (not
+   reported upstream).  Before a table's first write Faust compares the
+   partition counts of the source topic and the changelog as the group
+   leader's aiokafka coordinator last saw them; a topic that was not in that
+   metadata counts as 0 partitions, so a changelog created a moment before
+   the group formed raised ``PartitionsMismatch`` ("has 12 partitions, but
+   the changelog ... has 0") on *every* write until the next metadata refresh
+   (``metadata_max_age_ms``, minutes), crashing the agent over and over; the
+   crashing record is acknowledged by the stream's ``finally`` and lost.
+   Seen in CI: tests/scale/test_two_workers.py.  Fix: 0 means "not known
+   yet", not "different"; the check runs again on the next write and still
+   raises for two known, different counts.  The start-up hooks
+   (streams/fusion ``prepare_topics``, streams/routing/service.py) create the
+   changelogs and wait for their leaders, so the window is rarely open.
 
 :func:`install` refuses any other Faust version, so an upgrade gets a fresh look
 (is #596 fixed there?) instead of a silent override.
@@ -43,6 +58,7 @@ import asyncio
 from typing import Any, Mapping, cast
 
 import faust
+from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
@@ -51,6 +67,7 @@ FIXED_VERSION = "0.15.3"
 #: The library's own methods, kept for the tests that show the loss they cause.
 ORIGINAL_ON_RECOVERY_COMPLETED = Recovery.on_recovery_completed
 ORIGINAL_GETMANY = AIOKafkaConsumerThread.getmany
+ORIGINAL_VERIFY_PARTITIONS = Collection._verify_source_topic_partitions
 
 
 async def _seek_resume_and_finish(recovery: Any, standbys_ready: bool) -> None:
@@ -123,8 +140,18 @@ async def seek_to_committed(self: AIOKafkaConsumerThread) -> Mapping[Any, int | 
     return result
 
 
+def _verify_source_topic_partitions(self: Collection, source_topic: str) -> None:
+    """The library's check, skipped while either topic is missing from the metadata (4 in the module doc)."""
+    if source_topic in self._verified_source_topics_for_partitions:
+        return
+    consumer = cast(Any, self.app).consumer
+    if not consumer.topic_partitions(source_topic) or not consumer.topic_partitions(self.changelog_topic_name):
+        return  # not known yet (0) or not the group leader (None): check again on the next write
+    ORIGINAL_VERIFY_PARTITIONS(self, source_topic)
+
+
 def install() -> None:
-    """Replace the four methods (idempotent)."""
+    """Replace the five methods (idempotent)."""
     if faust.__version__ != FIXED_VERSION:
         raise RuntimeError(f"streams/faust_fixes.py patches faust-streaming {FIXED_VERSION}, found "
                            f"{faust.__version__}: check whether faust-streaming/faust#596 is fixed there "
@@ -133,3 +160,4 @@ def install() -> None:
     Recovery._resume_streams = _resume_streams  # type: ignore[method-assign]
     AIOKafkaConsumerThread.getmany = getmany  # type: ignore[method-assign]
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign,assignment]
+    Collection._verify_source_topic_partitions = _verify_source_topic_partitions  # type: ignore[method-assign]

@@ -38,7 +38,7 @@ from gridhub import metrics
 from gridhub.codec import DecodeError, codec
 from gridhub.logging import get_logger
 from gridhub.topics import CASE_EVENTS, CASE_LIFECYCLE, CASES, DLQ, REPORTS, REPORTS_LINKED
-from streams.app import app, dead_letter, ensure_topics, settings, topic
+from streams.app import app, dead_letter, ensure_topics, fail_stop, settings, topic
 from streams.fusion.config import load_config
 from streams.fusion.engine import FusionEngine, FusionResult
 
@@ -88,33 +88,22 @@ _kv = TableKV(state_table)
 def prepare_topics(app_: Any, settings_: Any) -> None:
     """``gridhub.runner.SERVICES`` hook, run before the worker starts: create fusion's topics.
 
-    The changelog must exist before the consumer subscribes: created by Faust at start-up,
-    it is missing from the consumer's first metadata snapshot, and the first table write then
-    fails with ``PartitionsMismatch`` (changelog "0 partitions") until the next metadata
-    refresh, minutes later.  Blocking admin calls are fine here: no event loop runs yet.
-    Returns None: there is no service to run.
+    The changelog must exist, with a leader for every partition, before the consumer
+    subscribes: a changelog Faust creates at start-up is missing from the group leader's
+    first metadata, so Faust assigns the table no changelog partitions ("Ignoring missing
+    topic") until the next metadata refresh, minutes later (streams/faust_fixes.py, fix 4).
+    ``ensure_topics`` creates them as deploy/topics.yaml says and waits for their leaders.
+    Blocking admin calls are fine here: no event loop runs yet.  Returns None: there is no
+    service to run.
     """
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
     from gridhub.ops.topics import ensure_topics
 
+    names = [REPORTS, CASE_LIFECYCLE, CASES, CASE_EVENTS, REPORTS_LINKED, DLQ,
+             state_table.changelog_topic.get_topic_name()]
     try:
-        ensure_topics(settings_, names=[REPORTS, CASE_LIFECYCLE, CASES, CASE_EVENTS, REPORTS_LINKED, DLQ])
-        changelog = state_table.changelog_topic.get_topic_name()
-        admin = KafkaAdminClient(bootstrap_servers=settings_.kafka_bootstrap, request_timeout_ms=30000,
-                                 **settings_.kafka_client_options())
-        try:
-            if changelog not in set(admin.list_topics()):
-                admin.create_topics([NewTopic(changelog, settings_.partitions, settings_.replication_factor,
-                                              topic_configs={"cleanup.policy": "compact"})], timeout_ms=30000)
-        except TopicAlreadyExistsError:
-            pass  # another worker won the race
-        finally:
-            admin.close()
+        ensure_topics(settings_, names=names)
     except Exception as exc:  # no broker yet: Faust will retry and create what it needs itself
-        log.warning("fusion_topics_not_prepared", error=str(exc))
+        log.warning("fusion_topics_not_prepared", topics=names, error=str(exc))
     return None
 
 
@@ -157,10 +146,8 @@ async def fuse(stream: Any) -> AsyncIterator[None]:
             result = handle(msg.value or b"", msg.topic == _lifecycle_topic)
         except (DecodeError, ValueError, KeyError, TypeError) as exc:
             await dead_letter(event, STAGE, f"{type(exc).__name__}: {exc}"[:500])
-        except (PartitionsMismatch, KafkaError):
-            # Infrastructure, not data: dead-lettering would lose a good record.  Crash the
-            # agent instead; the restarted worker redelivers the uncommitted input.
-            raise
+        except (PartitionsMismatch, KafkaError) as exc:
+            fail_stop(event, STAGE, exc)  # infrastructure, not data: dead-lettering would lose a good record
         except Exception as exc:  # an engine bug must cost one record, not the partition
             log.exception("fusion_failed", topic=msg.topic, partition=msg.partition, offset=msg.offset)
             await dead_letter(event, STAGE, f"internal error {type(exc).__name__}: {exc}"[:500])

@@ -38,7 +38,7 @@ from gridhub import topics as T
 from gridhub.codec import DecodeError, codec
 from gridhub.logging import get_logger
 from gridhub.metrics import DISPATCHES, OVERDUE_CASES
-from streams.app import app, dead_letter, settings
+from streams.app import app, dead_letter, settings, stop_on_infrastructure_error
 from streams.routing import lifecycle as lc
 from streams.routing.rules import RulesHolder
 
@@ -122,16 +122,18 @@ async def _commit(event: faust.EventT, key: bytes, old: dict[str, Any] | None, n
     """Write the new state, then enqueue its effects (Faust flushes both before committing the offset).
 
     The state also keeps the input record that produced it and that record's effects
-    (``fx_src``, ``fx``): see :func:`_resend_if_redelivered`.
+    (``fx_src``, ``fx``): see :func:`_resend_if_redelivered`.  A Kafka error here stops the
+    worker without acknowledging the record (:func:`streams.app.fail_stop`).
     """
-    if new is not None and new is not old:
-        new["partition"] = event.message.partition
-        due = lc.next_due(new, rules.current)
-        new["due"] = due
-        new["fx_src"], new["fx"] = _source(event), asdict(fx)
-        table[key] = json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        _ticked.pop(key, None)
-    await _send_effects(fx)
+    with stop_on_infrastructure_error(event, "routing"):
+        if new is not None and new is not old:
+            new["partition"] = event.message.partition
+            due = lc.next_due(new, rules.current)
+            new["due"] = due
+            new["fx_src"], new["fx"] = _source(event), asdict(fx)
+            table[key] = json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            _ticked.pop(key, None)
+        await _send_effects(fx)
 
 
 async def _resend_if_redelivered(event: faust.EventT, old: dict[str, Any] | None) -> bool:

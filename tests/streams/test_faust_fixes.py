@@ -150,3 +150,27 @@ def test_seek_to_committed_resets_never_committed_stream_partitions() -> None:
     committed = asyncio.run(faust_fixes.seek_to_committed(thread))  # type: ignore[arg-type]
     assert len(committed) == 3  # Faust still gets every committed offset, unchanged
     assert aiokafka_consumer.to_beginning == [TopicPartition("reports", 0)]
+
+
+def _table(counts: dict[str, int]) -> Any:
+    """What ``_verify_source_topic_partitions`` reads: the leader's metadata snapshot, by topic."""
+    consumer = SimpleNamespace(topic_partitions=lambda topic: counts.get(topic))
+    return SimpleNamespace(app=SimpleNamespace(consumer=consumer), name="fusion-state",
+                           changelog_topic_name="fusion-state-changelog", _verified_source_topics_for_partitions=set())
+
+
+def test_a_changelog_missing_from_the_metadata_is_not_a_mismatch() -> None:
+    snapshot = {"reports": 12, "fusion-state-changelog": 0}  # created just before the group formed
+    table = _table(snapshot)
+    with pytest.raises(faust.exceptions.PartitionsMismatch):  # what the library does, on every write
+        faust_fixes.ORIGINAL_VERIFY_PARTITIONS(table, "reports")
+    faust_fixes._verify_source_topic_partitions(table, "reports")
+    assert table._verified_source_topics_for_partitions == set()  # checked again once the metadata has it
+    snapshot["fusion-state-changelog"] = 12
+    faust_fixes._verify_source_topic_partitions(table, "reports")
+    assert table._verified_source_topics_for_partitions == {"reports"}
+
+
+def test_two_known_different_partition_counts_still_raise() -> None:
+    with pytest.raises(faust.exceptions.PartitionsMismatch, match="has 6 partitions"):
+        faust_fixes._verify_source_topic_partitions(_table({"reports": 12, "fusion-state-changelog": 6}), "reports")
