@@ -45,15 +45,21 @@ def _echo_step(text: str) -> None:
 def _expected_reports(labels_path: Path) -> dict[tuple[str, str], str]:
     """(source, source_ref) -> incident label, for every record that must become a report.
 
-    A sensor ``recover`` only updates the case its device's alarm opened; when that alarm fell
-    before the simulated window there is no case to update and no report row (CONTRACTS 1.3),
-    so such a recover is not expected to land.
+    A sensor ``recover`` only updates the case its *own device's* alarm opened or joined; when
+    that device raised no alarm in the simulated window (its alarm fell before it, or only a
+    neighbouring device of the incident alarmed) there is no case to update and no report row
+    (CONTRACTS 1.3), so such a recover is not expected to land.  Sensor refs are
+    ``deviceId@eventTime``.
     """
     rows = [json.loads(line) for line in labels_path.open(encoding="utf-8")]
-    alarmed = {row["incident"] for row in rows
+
+    def device(row: dict[str, Any]) -> tuple[str, str]:
+        return row["incident"], row["source_ref"].rsplit("@", 1)[0]
+
+    alarmed = {device(row) for row in rows
                if row.get("incident") and row["source"] == "sensors" and row.get("kind") != "recover"}
     return {(row["source"], row["source_ref"]): row["incident"] for row in rows
-            if row.get("incident") and (row.get("kind") != "recover" or row["incident"] in alarmed)}
+            if row.get("incident") and (row.get("kind") != "recover" or device(row) in alarmed)}
 
 
 def _wait_for_landing(ch: Any, database: str, expected: int, timeout_s: float) -> int:

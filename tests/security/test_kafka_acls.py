@@ -196,3 +196,49 @@ def test_connectors_use_the_hub_credentials(secure: SecureInfra) -> None:
     assert not asyncio.run(through_gateway_producer(anonymous, 5))  # the broker does require SASL
     got = consume_as(secure, HUB, topic, group="hub-check-connectors", n=2)
     assert sorted(got) == [b"from-file-import", b"from-gateway"]
+
+
+def test_the_clickhouse_sink_and_lag_probe_run_on_the_secured_broker(secure: SecureInfra, settings: Settings,
+                                                                     worker: Any, ch_client: Any) -> None:
+    """``gridhub run --only clickhouse`` as the hub: the Faust app, the sink's consumer and the health
+    lag probe authenticate with the hub's settings; facts produced to the secured broker all land."""
+    from kafka import KafkaProducer
+
+    from gridhub.clickhouse.synthetic import encoded, generate, produce, rows
+    from gridhub.health import LagProbe
+
+    secured = secure.hub_settings()
+    hub = settings.model_copy(update={k: v for k, v in secured.model_dump().items() if k.startswith("kafka_")})
+    facts = generate(30, int(time.time() * 1000), seed=5, townships=2, agencies=2)
+    ids = {"cases": "case_id", "case_events": "event_id", "dispatches": "dispatch_id"}
+    want = {t: len({r[col] for r in rows(facts, hub)[t]}) for t, col in ids.items()}
+    producer = KafkaProducer(bootstrap_servers=hub.kafka_bootstrap, acks="all", **hub.kafka_client_options())
+    try:
+        produce(producer, encoded(facts, hub))
+    finally:
+        producer.close()
+
+    w = worker(hub, only="clickhouse", env={"GRIDHUB_CH_SINK_FLUSH_SECONDS": "0.3"})
+    probe = LagProbe(hub, group_id=f"{hub.faust_app_id}.clickhouse-sink")
+
+    def landed() -> dict[str, int]:
+        return {t: ch_client.execute(f"SELECT uniqExact({col}) FROM {hub.ch_database}.{t}")[0][0]
+                for t, col in ids.items()}
+
+    deadline, counts, lag = time.monotonic() + 120, {}, -1
+    try:
+        while time.monotonic() < deadline:
+            try:
+                counts = landed()
+            except Exception:  # the sink has not created its tables yet
+                counts = {}
+            measured = probe.measure() if counts == want else {}
+            lag = sum(measured.values()) if measured else -1  # {}: nothing committed yet
+            if lag == 0:
+                break
+            time.sleep(1)
+    finally:
+        probe.close()
+    assert counts == want, (counts, want, w.log_text()[-2000:])
+    assert lag == 0, "the sink's group did not commit everything (or the lag probe could not log in)"
+    assert hub.kafka_sasl_password not in w.log_text()  # the secret is never logged
