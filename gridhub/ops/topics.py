@@ -158,6 +158,12 @@ def resolve_specs(settings: Settings, names: Iterable[str] | None = None,
     return [lookup(n) for n in dict.fromkeys(wanted)]
 
 
+def spec_partitions(settings: Settings, name: str) -> int:
+    """The partition count deploy/topics.yaml gives ``name`` (contract name), for a topic to create."""
+    spec = resolve_specs(settings, [name])[0]
+    return spec.partitions or settings.partitions
+
+
 # --- comparing with the broker ------------------------------------------------------------
 
 def _config_satisfied(key: str, wanted: str, actual: str | None) -> bool:

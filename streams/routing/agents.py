@@ -38,6 +38,7 @@ from gridhub import topics as T
 from gridhub.codec import DecodeError, codec
 from gridhub.logging import get_logger
 from gridhub.metrics import DISPATCHES, OVERDUE_CASES
+from gridhub.ops.topics import spec_partitions
 from streams.app import app, dead_letter, settings, stop_on_infrastructure_error
 from streams.routing import lifecycle as lc
 from streams.routing.rules import RulesHolder
@@ -103,7 +104,8 @@ async def _dispatch_topic(agency: str) -> faust.TopicT:
     t = _dispatch_topics.get(agency)
     if t is None:
         name = T.dispatch_topic(agency)
-        t = app.topic(settings.topic(name), key_type=bytes, value_type=bytes, internal=True, partitions=_N)
+        t = app.topic(settings.topic(name), key_type=bytes, value_type=bytes, internal=True,
+                      partitions=spec_partitions(settings, name))
         if not await _ensure([name]):
             await t.maybe_declare()
         _dispatch_topics[agency] = t

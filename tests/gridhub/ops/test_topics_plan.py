@@ -37,6 +37,15 @@ def test_on_demand_names_use_patterns() -> None:
     assert dispatch.configs["retention.ms"] == load_spec()["patterns"]["dispatch.*"]["configs"]["retention.ms"]
 
 
+def test_dispatch_topics_get_the_patterns_partition_count_other_topics_the_default() -> None:
+    from gridhub.ops.topics import spec_partitions
+
+    settings = _settings("t2")
+    assert spec_partitions(settings, "dispatch.330502.zhzf") == load_spec()["patterns"]["dispatch.*"]["partitions"]
+    assert spec_partitions(settings, "dispatch.330502.zhzf") < settings.partitions
+    assert spec_partitions(settings, "reports") == settings.partitions
+
+
 def test_plan_creates_alters_grows_and_reports_drift() -> None:
     settings = _settings("t3")
     specs = resolve_specs(settings, ["raw.sensors", "reports", "cases", "dlq", "feedback"])
