@@ -14,6 +14,11 @@ CASE_LIFECYCLE = "case-lifecycle"       # Avro CaseEvent (resolved/closed/reopen
 DEVICE_EVENTS = "device-events"         # Avro DeviceEvent, keyed by deviceId
 CASES = "cases"                         # Avro Case, compacted, keyed by caseId
 CASE_EVENTS = "case-events"             # Avro CaseEvent, keyed by caseId
+#: Every Dispatch to every agency (the copy on ``dispatch.<agency>`` is the agency's), keyed by caseId:
+#: the ClickHouse sink reads this one topic by name instead of every agency topic by pattern (a
+#: pattern subscription fetches the whole cluster's metadata, and rebalances on each new agency).
+#: The hub's own: agencies are never granted it (gridhub/infra/secure.py grants dispatch.<agency> only).
+DISPATCHES = "dispatches"
 FEEDBACK = "feedback"                   # JSON or Avro Feedback, keyed by caseId
 DLQ = "dlq"                             # original bytes + error.* headers
 

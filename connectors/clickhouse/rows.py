@@ -8,7 +8,6 @@ epoch seconds: ClickHouse 18.16 has no DateTime64.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -176,16 +175,19 @@ class TopicMap:
             return CASE_EVENTS
         if topic == s.topic(topics.DLQ):
             return DEAD_LETTERS
-        if re.match(re.escape(s.topic("dispatch.")) + r"\d{6}\.", topic):
+        if topic == s.topic(topics.DISPATCHES):
             return DISPATCHES
         return None
 
+    #: The fact topics (contract names).  Dispatches come from ``dispatches``, routing's copy of
+    #: every agency's dispatch, not from the ``dispatch.<agency>`` topics: subscribing to those
+    #: would need a pattern, which fetches the whole cluster's metadata (gridhub/topics.py).
+    CONTRACT_TOPICS = (topics.REPORTS_LINKED, topics.CASES, topics.CASE_EVENTS, topics.DISPATCHES, topics.DLQ)
+
     @property
-    def pattern(self) -> str:
-        """One regex for every fact topic (aiokafka subscribes to a topic list or a pattern, not both)."""
-        prefix = re.escape(self.settings.topic(""))
-        names = "|".join(re.escape(n) for n in (topics.REPORTS_LINKED, topics.CASES, topics.CASE_EVENTS, topics.DLQ))
-        return rf"^{prefix}(?:{names}|dispatch\.\d{{6}}\..+)$"
+    def topics(self) -> list[str]:
+        """The physical fact topics the sink subscribes to, by name."""
+        return [self.settings.topic(name) for name in self.CONTRACT_TOPICS]
 
 
 def to_row(table: str, value: bytes) -> Row:

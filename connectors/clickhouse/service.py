@@ -1,9 +1,8 @@
 """ClickHouse sink: the hub's fact topics into ``<db>.reports / cases / case_events / dispatches / dead_letters``.
 
 Its own consumer group (``<app id>.clickhouse-sink``) reads ``reports.linked``,
-``cases``, ``case-events``, every ``dispatch.<county>.<agency>`` (one pattern
-subscription, so a new agency's topic is picked up) and ``dlq``, with auto
-commit off.  Records are decoded into rows as they arrive and buffered per
+``cases``, ``case-events``, ``dispatches`` (routing's copy of every agency's
+dispatch) and ``dlq``, subscribed by name, with auto commit off.  Records are decoded into rows as they arrive and buffered per
 table; the buffer is flushed when one table holds ``batch_rows`` rows or the
 oldest buffered record is ``flush_seconds`` old (thousands of rows, about one
 insert per second per table: what MergeTree wants).
@@ -46,6 +45,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Sequence
 
 from mode import Service
@@ -80,8 +80,6 @@ class SinkSettings(BaseSettings):
     backoff_max: float = 30.0
     # Apply schemas/migrations at start (idempotent), so a fresh database just works.
     migrate: bool = True
-    # 5 s instead of aiokafka's 5 min: a new dispatch.<agency> topic is subscribed within seconds.
-    metadata_max_age_ms: int = 5_000
 
 
 @dataclass
@@ -266,12 +264,23 @@ class ClickHouseSink(Sink):
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap, group_id=self.group_id, client_id="gridhub-clickhouse-sink",
             enable_auto_commit=False, auto_offset_reset="earliest",
-            metadata_max_age_ms=self.conf.metadata_max_age_ms,
             # Every buffered record must fit one flush: fetch no more than a batch per poll.
             max_poll_records=self.conf.batch_rows, **s.kafka_client_options())
-        self._consumer.subscribe(pattern=self.topics.pattern)
+        await self._ensure_fact_topics()
+        self._consumer.subscribe(topics=self.topics.topics)
         await self._consumer.start()
-        log.info("ch_sink.started", database=self.database, group=self.group_id, pattern=self.topics.pattern)
+        log.info("ch_sink.started", database=self.database, group=self.group_id, topics=self.topics.topics)
+
+    async def _ensure_fact_topics(self) -> None:
+        """Create missing fact topics first: a consumer subscribed to a missing topic gets no
+        partitions of it until its next metadata refresh (aiokafka's default: 5 minutes)."""
+        from gridhub.ops.topics import ensure_topics
+
+        names = list(self.topics.CONTRACT_TOPICS)
+        try:
+            await self._in_thread(partial(ensure_topics, self.settings, names=names))
+        except Exception as exc:  # the producers create them too; the sink must start regardless
+            log.warning("ch_sink.topics_not_ensured", topics=names, error=str(exc))
 
     async def on_stop(self) -> None:
         if self._consumer is not None and self._pending.records:

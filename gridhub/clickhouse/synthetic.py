@@ -55,14 +55,14 @@ SCHEMA_OF = {topics.REPORTS_LINKED: "Report", topics.CASES: "Case", topics.CASE_
 
 
 def schema_for(topic: str) -> str:
-    return "Dispatch" if topic.startswith("dispatch.") else SCHEMA_OF[topic]
+    return "Dispatch" if topic == topics.DISPATCHES else SCHEMA_OF[topic]
 
 
 def generate(cases: int, now_ms: int, seed: int = 7, span_hours: int = 6, townships: int = 12,
              agencies: int = len(AGENCIES)) -> FactSet:
     """``cases`` incidents first seen within ``span_hours`` before ``now_ms``, spread over a few townships.
 
-    Fewer townships and agencies mean fewer ``dispatch.<county>.<agency>`` topics (tests keep the broker small).
+    Fewer townships and agencies mean fewer distinct agencies in the facts (smaller answers to check).
     """
     rnd = random.Random(seed)
     places = rnd.sample(_townships(), townships)
@@ -148,7 +148,7 @@ def generate(cases: int, now_ms: int, seed: int = 7, span_hours: int = 6, townsh
 
 def _dispatch(out: FactSet, did: str, case_id: str, agency: str, county: str, street: str, category: str,
               at: int, role: str, sources: list[str]) -> None:
-    out.add(topics.dispatch_topic(agency), case_id, {
+    out.add(topics.DISPATCHES, case_id, {  # routing's copy for the sink (gridhub/topics.py)
         "dispatchId": did, "caseId": case_id, "agency": agency, "countyCode": county, "streetCode": street,
         "role": role, "reason": "rule:synthetic", "category": category, "severity": 1, "sources": sources,
         "reportCount": len(sources), "dispatchedAt": at, "signDeadline": at + HOUR_MS,

@@ -31,14 +31,11 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-from aiokafka.errors import KafkaError
-from faust.exceptions import PartitionsMismatch
-
 from gridhub import metrics
 from gridhub.codec import DecodeError, codec
 from gridhub.logging import get_logger
 from gridhub.topics import CASE_EVENTS, CASE_LIFECYCLE, CASES, DLQ, REPORTS, REPORTS_LINKED
-from streams.app import app, dead_letter, ensure_topics, fail_stop, settings, topic
+from streams.app import app, dead_letter, ensure_topics, settings, stop_on_infrastructure_error, topic
 from streams.fusion.config import load_config
 from streams.fusion.engine import FusionEngine, FusionResult
 
@@ -143,14 +140,15 @@ async def fuse(stream: Any) -> AsyncIterator[None]:
     async for event in stream.events():
         msg = event.message
         try:
-            result = handle(msg.value or b"", msg.topic == _lifecycle_topic)
+            # infrastructure errors stop the worker: dead-lettering would lose a good record
+            with stop_on_infrastructure_error(event, STAGE):
+                result = handle(msg.value or b"", msg.topic == _lifecycle_topic)
         except (DecodeError, ValueError, KeyError, TypeError) as exc:
             await dead_letter(event, STAGE, f"{type(exc).__name__}: {exc}"[:500])
-        except (PartitionsMismatch, KafkaError) as exc:
-            fail_stop(event, STAGE, exc)  # infrastructure, not data: dead-lettering would lose a good record
         except Exception as exc:  # an engine bug must cost one record, not the partition
             log.exception("fusion_failed", topic=msg.topic, partition=msg.partition, offset=msg.offset)
             await dead_letter(event, STAGE, f"internal error {type(exc).__name__}: {exc}"[:500])
         else:
-            await _emit(result)
+            with stop_on_infrastructure_error(event, STAGE):
+                await _emit(result)
         yield None

@@ -64,6 +64,8 @@ case_events_topic = app.topic(settings.topic(T.CASE_EVENTS), key_type=bytes, val
 lifecycle_topic = app.topic(settings.topic(T.CASE_LIFECYCLE), key_type=bytes, value_type=bytes, internal=True,
                             partitions=_N)
 dlq_topic = app.topic(settings.topic(T.DLQ), key_type=bytes, value_type=bytes, internal=True, partitions=_N)
+dispatches_topic = app.topic(settings.topic(T.DISPATCHES), key_type=bytes, value_type=bytes, internal=True,
+                             partitions=_N)
 
 # bytes key/value types give the "raw" serializers: values are the JSON state of lifecycle.py.
 table = app.Table(TABLE_NAME, default=None, key_type=bytes, value_type=bytes, partitions=_N)
@@ -94,8 +96,8 @@ async def _ensure(names: list[str]) -> bool:
 async def _declare_outputs() -> None:
     # Faust created the input channels (internal=True) with settings.partitions; this also
     # sets their configs from deploy/topics.yaml (e.g. `cases` compacted).
-    await _ensure([T.CASES, T.FEEDBACK, T.REPORTS_LINKED, T.CASE_EVENTS, T.CASE_LIFECYCLE, T.DLQ])
-    for t in (case_events_topic, lifecycle_topic, dlq_topic, timers_topic):
+    await _ensure([T.CASES, T.FEEDBACK, T.REPORTS_LINKED, T.CASE_EVENTS, T.CASE_LIFECYCLE, T.DLQ, T.DISPATCHES])
+    for t in (case_events_topic, lifecycle_topic, dlq_topic, timers_topic, dispatches_topic):
         await t.maybe_declare()
 
 
@@ -162,7 +164,9 @@ async def _send_effects(fx: lc.Effects) -> None:
     for record in fx.dispatches:
         topic = await _dispatch_topic(record["agency"])
         DISPATCHES.labels(record["agency"]).inc()
-        await topic.send(key=record["caseId"].encode("utf-8"), value=dispatch_codec.encode(record))
+        key, value = record["caseId"].encode("utf-8"), dispatch_codec.encode(record)
+        await topic.send(key=key, value=value)  # the agency's copy
+        await dispatches_topic.send(key=key, value=value)  # the analysts' copy (gridhub/topics.py)
     for ev in fx.events:
         await case_events_topic.send(key=ev["case_id"].encode("utf-8"), value=event_codec.encode(ev))
         log.info("case_event", case_id=ev["case_id"], case_event=ev["event"], agency=ev["agency"],

@@ -29,7 +29,7 @@ def routing_topics(settings: Settings) -> list[str]:
     """Every topic the routing agents read, write or keep their table in (contract or physical names)."""
     from streams.routing.agents import ROUTING_TIMERS, TABLE_NAME
 
-    return [T.CASES, T.FEEDBACK, T.REPORTS_LINKED, ROUTING_TIMERS, T.CASE_EVENTS, T.CASE_LIFECYCLE, T.DLQ,
+    return [T.CASES, T.FEEDBACK, T.REPORTS_LINKED, ROUTING_TIMERS, T.CASE_EVENTS, T.CASE_LIFECYCLE, T.DLQ, T.DISPATCHES,
             f"{settings.faust_app_id}-{TABLE_NAME}-changelog"]
 
 

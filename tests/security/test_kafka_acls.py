@@ -56,7 +56,7 @@ def dispatched(secure: SecureInfra) -> dict[str, list[bytes]]:
 
     admin = KafkaAdminClient(bootstrap_servers=secure.bootstrap, **secure.client_options(HUB))
     admin.create_topics([NewTopic(t, 3, 1) for t in ("dispatch.330502.zhzf", "dispatch.330502.scjg", "feedback",
-                                                     "reports")])
+                                                     "reports", "dispatches")])
     admin.close()
     producer = KafkaProducer(bootstrap_servers=secure.bootstrap, acks="all", **secure.client_options(HUB))
     sent: dict[str, list[bytes]] = {}
@@ -64,6 +64,7 @@ def dispatched(secure: SecureInfra) -> dict[str, list[bytes]]:
         sent[agency] = [f"{agency}-{i}-{uuid.uuid4().hex[:6]}".encode() for i in range(3)]
         for value in sent[agency]:
             producer.send(f"dispatch.{agency}", key=b"case", value=value)
+            producer.send("dispatches", key=b"case", value=value)  # routing's copy of every agency's dispatch
     producer.flush()
     producer.close()
     return sent
@@ -120,6 +121,26 @@ def test_agency_cannot_read_another_agencys_topic(secure: SecureInfra, dispatche
     assert consume_as(secure, ZHZF, f"dispatch.{SCJG}", group=f"{ZHZF}-snoop", n=1, timeout=8) == []
     # The same call as the hub (authorised) does read them: the empty answer above is the ACL's doing.
     assert len(consume_as(secure, HUB, f"dispatch.{SCJG}", group="hub-check", n=3)) == 3
+
+
+def test_agency_cannot_read_the_hubs_copy_of_every_dispatch(secure: SecureInfra,
+                                                            dispatched: dict[str, list[bytes]]) -> None:
+    """``dispatches`` holds every agency's dispatches (for the ClickHouse sink): no agency may read it."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.errors import TopicAuthorizationFailedError
+
+    async def subscribe() -> None:
+        consumer = AIOKafkaConsumer("dispatches", bootstrap_servers=secure.bootstrap, group_id=f"{ZHZF}-all",
+                                    **secure.client_options(ZHZF))
+        try:
+            await consumer.start()
+            await consumer.getmany(timeout_ms=2000)
+        finally:
+            await consumer.stop()
+
+    with pytest.raises(TopicAuthorizationFailedError):
+        asyncio.run(subscribe())
+    assert len(consume_as(secure, HUB, "dispatches", group="hub-check-all", n=6)) == 6
 
 
 def test_agency_cannot_use_another_agencys_group(secure: SecureInfra, dispatched: dict[str, list[bytes]]) -> None:

@@ -8,7 +8,6 @@ load" is the same rows inserted once, directly, into a database of its own.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from typing import Any, Callable
@@ -55,8 +54,7 @@ def consumer_lag(settings: Settings) -> int | None:
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     try:
-        pattern = TopicMap(settings).pattern
-        topics = [t for t in admin.list_topics() if re.match(pattern, t)]
+        topics = [t for t in TopicMap(settings).topics if t in set(admin.list_topics())]
         tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or [])]
         committed = admin.list_group_offsets(group).get(group) or {}
         if not committed:

@@ -51,9 +51,8 @@ QUERIES = {
 
 
 def _sink_partitions(settings: Settings) -> list[tuple[str, int]]:
-    """Every partition of every topic the ClickHouse sink should land, including dispatch topics it
-    has not discovered yet (its pattern subscription sees a new topic only at its next metadata
-    refresh, so its own committed offsets cannot say that it is done)."""
+    """Every partition of every topic the ClickHouse sink should land, including those it has not
+    committed yet (its own committed offsets cannot say that it is done)."""
     from kafka import KafkaAdminClient
 
     facts = TopicMap(settings)
