@@ -102,22 +102,28 @@ def test_agency_reads_its_own_dispatch_topic(secure: SecureInfra, dispatched: di
     assert sorted(got) == sorted(dispatched[ZHZF])
 
 
-def test_agency_cannot_read_another_agencys_topic(secure: SecureInfra, dispatched: dict[str, list[bytes]]) -> None:
-    """aiokafka reports the refusal (TopicAuthorizationFailed); kafka-python, which only logs it, reads nothing."""
+def subscribe_as(secure: SecureInfra, principal: str, topic: str, group: str) -> None:
+    """Subscribe and poll once with aiokafka, which raises the broker's refusal (kafka-python only logs it)."""
     from aiokafka import AIOKafkaConsumer
-    from aiokafka.errors import TopicAuthorizationFailedError
 
     async def subscribe() -> None:
-        consumer = AIOKafkaConsumer(f"dispatch.{SCJG}", bootstrap_servers=secure.bootstrap, group_id=f"{ZHZF}-x",
-                                    **secure.client_options(ZHZF))
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=secure.bootstrap, group_id=group,
+                                    **secure.client_options(principal))
         try:
             await consumer.start()
             await consumer.getmany(timeout_ms=2000)
         finally:
             await consumer.stop()
 
+    asyncio.run(subscribe())
+
+
+def test_agency_cannot_read_another_agencys_topic(secure: SecureInfra, dispatched: dict[str, list[bytes]]) -> None:
+    """aiokafka reports the refusal (TopicAuthorizationFailed); kafka-python, which only logs it, reads nothing."""
+    from aiokafka.errors import TopicAuthorizationFailedError
+
     with pytest.raises(TopicAuthorizationFailedError):
-        asyncio.run(subscribe())
+        subscribe_as(secure, ZHZF, f"dispatch.{SCJG}", group=f"{ZHZF}-x")
     assert consume_as(secure, ZHZF, f"dispatch.{SCJG}", group=f"{ZHZF}-snoop", n=1, timeout=8) == []
     # The same call as the hub (authorised) does read them: the empty answer above is the ACL's doing.
     assert len(consume_as(secure, HUB, f"dispatch.{SCJG}", group="hub-check", n=3)) == 3
@@ -126,20 +132,10 @@ def test_agency_cannot_read_another_agencys_topic(secure: SecureInfra, dispatche
 def test_agency_cannot_read_the_hubs_copy_of_every_dispatch(secure: SecureInfra,
                                                             dispatched: dict[str, list[bytes]]) -> None:
     """``dispatches`` holds every agency's dispatches (for the ClickHouse sink): no agency may read it."""
-    from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import TopicAuthorizationFailedError
 
-    async def subscribe() -> None:
-        consumer = AIOKafkaConsumer("dispatches", bootstrap_servers=secure.bootstrap, group_id=f"{ZHZF}-all",
-                                    **secure.client_options(ZHZF))
-        try:
-            await consumer.start()
-            await consumer.getmany(timeout_ms=2000)
-        finally:
-            await consumer.stop()
-
     with pytest.raises(TopicAuthorizationFailedError):
-        asyncio.run(subscribe())
+        subscribe_as(secure, ZHZF, "dispatches", group=f"{ZHZF}-all")
     assert len(consume_as(secure, HUB, "dispatches", group="hub-check-all", n=6)) == 6
 
 
