@@ -2,10 +2,11 @@
 
 Its own consumer group (``<app id>.clickhouse-sink``) reads ``reports.linked``,
 ``cases``, ``case-events``, ``dispatches`` (routing's copy of every agency's
-dispatch) and ``dlq``, subscribed by name, with auto commit off.  Records are decoded into rows as they arrive and buffered per
-table; the buffer is flushed when one table holds ``batch_rows`` rows or the
-oldest buffered record is ``flush_seconds`` old (thousands of rows, about one
-insert per second per table: what MergeTree wants).
+dispatch) and ``dlq``, subscribed by name, with auto commit off.  Records are
+decoded into rows as they arrive and buffered per table; the buffer is flushed
+when one table holds ``batch_rows`` rows or the oldest buffered record is
+``flush_seconds`` old (thousands of rows, about one insert per second per
+table: what MergeTree wants).
 
 A flush, in order:
 
