@@ -55,6 +55,8 @@ COUNTIES = ("330502", "330503", "330902", "331081", "330381", "330110")
 #: Simulated records per simulated second: only sets how densely incidents overlap in time.
 SIM_RATE = 20.0
 WORKER_READY = "Worker ready"
+#: The pass-through worker logs (INFO) in Faust's own format, where readiness reads "[^Worker]: Ready".
+BASELINE_READY = "Worker]: Ready"
 
 
 @dataclass
@@ -105,15 +107,25 @@ class Process:
             self.proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
 
-    def wait_ready(self, timeout: float = 180) -> None:
+    def wait_ready(self, timeout: float = 180, marker: str = WORKER_READY) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise click.ClickException(f"worker exited with {self.proc.returncode} (log: {self.log_path})")
-            if WORKER_READY in self.log_path.read_text(errors="replace"):
+            if marker in self.log_path.read_text(errors="replace"):
                 return
             time.sleep(0.3)
         raise click.ClickException(f"worker not ready after {timeout:.0f} s (log: {self.log_path})")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the process has used so far (/proc/<pid>/stat, fields 14 and 15).
+
+        CPU per document is the figure to compare between runs: on this shared 2-core box the
+        wall-clock rates of back-to-back runs of the same code differ by up to 2x, the CPU a
+        worker spends on each document much less.
+        """
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> float:
         """VmHWM: the resident set's high-water mark of the worker process."""
@@ -272,6 +284,7 @@ def saturation(settings: Settings, load: Workload, proc: Process, timeout: float
     so "all expected ids linked" would never come; the committed offsets say the work is over.)
     The end time is the later of the last linked record's timestamp and the moment ClickHouse caught up.
     """
+    cpu_start = proc.cpu_seconds()
     follower = Follower(settings, settings.topic(REPORTS_LINKED))
     inputs = [settings.topic(t) for t in (*RAW.values(), "reports")]
     linked: set[str] = set()
@@ -295,6 +308,7 @@ def saturation(settings: Settings, load: Workload, proc: Process, timeout: float
             else:
                 ch_done_ms = None
             time.sleep(0.5)
+        cpu = proc.cpu_seconds() - cpu_start
     finally:
         follower.close()
     if first_ms is None or not done or ch_done_ms is None:
@@ -306,7 +320,8 @@ def saturation(settings: Settings, load: Workload, proc: Process, timeout: float
     seconds = max((max(last_ms, ch_done_ms) - first_ms) / 1000, 1e-3)
     return {"documents": len(load.docs), "reports": len(load.report_ids), "linked": len(linked),
             "seconds": round(seconds, 2), "throughput_rps": round(len(load.docs) / seconds, 1),
-            "reports_per_s": round(len(linked) / seconds, 1)}
+            "reports_per_s": round(len(linked) / seconds, 1),
+            "worker_cpu_ms_per_doc": round(cpu * 1000 / len(load.docs), 3)}
 
 
 def latency(settings: Settings, load: Workload, rate: float, seconds: float, timeout: float) -> dict[str, Any]:
@@ -361,9 +376,11 @@ def baseline(base: Settings, load: Workload, work: Path, timeout: float) -> dict
                                        "web_port": _free_port()})
     (work / "baseline" / "faust").mkdir(parents=True, exist_ok=True)
     preload(settings, load)
-    proc = Process(settings, [sys.executable, "-m", "bench.passthrough", "worker", "-l", "warn"],
+    proc = Process(settings, [sys.executable, "-m", "bench.passthrough", "worker", "-l", "info"],
                    work / "baseline.log")
     follower = Follower(settings, settings.topic("passthrough.out"))
+    proc.wait_ready(marker=BASELINE_READY)
+    cpu_start = proc.cpu_seconds()
     count, first_ms, last_ms = 0, None, 0
     deadline = time.monotonic() + timeout
     try:
@@ -373,6 +390,7 @@ def baseline(base: Settings, load: Workload, work: Path, timeout: float) -> dict
                 first_ms = rec.timestamp if first_ms is None else min(first_ms, rec.timestamp)
                 last_ms = max(last_ms, rec.timestamp)
         done_ms = int(time.time() * 1000)
+        cpu = proc.cpu_seconds() - cpu_start
     finally:
         follower.close()
         proc.stop()
@@ -380,7 +398,8 @@ def baseline(base: Settings, load: Workload, work: Path, timeout: float) -> dict
     if first_ms is None or count < len(load.docs):
         raise click.ClickException(f"baseline incomplete: {count}/{len(load.docs)} (log: {proc.log_path})")
     seconds = max((min(done_ms, last_ms + 1000) - first_ms) / 1000, 1e-3)
-    return {"baseline_rps": round(len(load.docs) / seconds, 1), "baseline_seconds": round(seconds, 2)}
+    return {"baseline_rps": round(len(load.docs) / seconds, 1), "baseline_seconds": round(seconds, 2),
+            "baseline_cpu_ms_per_doc": round(cpu * 1000 / len(load.docs), 3)}
 
 
 def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, profile: str | None, quick: bool,
@@ -425,6 +444,7 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
     shutil.rmtree(work / "baseline", ignore_errors=True)
     result["logs"] = str(work)
     result["ratio"] = round(result["throughput_rps"] / result["baseline_rps"], 3)
+    result["cpu_ratio"] = round(result["baseline_cpu_ms_per_doc"] / max(result["worker_cpu_ms_per_doc"], 1e-9), 3)
     if profile:
         result["profile"] = profile
     if as_json:
@@ -437,6 +457,8 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
                f"{result['seconds']} s)")
     click.echo(f"baseline     {result['baseline_rps']:>9.1f} documents/s  (Faust raw -> raw pass-through)")
     click.echo(f"ratio        {result['ratio']:>9.3f}")
+    click.echo(f"CPU per doc  {result['worker_cpu_ms_per_doc']:>9.3f} ms worker, {result['baseline_cpu_ms_per_doc']:.3f} ms "
+               f"baseline (cpu_ratio {result['cpu_ratio']:.3f}: steadier than the rates on a shared box)")
     click.echo(f"latency at {result['offered_rps']}/s offered ({result['achieved_offered_rps']}/s achieved): "
                f"p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms, max {lat['max']} ms "
                f"({result['latency_reports']} reports; {result['latency_unlinked']} never linked)")

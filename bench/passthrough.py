@@ -28,6 +28,7 @@ app = faust.App(
     value_serializer="raw",
     topic_partitions=settings.partitions,
     producer_acks=-1,
+    producer_linger_ms=5,  # as streams/app.py: the same client settings, so the ratio is the logic's cost
     web_port=settings.web_port,
     web_bind="127.0.0.1",
     processing_guarantee="at_least_once",
