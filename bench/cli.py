@@ -69,3 +69,17 @@ def e2e_cmd(documents: int, latency_seconds: float, offered: float, seed: int, p
     if quick:
         documents, latency_seconds = 6_000, 20.0
     run_e2e(documents, latency_seconds, offered, seed, profile, quick, as_json)
+
+
+@bench.command("state")
+@click.option("--days", default=7.0, show_default=True, help="simulated days of province-wide traffic")
+@click.option("--per-day", default=35_000, show_default=True,
+              help="human reports a day (Zhejiang's volume, issue 8); updates and sensor alarms come on top")
+@click.option("--seed", default=141, show_default=True)
+@click.option("--timeout", default=3600.0, show_default=True, help="seconds to wait for the worker to fuse them")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
+def state_cmd(days: float, per_day: int, seed: int, timeout: float, as_json: bool) -> None:
+    """A fusion worker's peak RSS while holding DAYS of province-scale cases (needs gridhub infra up)."""
+    from bench.state import run_state_bench
+
+    run_state_bench(days, per_day, seed, timeout, as_json)

@@ -43,6 +43,7 @@ from typing import Any
 
 import click
 
+from connectors.clickhouse.rows import TopicMap
 from gridhub.codec import codec
 from gridhub.ops.topics import delete_namespace
 from gridhub.settings import REPO_ROOT, Settings, get_settings
@@ -127,10 +128,17 @@ class Process:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def rss_mb(self) -> float:
+        """VmRSS: the resident set now."""
+        return self._status_mb("VmRSS:")
+
     def peak_rss_mb(self) -> float:
         """VmHWM: the resident set's high-water mark of the worker process."""
+        return self._status_mb("VmHWM:")
+
+    def _status_mb(self, field: str) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return round(int(line.split()[1]) / 1024, 1)
         return 0.0
 
@@ -274,6 +282,43 @@ def _group_lag(settings: Settings, topics: list[str]) -> int:
     finally:
         consumer.close()
         admin.close()
+
+
+#: What the worker's consumer groups read (contract names; physical = namespaced): its agents read the
+#: raw topics, ``reports`` and ``case-lifecycle`` (fusion), ``cases``, ``feedback``, ``reports.linked`` and
+#: ``routing-timers`` (routing); the ClickHouse sink reads its five fact topics (``cases`` and
+#: ``reports.linked`` are read twice, by routing and by the sink).  The registry is small.
+WORKER_READS = (*RAW.values(), "reports", "case-lifecycle", "cases", "feedback", "reports.linked", "routing-timers",
+                *TopicMap.CONTRACT_TOPICS)
+
+
+def kafka_records(settings: Settings, documents: int) -> dict[str, Any]:
+    """Kafka records the worker wrote and read per input document, from the topics' end offsets.
+
+    Written: every record of the namespace's topics but the pre-loaded raw and registry ones
+    (outputs, dispatch copies, table changelogs, routing ticks, dead letters).  Read: the
+    records of the topics in :data:`WORKER_READS`.  The pass-through baseline moves 2 records
+    per document (one read, one written), so ``2 / per_doc`` is the ratio a hub with no logic at
+    all, paying what the baseline pays per record, could reach: a ceiling set by the pipeline's
+    shape, not by its code.  Call it right after the throughput phase (the latency phase adds more).
+    """
+    from gridhub.ops.common import admin_client
+    from gridhub.ops.topics import end_offsets
+
+    admin = admin_client(settings)
+    try:
+        mine = {t["name"]: len(t["partitions"]) for t in admin.describe_topics()
+                if t["name"].startswith(settings.namespace + ".") and t.get("partitions")}
+        ends = {t: sum(offsets) for t, offsets in end_offsets(admin, mine).items()}
+    finally:
+        admin.close()
+    preloaded = {settings.topic(t) for t in (*RAW.values(), REGISTRY_DEVICES)}
+    written = {t.removeprefix(settings.namespace + "."): n for t, n in ends.items() if t not in preloaded and n}
+    read = sum(ends.get(settings.topic(t), 0) for t in WORKER_READS)
+    per_doc = (sum(written.values()) + read) / documents
+    return {"kafka_records_per_doc": round(per_doc, 2), "kafka_written_per_doc": round(sum(written.values()) / documents, 2),
+            "kafka_read_per_doc": round(read / documents, 2), "ratio_ceiling": round(2 / per_doc, 3),
+            "written_by_topic": dict(sorted(written.items(), key=lambda kv: -kv[1]))}
 
 
 def saturation(settings: Settings, load: Workload, proc: Process, timeout: float) -> dict[str, Any]:
@@ -428,6 +473,7 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
     try:
         proc.wait_ready()
         result.update(saturation(settings, load, proc, timeout=600))
+        result.update(kafka_records(settings, len(load.docs)))
         rate = min(offered, 0.5 * result["throughput_rps"])
         result.update(latency(settings, live, rate, seconds=latency_seconds, timeout=120))
         result["peak_rss_mb"] = proc.peak_rss_mb()
@@ -459,6 +505,8 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
     click.echo(f"ratio        {result['ratio']:>9.3f}")
     click.echo(f"CPU per doc  {result['worker_cpu_ms_per_doc']:>9.3f} ms worker, {result['baseline_cpu_ms_per_doc']:.3f} ms "
                f"baseline (cpu_ratio {result['cpu_ratio']:.3f}: steadier than the rates on a shared box)")
+    click.echo(f"Kafka records {result['kafka_records_per_doc']:>7.2f} per document ({result['kafka_written_per_doc']} written, "
+               f"{result['kafka_read_per_doc']} read; the baseline moves 2): ratio ceiling {result['ratio_ceiling']:.3f}")
     click.echo(f"latency at {result['offered_rps']}/s offered ({result['achieved_offered_rps']}/s achieved): "
                f"p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms, max {lat['max']} ms "
                f"({result['latency_reports']} reports; {result['latency_unlinked']} never linked)")

@@ -27,7 +27,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from gridhub.yamlconf import ConfigError, LineDict, line_of, load_yaml, parse_duration_ms
 
@@ -125,6 +125,20 @@ class AgencyCatalog:
         """Every county and city agency id (not the 1,300 township platforms)."""
         out = [f"{c}.{code}" for c in sorted(self.counties) for code in self.codes]
         out += sorted({f"{c.city_code}00.{CENTRE}" for c in self.counties.values()})
+        return out
+
+    def dispatch_agencies(self, counties: Iterable[str] | None = None) -> list[str]:
+        """Every agency that can get a dispatch for a case in ``counties`` (default: every county):
+        the county agencies, the county's township platforms and its city's centre."""
+        wanted = sorted(self.counties) if counties is None else list(dict.fromkeys(counties))
+        unknown = [c for c in wanted if c not in self.counties]
+        if unknown:
+            raise ValueError(f"unknown county code(s) {', '.join(unknown)} (not in {self.path.name})")
+        out: list[str] = []
+        for county in wanted:
+            out += [self.county_agency(county, code) for code in self.codes]
+            out += sorted(self.town(street) for street, c in self.townships.items() if c == county)
+        out += sorted({self.city_centre(county) for county in wanted})
         return out
 
     # --- delivery ----------------------------------------------------------------

@@ -10,12 +10,10 @@ domain registers it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 from contextlib import contextmanager
-from functools import partial
 from typing import Iterator, NoReturn
 
 import faust
@@ -58,9 +56,9 @@ def create_app(settings: Settings) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         producer_acks=-1,  # acks=all: a produced record survives a broker loss
-        # 5 ms: lets one produce request carry many small records (the e2e profile showed
-        # 29.5k mostly tiny requests dominating socket time); well under the latency budget.
-        producer_linger_ms=5,
+        # Lets one produce request carry many small records (the e2e profile showed 29.5k mostly
+        # tiny requests dominating socket time); see Settings.producer_linger_ms.
+        producer_linger_ms=settings.producer_linger_ms,
         web_port=settings.web_port,
         web_bind=settings.web_bind,
         web_enabled=True,
@@ -73,6 +71,21 @@ def create_app(settings: Settings) -> faust.App:
 
 settings = get_settings()
 app = create_app(settings)
+
+
+#: RocksDB memory of ONE table partition (Faust opens a RocksDB per table partition: 12 per table, three
+#: tables).  Faust's defaults are sized for one big database, per partition: 3 write buffers of 64 MiB and
+#: a 2 GiB block cache, i.e. up to 2.3 GiB of memtables per 12-partition table under a write-heavy load
+#: (`gridhub bench state` measures the worker's RSS, docs/benchmarks.md).  2 x 4 MiB buffers flush
+#: smaller SST files more often (the same bytes on disk); 8 MiB of block cache per partition holds the
+#: hot index and filter blocks of the open cases.
+ROCKSDB_PARTITION_OPTIONS = {"write_buffer_size": 4 << 20, "max_write_buffer_number": 2,
+                             "block_cache_size": 8 << 20}
+
+
+def table_options() -> dict[str, int]:
+    """``options=`` of every ``app.Table``: a fresh dict each time (Faust pops keys out of the one it gets)."""
+    return dict(ROCKSDB_PARTITION_OPTIONS)
 
 
 def topic(name: str, **kwargs: object) -> faust.TopicT:
@@ -122,17 +135,11 @@ def stop_on_infrastructure_error(event: faust.EventT, stage: str) -> Iterator[No
         fail_stop(event, stage, exc)
 
 
-async def ensure_topics(names: list[str]) -> None:
-    """Create / align ``names`` as deploy/topics.yaml says, with the blocking admin client in an executor.
+async def ensure_topics(names: list[str]) -> bool:
+    """Create / align ``names`` as deploy/topics.yaml says, off the event loop; logged, never raised."""
+    from gridhub.ops.topics import ensure_topics_off_loop
 
-    A refused config change is logged, not raised: the stream must run regardless.
-    """
-    from gridhub.ops.topics import ensure_topics as ensure
-
-    try:
-        await asyncio.get_running_loop().run_in_executor(None, partial(ensure, settings, names=names))
-    except Exception as exc:
-        log.warning("topics_not_ensured", topics=names, error=str(exc))
+    return await ensure_topics_off_loop(settings, names, failure_event="topics_not_ensured")
 
 
 _dlq = topic(DLQ)

@@ -46,7 +46,6 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Callable, Sequence
 
 from mode import Service
@@ -275,13 +274,11 @@ class ClickHouseSink(Sink):
     async def _ensure_fact_topics(self) -> None:
         """Create missing fact topics first: a consumer subscribed to a missing topic gets no
         partitions of it until its next metadata refresh (aiokafka's default: 5 minutes)."""
-        from gridhub.ops.topics import ensure_topics
+        from gridhub.ops.topics import ensure_topics_off_loop
 
-        names = list(self.topics.CONTRACT_TOPICS)
-        try:
-            await self._in_thread(partial(ensure_topics, self.settings, names=names))
-        except Exception as exc:  # the producers create them too; the sink must start regardless
-            log.warning("ch_sink.topics_not_ensured", topics=names, error=str(exc))
+        # On failure the sink starts regardless: the producers create these topics too.
+        await ensure_topics_off_loop(self.settings, list(self.topics.CONTRACT_TOPICS),
+                                     failure_event="ch_sink.topics_not_ensured", executor=self._executor)
 
     async def on_stop(self) -> None:
         if self._consumer is not None and self._pending.records:

@@ -24,7 +24,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import click
 from kafka import KafkaConsumer

@@ -130,6 +130,7 @@ def replay_records(settings: Settings, sources: Iterable[str] = T.SOURCES, *, si
                     else _from_kafka(settings, sources, since_ms, until_ms))
     partitions: dict[str, int] = {}
     producer = None
+    failures: list[BaseException] = []
     if not dry_run:
         if namespace is not None:
             ensure_topics(target)  # the whole namespace: its worker needs every topic
@@ -153,13 +154,16 @@ def replay_records(settings: Settings, sources: Iterable[str] = T.SOURCES, *, si
                 part = item.partition if item.partition < partitions[item.source] else None
                 headers = [(k, v) for k, v in item.headers if k != REPLAY_HEADER]
                 headers.append((REPLAY_HEADER, result.run_id.encode()))
-                future = producer.send(topic, key=item.key, value=item.value, headers=headers, partition=part,
-                                       timestamp_ms=None if restamp else item.timestamp)
+                producer.send(topic, key=item.key, value=item.value, headers=headers, partition=part,
+                              timestamp_ms=None if restamp else item.timestamp).add_errback(failures.append)
                 result.counts[(topic, item.partition if part is not None else -1)] += 1
-                del future
             bar.update(1)
         if producer is not None:
             producer.flush()
+            if failures:  # kafka-python reports a failed send only to its future, never to flush()
+                raise click.ClickException(
+                    f"replay incomplete: {len(failures)} of {result.total} records were not written "
+                    f"(first error: {failures[0]!r}); run the same replay again")
     finally:
         bar.close()
         if producer is not None:

@@ -11,6 +11,7 @@ function, for the demo, tests and services that create topics on demand
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import fnmatch
 import functools
@@ -362,6 +363,24 @@ def ensure_topics(settings: Settings | None = None, names: Iterable[str] | None 
             admin.close()
 
 
+async def ensure_topics_off_loop(settings: Settings, names: Sequence[str], *, failure_event: str,
+                                 executor: Any = None) -> bool:
+    """:func:`ensure_topics` from a running event loop: the blocking admin client runs in
+    ``executor`` (default: the loop's), and a failure is logged as ``failure_event``, not raised.
+
+    For the hub's services and agents, which must run even when the broker refuses a create
+    or a config change (the producers' topics are also created by Faust, and ``gridhub topics
+    ensure`` reports the drift).  Returns whether the topics were ensured.
+    """
+    try:
+        await asyncio.get_running_loop().run_in_executor(executor, functools.partial(
+            ensure_topics, settings, names=list(names)))
+        return True
+    except Exception as exc:
+        log.warning(failure_event, topics=list(names), error=str(exc))
+        return False
+
+
 # --- listing --------------------------------------------------------------------------
 
 def namespace_topics(settings: Settings, all_topics: Iterable[str], spec: dict[str, Any] | None = None) -> list[str]:
@@ -396,16 +415,38 @@ def topics() -> None:
 @click.option("--namespace", default=None, help="another namespace than GRIDHUB_NAMESPACE")
 @click.option("--spec", "spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="topics spec (default deploy/topics.yaml)")
+@click.option("--dispatch", "with_dispatch", is_flag=True,
+              help="also create every agency's dispatch.<agency> topic ahead (agency catalog of the routing rules)")
+@click.option("--county", "counties", multiple=True, metavar="CODE",
+              help="with --dispatch: only the agencies of these counties (repeatable)")
 def ensure_cmd(names: tuple[str, ...], dry_run: bool, strict: bool, namespace: str | None,
-               spec_path: Path | None) -> None:
+               spec_path: Path | None, with_dispatch: bool, counties: tuple[str, ...]) -> None:
     """Create missing topics, set configs, add partitions; report what cannot be fixed.
 
     NAMES: contract names (``raw.sensors``, ``dispatch.330502.zhzf``); default
-    every topic of the spec and existing ones matching its patterns.
+    every topic of the spec and existing ones matching its patterns.  ``--dispatch``
+    creates the agencies' topics before the first case does (docs/scaling.md): routing
+    otherwise creates each on first use, in the middle of the stream.
     """
     settings = settings_for(namespace)
-    report = ensure_topics(settings, list(names) or None, dry_run=dry_run,
-                           spec=load_spec(spec_path) if spec_path else None)
+    spec = load_spec(spec_path) if spec_path else None
+    if counties and not with_dispatch:
+        raise click.UsageError("--county selects the agencies of --dispatch; add --dispatch")
+    dispatch_names: list[str] = []
+    if with_dispatch:
+        from gridhub.agencies import catalog_for_rules
+        from gridhub.topics import dispatch_topic
+
+        try:
+            agencies = catalog_for_rules(settings.routing_rules).dispatch_agencies(counties or None)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--county") from exc
+        dispatch_names = [dispatch_topic(a) for a in agencies]
+    report = ensure_topics(settings, list(names) or None, dry_run=dry_run, spec=spec)
+    covered = {a.topic for a in report.actions}  # the spec pass already covers existing dispatch topics
+    dispatch_names = [n for n in dispatch_names if settings.topic(n) not in covered]
+    if dispatch_names:
+        report.actions += ensure_topics(settings, dispatch_names, dry_run=dry_run, spec=spec).actions
     verbs = {"create": "create" if not dry_run else "would create",
              "alter": "alter" if not dry_run else "would alter",
              "partitions": "add partitions" if not dry_run else "would add partitions",

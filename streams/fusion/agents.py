@@ -35,7 +35,8 @@ from gridhub import metrics
 from gridhub.codec import DecodeError, codec
 from gridhub.logging import get_logger
 from gridhub.topics import CASE_EVENTS, CASE_LIFECYCLE, CASES, DLQ, REPORTS, REPORTS_LINKED
-from streams.app import app, dead_letter, ensure_topics, settings, stop_on_infrastructure_error, topic
+from streams.app import (app, dead_letter, ensure_topics, settings, stop_on_infrastructure_error, table_options,
+                         topic)
 from streams.fusion.config import load_config
 from streams.fusion.engine import FusionEngine, FusionResult
 
@@ -53,7 +54,8 @@ case_events_topic = topic(CASE_EVENTS)
 linked_topic = topic(REPORTS_LINKED)
 
 #: The whole fusion state: str keys (utf-8) -> JSON bytes, see streams/fusion/state.py.
-state_table = app.Table("fusion-state", key_type=bytes, value_type=bytes, partitions=settings.partitions)
+state_table = app.Table("fusion-state", key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                        options=table_options())
 
 engine = FusionEngine(load_config())
 

@@ -45,7 +45,7 @@ from gridhub import metrics
 from gridhub.codec import codec
 from gridhub.logging import get_logger
 from gridhub.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES, REPORTS
-from streams.app import app, dead_letter, ensure_topics, settings, topic
+from streams.app import app, dead_letter, ensure_topics, settings, table_options, topic
 from streams.ingest.normalize import REPORT_NAMESPACE, Normalized, Rejected, normalize
 from streams.ingest.taxonomy import OTHER
 
@@ -67,7 +67,7 @@ raw_topics = {source: topic(name, internal=True) for source, name in RAW.items()
 
 #: deviceId -> {"last": ms, "p": raw.sensors partition}, JSON bytes; written only by the sensors
 #: agent, so each key lives in the changelog partition of the raw.sensors partition it came from.
-liveness = app.Table("device-liveness", key_type=bytes, value_type=bytes)
+liveness = app.Table("device-liveness", key_type=bytes, value_type=bytes, options=table_options())
 #: deviceId -> last-seen ms of the silence episode already reported offline (this process).  After a
 #: restart an episode may be reported again: its event_id is the same, so consumers dedupe on it.
 _reported_offline: dict[str, int] = {}

@@ -29,7 +29,6 @@ import asyncio
 import json
 import time
 from dataclasses import asdict
-from functools import partial
 from typing import Any
 
 import faust
@@ -38,8 +37,8 @@ from gridhub import topics as T
 from gridhub.codec import DecodeError, codec
 from gridhub.logging import get_logger
 from gridhub.metrics import DISPATCHES, OVERDUE_CASES
-from gridhub.ops.topics import spec_partitions
-from streams.app import app, dead_letter, settings, stop_on_infrastructure_error
+from gridhub.ops.topics import ensure_topics_off_loop, spec_partitions
+from streams.app import app, dead_letter, settings, stop_on_infrastructure_error, table_options
 from streams.routing import lifecycle as lc
 from streams.routing.rules import RulesHolder
 
@@ -68,7 +67,7 @@ dispatches_topic = app.topic(settings.topic(T.DISPATCHES), key_type=bytes, value
                              partitions=_N)
 
 # bytes key/value types give the "raw" serializers: values are the JSON state of lifecycle.py.
-table = app.Table(TABLE_NAME, default=None, key_type=bytes, value_type=bytes, partitions=_N)
+table = app.Table(TABLE_NAME, default=None, key_type=bytes, value_type=bytes, partitions=_N, options=table_options())
 
 _lock = asyncio.Lock()  # one case transition (read, compute, write, enqueue) at a time in this process
 _dispatch_topics: dict[str, faust.TopicT] = {}
@@ -82,15 +81,8 @@ def _load(key: bytes) -> dict[str, Any] | None:
 
 
 async def _ensure(names: list[str]) -> bool:
-    """Create / align topics as ``deploy/topics.yaml`` says (blocking admin client, so in an executor)."""
-    from gridhub.ops.topics import ensure_topics
-
-    try:
-        await asyncio.get_running_loop().run_in_executor(None, partial(ensure_topics, settings, names=names))
-        return True
-    except Exception as exc:  # the broker may refuse config changes; routing must go on regardless
-        log.warning("routing_topics_not_ensured", topics=names, error=str(exc))
-        return False
+    """Create / align topics as ``deploy/topics.yaml`` says; routing goes on if the broker refuses."""
+    return await ensure_topics_off_loop(settings, names, failure_event="routing_topics_not_ensured")
 
 
 async def _declare_outputs() -> None:
@@ -155,7 +147,8 @@ async def _resend_if_redelivered(event: faust.EventT, old: dict[str, Any] | None
     fx = lc.Effects(**old.get("fx", {}))
     log.info("redelivered_effects_resent", topic=event.message.topic, partition=event.message.partition,
              offset=event.message.offset, dispatches=len(fx.dispatches), events=len(fx.events))
-    await _send_effects(fx)
+    with stop_on_infrastructure_error(event, "routing"):  # as in _commit: a crash here would lose the record
+        await _send_effects(fx)
     return True
 
 

@@ -12,8 +12,6 @@ that window.
 
 from __future__ import annotations
 
-import asyncio
-from functools import partial
 from typing import Any
 
 from mode import Service
@@ -41,13 +39,11 @@ class RoutingTopics(Service):
         self.settings = settings
 
     async def on_start(self) -> None:
-        from gridhub.ops.topics import ensure_topics
+        from gridhub.ops.topics import ensure_topics_off_loop
 
-        names = routing_topics(self.settings)
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, partial(ensure_topics, self.settings, names=names))
-        except Exception as exc:  # Faust still declares them itself; this only narrows a start-up race
-            log.warning("routing_topics_not_ensured", topics=names, error=str(exc))
+        # On failure Faust still declares them itself; this only narrows a start-up race.
+        await ensure_topics_off_loop(self.settings, routing_topics(self.settings),
+                                     failure_event="routing_topics_not_ensured")
 
 
 def create(app: Any, settings: Settings) -> RoutingTopics:

@@ -10,10 +10,12 @@ port and is stopped at the end (only this broker).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,8 @@ from gridhub.infra.secure import HUB, SecureInfra
 from gridhub.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 ZHZF, SCJG = "330502.zhzf", "330502.scjg"
 
@@ -215,6 +219,12 @@ def test_connectors_use_the_hub_credentials(secure: SecureInfra) -> None:
     assert sorted(got) == [b"from-file-import", b"from-gateway"]
 
 
+def on_secured_broker(secure: SecureInfra, settings: Settings) -> Settings:
+    """The test's settings (namespace, ClickHouse database, ports) with the hub's login to the secured broker."""
+    secured = secure.hub_settings()
+    return settings.model_copy(update={k: v for k, v in secured.model_dump().items() if k.startswith("kafka_")})
+
+
 def test_the_clickhouse_sink_and_lag_probe_run_on_the_secured_broker(secure: SecureInfra, settings: Settings,
                                                                      worker: Any, ch_client: Any) -> None:
     """``gridhub run --only clickhouse`` as the hub: the Faust app, the sink's consumer and the health
@@ -224,8 +234,7 @@ def test_the_clickhouse_sink_and_lag_probe_run_on_the_secured_broker(secure: Sec
     from gridhub.clickhouse.synthetic import encoded, generate, produce, rows
     from gridhub.health import LagProbe
 
-    secured = secure.hub_settings()
-    hub = settings.model_copy(update={k: v for k, v in secured.model_dump().items() if k.startswith("kafka_")})
+    hub = on_secured_broker(secure, settings)
     facts = generate(30, int(time.time() * 1000), seed=5, townships=2, agencies=2)
     ids = {"cases": "case_id", "case_events": "event_id", "dispatches": "dispatch_id"}
     want = {t: len({r[col] for r in rows(facts, hub)[t]}) for t, col in ids.items()}
@@ -259,3 +268,99 @@ def test_the_clickhouse_sink_and_lag_probe_run_on_the_secured_broker(secure: Sec
     assert counts == want, (counts, want, w.log_text()[-2000:])
     assert lag == 0, "the sink's group did not commit everything (or the lag probe could not log in)"
     assert hub.kafka_sasl_password not in w.log_text()  # the secret is never logged
+
+
+def test_the_registry_reader_runs_on_the_secured_broker(secure: SecureInfra, settings: Settings, worker: Any) -> None:
+    """``gridhub run --only ingest`` as the hub: the device registry reader (a plain aiokafka consumer
+    beside the Faust agents) logs in too, so an alarm that carries no location gets the registered one."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from gridhub.codec import codec
+    from gridhub.ops.topics import ensure_topics
+    from gridhub.topics import RAW, REGISTRY_DEVICES, REPORTS
+
+    hub = on_secured_broker(secure, settings)
+    ensure_topics(hub, [REGISTRY_DEVICES, RAW["sensors"], REPORTS])
+    device = {"deviceId": "SEC-SMOKE-1", "deviceType": "smoke", "streetCode": "330502001",
+              "address": "月河街道人民路3号", "lng": 120.09, "lat": 30.89, "heartbeatSeconds": 300}
+    producer = KafkaProducer(bootstrap_servers=hub.kafka_bootstrap, acks="all", **hub.kafka_client_options())
+    try:
+        producer.send(hub.topic(REGISTRY_DEVICES), key=b"SEC-SMOKE-1", value=json.dumps(device).encode()).get(30)
+        w = worker(hub, only="ingest")
+        at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        alarm = {"deviceId": "SEC-SMOKE-1", "deviceType": "smoke", "eventType": "alarm", "eventTime": at,
+                 "value": 60.0, "threshold": 30.0, "unit": "ppm"}
+        producer.send(hub.topic(RAW["sensors"]), key=b"SEC-SMOKE-1", value=json.dumps(alarm).encode()).get(30)
+    finally:
+        producer.close()
+    consumer = KafkaConsumer(hub.topic(REPORTS), bootstrap_servers=hub.kafka_bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=60_000, **hub.kafka_client_options())
+    try:
+        report = codec("Report").decode(next(iter(consumer)).value)
+    finally:
+        consumer.close()
+    assert (report["source"], report["street_code"], report["address"]) == ("sensors", "330502001", "月河街道人民路3号")
+    assert hub.kafka_sasl_password not in w.log_text()
+
+
+async def test_the_webhook_sender_runs_on_the_secured_broker(secure: SecureInfra, settings: Settings,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The webhook sink's consumer group and its dead-letter producer log in as the hub: a dispatch on
+    the secured broker reaches the agency's endpoint, and one the endpoint refuses lands in ``dlq``."""
+    from aiohttp import web
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from connectors.webhook.service import WebhookSink
+    from connectors.webhook.signing import IDEMPOTENCY_HEADER
+    from gridhub.agencies import load_catalog
+    from gridhub.codec import codec
+    from gridhub.ops.topics import ensure_topics
+    from webhook_receiver import sample_dispatch, serve_post
+
+    hub = on_secured_broker(secure, settings)
+    agency, topic = "330502.whsc", hub.topic("dispatch.330502.whsc")
+    received: dict[str, dict[str, Any]] = {}
+
+    async def endpoint(request: web.Request) -> web.Response:
+        body = await request.json()
+        if body["dispatchId"] == "refused":
+            return web.Response(status=422)  # a refusal: not retried, dead-lettered
+        received[request.headers[IDEMPOTENCY_HEADER]] = body
+        return web.Response(status=204)
+
+    runner, url = await serve_post(endpoint, "/dispatch")
+    monkeypatch.setenv("GRIDHUB_TEST_WHSC_SECRET", "whsc-secret")
+    catalog_file = tmp_path / "agencies.yaml"
+    catalog_file.write_text((REPO_ROOT / "deploy" / "agencies.yaml").read_text(encoding="utf-8").split("delivery:")[0]
+                            + "delivery:\n  default: kafka\n  agencies:\n"
+                            + f'    "{agency}": {{mode: webhook, url: "{url}", secret_env: GRIDHUB_TEST_WHSC_SECRET}}\n',
+                            encoding="utf-8")
+    await asyncio.to_thread(ensure_topics, hub, ["dispatch.330502.whsc", "dlq"])
+    producer = KafkaProducer(bootstrap_servers=hub.kafka_bootstrap, acks="all", **hub.kafka_client_options())
+    try:
+        for did in ("delivered", "refused"):
+            producer.send(topic, key=f"case-{did}".encode(), value=codec("Dispatch").encode(sample_dispatch(did, agency)))
+        producer.flush()
+    finally:
+        producer.close()
+
+    def dead_letters() -> list[Any]:
+        consumer = KafkaConsumer(hub.topic("dlq"), bootstrap_servers=hub.kafka_bootstrap, auto_offset_reset="earliest",
+                                 consumer_timeout_ms=30_000, **hub.kafka_client_options())
+        try:
+            return [next(iter(consumer))]
+        finally:
+            consumer.close()
+
+    sink = WebhookSink(hub, load_catalog(catalog_file))
+    await sink.start()
+    try:
+        deadline = time.monotonic() + 60
+        while "delivered" not in received and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        letters = await asyncio.to_thread(dead_letters)
+    finally:
+        await sink.stop()
+        await runner.cleanup()
+    assert list(received) == ["delivered"] and received["delivered"]["agency"] == agency
+    assert letters[0].key == b"case-refused"

@@ -59,3 +59,18 @@ def test_only_infrastructure_errors_stop_the_worker(monkeypatch: Any) -> None:
     with pytest.raises(ValueError):  # data errors are the caller's to dead-letter
         with app_module.stop_on_infrastructure_error(event, "routing"):  # type: ignore[arg-type]
             raise ValueError("bad case")
+
+
+def test_every_table_partition_gets_the_small_rocksdb_options() -> None:
+    """Faust's defaults (3 x 64 MiB write buffers, a 2 GiB block cache) apply per table partition."""
+    import streams.fusion.agents  # noqa: F401  (registers the tables on the app)
+    import streams.ingest.agents  # noqa: F401
+    import streams.routing.agents  # noqa: F401
+    from streams.app import ROCKSDB_PARTITION_OPTIONS, app
+
+    stores = {name: table.data for name, table in app.tables.items()}
+    assert set(stores) >= {"fusion-state", "device-liveness", "routing-cases"}
+    for name, store in stores.items():
+        options = store.rocksdb_options
+        got = {key: getattr(options, key) for key in ROCKSDB_PARTITION_OPTIONS}
+        assert got == ROCKSDB_PARTITION_OPTIONS, name

@@ -13,7 +13,7 @@ from aiohttp import web
 from connectors.webhook.service import WebhookDeliverer, backoff_ms, body_of, idempotency_key
 from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
 from gridhub.agencies import WebhookTarget
-from webhook_receiver import serve_post
+from webhook_receiver import sample_dispatch, serve_post
 
 SECRET = "test-webhook-secret"
 
@@ -82,12 +82,7 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 
 def dispatch(did: str = "d-1") -> dict[str, Any]:
-    return {"dispatchId": did, "caseId": "c-1", "agency": "330502.whsc", "countyCode": "330502",
-            "streetCode": None, "role": "lead", "reason": "rule:culture", "category": "culture_market",
-            "severity": 1, "title": "网吧", "description": None, "address": None, "lng": None, "lat": None,
-            "sources": ["four-platforms"], "reportCount": 1, "reporterMasked": None, "dispatchedAt": 1,
-            "signDeadline": 2, "resolveDeadline": 3, "escalationLevel": 0, "previousDispatchId": None,
-            "action": "dispatch"}
+    return sample_dispatch(did, "330502.whsc", case_id="c-1")
 
 
 def target(url: str, attempts: int = 5) -> WebhookTarget:

@@ -16,6 +16,7 @@ from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIM
 from gridhub.agencies import load_catalog
 from gridhub.codec import codec
 from gridhub.dlq import parse_dead_letter_headers
+from webhook_receiver import sample_dispatch as dispatch
 from webhook_receiver import serve_post
 
 pytestmark = pytest.mark.integration
@@ -46,15 +47,6 @@ class Receiver:
 
 async def serve(receiver: Receiver) -> tuple[web.AppRunner, str]:
     return await serve_post(receiver.handle, "/dispatch")
-
-
-def dispatch(did: str, agency: str) -> dict[str, Any]:
-    return {"dispatchId": did, "caseId": f"case-{did}", "agency": agency, "countyCode": "330502",
-            "streetCode": "330502001", "role": "lead", "reason": "rule:culture", "category": "culture_market",
-            "severity": 1, "title": "网吧接纳未成年人", "description": None, "address": None, "lng": None,
-            "lat": None, "sources": ["hotline-12345"], "reportCount": 1, "reporterMasked": None,
-            "dispatchedAt": 1, "signDeadline": 2, "resolveDeadline": 3, "escalationLevel": 0,
-            "previousDispatchId": None, "action": "dispatch"}
 
 
 async def wait_for(cond: Any, timeout: float, what: str) -> None:

@@ -82,3 +82,27 @@ def test_replay_into_live_appends_tagged_copies(settings: Settings) -> None:
     originals = [row for row in rows if REPLAY_HEADER not in dict(row[4])]
     assert len(originals) == 12 and len(replayed) == 12
     assert sorted((r[2], r[3], r[5]) for r in replayed) == sorted((r[2], r[3], r[5]) for r in originals)
+
+
+def test_a_record_the_broker_refuses_fails_the_replay(settings: Settings, other_settings: Settings) -> None:
+    """A refused send is reported, not lost silently: kafka-python tells only the send's future."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from gridhub.ops.common import admin_client
+
+    now = int(time.time() * 1000)
+    ensure_topics(settings, ["raw.sensors"])
+    produce(settings, "raw.sensors", [{"key": b"dev-1", "value": b"x" * 4000, "timestamp": now - 30 * MIN_MS}])
+    target = other_settings
+    ensure_topics(target, ["raw.sensors"])
+    admin = admin_client(target)
+    try:  # the target topic takes at most 1,000 bytes per record batch: the 4,000-byte record is refused
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, target.topic("raw.sensors"),
+                                            {"max.message.bytes": "1000"})])
+    finally:
+        admin.close()
+    result = run_cli(settings, "replay", "--source", "sensors", "--from", "120m", "--to", "20m",
+                     "--namespace", target.namespace, "--no-progress")
+    assert result.exit_code != 0
+    assert "replay incomplete: 1 of 1 records were not written" in result.output
+    assert read_all(target, target.topic("raw.sensors")) == []

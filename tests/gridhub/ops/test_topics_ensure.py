@@ -76,3 +76,27 @@ def test_ls_shows_end_offsets(settings: Settings) -> None:
     assert result.exit_code == 0
     [line] = [l for l in result.output.splitlines() if l.startswith(settings.topic("raw.sensors"))]
     assert "0,3,0" in line and "retention.ms=2592000000" in line
+
+
+def test_ensure_dispatch_creates_a_countys_agency_topics_ahead(settings: Settings) -> None:
+    from gridhub.agencies import catalog_for_rules
+
+    expected = catalog_for_rules(settings.routing_rules).dispatch_agencies(["330502"])
+    assert "330502.zhzf" in expected and "330500.zzzx" in expected  # a county agency, the city's centre
+    assert any(a.startswith("330502.town-330502") for a in expected)  # the county's township platforms
+    assert not any(a.startswith("330503.") for a in expected)
+    result = run_cli(settings, "topics", "ensure", "--dispatch", "--county", "330502", "raw.sensors")
+    assert result.exit_code == 0, result.output
+    admin = admin_client(settings)
+    try:
+        topics = {t for t in admin.list_topics() if t.startswith(settings.namespace + ".")}
+        state = describe(admin, [settings.topic(f"dispatch.{a}") for a in expected])
+    finally:
+        admin.close()
+    assert {settings.topic(f"dispatch.{a}") for a in expected} | {settings.topic("raw.sensors")} == topics
+    assert {s["partitions"] for s in state.values()} == {3}  # deploy/topics.yaml dispatch.*
+    again = run_cli(settings, "topics", "ensure", "--dispatch", "--county", "330502", "--dry-run")
+    dispatch_rows = [line.split()[0] for line in again.output.splitlines() if ".dispatch." in line]
+    assert len(dispatch_rows) == len(expected) and set(dispatch_rows) == {"ok"}  # idempotent
+    refused = run_cli(settings, "topics", "ensure", "--dispatch", "--county", "999999")
+    assert refused.exit_code == 2 and "unknown county code(s) 999999" in refused.output

@@ -76,3 +76,17 @@ def test_windowed_changelog_policy_is_accepted() -> None:
                                                          "retention.ms": "604800000"}}}
     # Faust's own retention and partition count are left alone: nothing to do
     assert [a.kind for a in plan(specs, state, settings)] == ["ok"]
+
+
+def test_the_spec_is_read_again_when_the_file_changes_and_callers_cannot_edit_the_cache(tmp_path) -> None:
+    import os
+
+    path = tmp_path / "topics.yaml"
+    path.write_text("defaults: {partitions: 12}\n", encoding="utf-8")
+    first = load_spec(path)
+    first["defaults"]["partitions"] = 99  # a caller's edit stays in its own copy
+    assert load_spec(path) == {"defaults": {"partitions": 12}}
+    path.write_text("defaults: {partitions: 6}\n", encoding="utf-8")
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a later mtime even on coarse clocks
+    assert load_spec(path) == {"defaults": {"partitions": 6}}

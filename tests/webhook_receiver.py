@@ -1,0 +1,34 @@
+"""Webhook test helpers: a real local HTTP receiver (aiohttp on a free loopback port) and a sample Dispatch.
+
+Shared by tests/connectors/webhook and tests/security (the sink on the secured broker).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+
+async def serve_post(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                     path: str) -> tuple[web.AppRunner, str]:
+    """Serve ``POST path`` with ``handler``; returns the runner (``await runner.cleanup()``) and the URL."""
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server: Any = site._server
+    port = server.sockets[0].getsockname()[1]
+    return runner, f"http://127.0.0.1:{port}{path}"
+
+
+def sample_dispatch(did: str, agency: str, case_id: str | None = None) -> dict[str, Any]:
+    """A valid Avro ``Dispatch`` record (as a dict) for ``agency``."""
+    return {"dispatchId": did, "caseId": case_id or f"case-{did}", "agency": agency, "countyCode": agency[:6],
+            "streetCode": "330502001", "role": "lead", "reason": "rule:culture", "category": "culture_market",
+            "severity": 1, "title": "网吧接纳未成年人", "description": None, "address": None, "lng": None,
+            "lat": None, "sources": ["hotline-12345"], "reportCount": 1, "reporterMasked": None,
+            "dispatchedAt": 1, "signDeadline": 2, "resolveDeadline": 3, "escalationLevel": 0,
+            "previousDispatchId": None, "action": "dispatch"}
