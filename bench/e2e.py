@@ -447,18 +447,26 @@ def baseline(base: Settings, load: Workload, work: Path, timeout: float) -> dict
             "baseline_cpu_ms_per_doc": round(cpu * 1000 / len(load.docs), 3)}
 
 
+def bench_workspace(prefix: str) -> tuple[Settings, Path]:
+    """Settings of a fresh namespace ``<prefix><6 hex>`` whose worker keeps its state under a new
+    work dir of the run dir (logs stay there afterwards), with a free web port and no gateway / MQTT."""
+    base = get_settings()
+    ns = f"{prefix}{uuid.uuid4().hex[:6]}"
+    work = Path(tempfile.mkdtemp(prefix=f"gridhub-{ns}-", dir=base.run_dir))
+    (work / "hub" / "faust").mkdir(parents=True)
+    settings = base.model_copy(update={"namespace": ns, "run_dir": work / "hub", "gateway_port": 0,
+                                       "mqtt_port": 0, "web_port": _free_port()})
+    return settings, work
+
+
 def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, profile: str | None, quick: bool,
             as_json: bool) -> None:
     import logging
 
     if as_json:  # stdout carries the one JSON object; progress lines of the tools used stay quiet
         logging.getLogger().setLevel(logging.WARNING)
-    base = get_settings()
-    ns = f"bench{uuid.uuid4().hex[:6]}"
-    work = Path(tempfile.mkdtemp(prefix=f"gridhub-{ns}-", dir=base.run_dir))
-    (work / "hub" / "faust").mkdir(parents=True)
-    settings = base.model_copy(update={"namespace": ns, "run_dir": work / "hub", "gateway_port": 0,
-                                       "mqtt_port": 0, "web_port": _free_port()})
+    settings, work = bench_workspace("bench")
+    ns = settings.namespace
     _ch_client(settings).execute(f"CREATE DATABASE IF NOT EXISTS {settings.ch_database}")
     now = int(time.time() * 1000)
     # Phase 1 documents dated in the last hours; phase 2 documents are new incidents after them.

@@ -26,18 +26,16 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import click
 
-from bench.e2e import Process, _dir_mb, _free_port, _group_lag, _producer
+from bench.e2e import Process, _dir_mb, _group_lag, _producer, bench_workspace
 from gridhub.codec import codec
 from gridhub.ops.topics import delete_namespace, ensure_topics
-from gridhub.settings import REPO_ROOT, get_settings
+from gridhub.settings import REPO_ROOT
 from gridhub.topics import REPORTS
 
 DAY_S = 86_400
@@ -114,12 +112,7 @@ def _read_state(tables: Path) -> dict[str, int]:
 def run_state_bench(days: float, per_day: int, seed: int, timeout: float, as_json: bool) -> None:
     from tqdm import tqdm
 
-    base = get_settings()
-    ns = f"benchstate{uuid.uuid4().hex[:6]}"
-    work = Path(tempfile.mkdtemp(prefix=f"gridhub-{ns}-", dir=base.run_dir))
-    (work / "hub" / "faust").mkdir(parents=True)
-    settings = base.model_copy(update={"namespace": ns, "run_dir": work / "hub", "gateway_port": 0,
-                                       "mqtt_port": 0, "web_port": _free_port()})
+    settings, work = bench_workspace("benchstate")
     rate = calibrated_rate(seed, per_day)
     reports, counts = week_of_reports(seed, rate, days)
     ensure_topics(settings, names=[REPORTS])
@@ -131,7 +124,7 @@ def run_state_bench(days: float, per_day: int, seed: int, timeout: float, as_jso
     producer.close()
     proc = Process(settings, [str(REPO_ROOT / ".venv" / "bin" / "gridhub"), "run", "--only", "fusion"],
                    work / "hub.log")
-    result: dict[str, Any] = {"namespace": ns, "days": days, "per_day": per_day, "record_rate": round(rate, 3),
+    result: dict[str, Any] = {"namespace": settings.namespace, "days": days, "per_day": per_day, "record_rate": round(rate, 3),
                               **counts}
     try:
         proc.wait_ready()
