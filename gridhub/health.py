@@ -32,6 +32,28 @@ LAG_INTERVAL_S = 15.0
 
 TopicPart = tuple[str, int]
 
+#: How often the rebalance watch looks at the app (seconds): fine against a stall limit of minutes.
+REBALANCE_WATCH_S = 5.0
+
+
+def health_status(*, crashed: bool, stopping: bool, rebalancing_since: float | None, now: float,
+                  stall_after_s: float) -> str:
+    """Pure: ``ok``, or why ``/healthz`` answers 503.
+
+    ``stalled``: a rebalance (revoke, assign, table recovery) has lasted longer than
+    ``stall_after_s``.  That normally takes seconds, minutes when a worker rebuilds a big table from
+    its changelog; longer, the worker is stuck (docs/scaling.md "Known issues": a commit awaited by
+    the revoke that never finishes) and only a restart frees its partitions.  Nothing is lost by
+    restarting it: its uncommitted records are delivered again.
+    """
+    if crashed:
+        return "crashed"
+    if stopping:
+        return "stopping"
+    if rebalancing_since is not None and now - rebalancing_since > stall_after_s:
+        return "stalled"
+    return "ok"
+
 
 def compute_lag(committed: Mapping[TopicPart, int | None], ends: Mapping[TopicPart, int]) -> dict[TopicPart, int]:
     """Pure: records behind the log end per partition.
@@ -106,7 +128,8 @@ def install(app: Any, settings: Settings) -> None:
         return
     app._gridhub_health_installed = True
     probe = LagProbe(settings)
-    state: dict[str, Any] = {"lag_total": None, "lag_measured_at": None, "lag_error": None}
+    state: dict[str, Any] = {"lag_total": None, "lag_measured_at": None, "lag_error": None,
+                             "rebalancing_since": None}
     shown: set[TopicPart] = set()
 
     @app.page("/metrics")
@@ -115,16 +138,31 @@ def install(app: Any, settings: Settings) -> None:
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        # 503 while the worker is stopping or crashed: a supervisor or load
-        # balancer then stops sending work here.
-        crashed = bool(getattr(app, "crashed", False))
-        stopping = bool(getattr(app, "should_stop", False))
-        ok = not crashed and not stopping
-        body = {"status": "ok" if ok else ("crashed" if crashed else "stopping"), "app_id": settings.faust_app_id,
+        # 503 while the worker is stopping, crashed or stuck in a rebalance: a supervisor or load
+        # balancer then stops sending work here, and a liveness probe restarts it.
+        since = state["rebalancing_since"]
+        status = health_status(crashed=bool(getattr(app, "crashed", False)),
+                               stopping=bool(getattr(app, "should_stop", False)), rebalancing_since=since,
+                               now=time.monotonic(), stall_after_s=settings.rebalance_stall_seconds)
+        body = {"status": status, "app_id": settings.faust_app_id,
                 "namespace": settings.namespace, "rebalancing": bool(getattr(app, "rebalancing", False)),
+                "rebalancing_seconds": None if since is None else round(time.monotonic() - since, 1),
                 "consumer_lag": state["lag_total"], "lag_measured_at": state["lag_measured_at"],
                 "lag_error": state["lag_error"]}
-        return web.json(body, status=200 if ok else 503)
+        return web.json(body, status=200 if status == "ok" else 503)
+
+    @app.timer(interval=REBALANCE_WATCH_S)
+    async def watch_rebalance() -> None:
+        """When the current rebalance began (monotonic seconds), for the ``stalled`` status."""
+        if not getattr(app, "rebalancing", False):
+            state.update(rebalancing_since=None, stall_logged=False)
+        elif state["rebalancing_since"] is None:
+            state["rebalancing_since"] = time.monotonic()
+        elif (time.monotonic() - state["rebalancing_since"] > settings.rebalance_stall_seconds
+              and not state.get("stall_logged")):
+            state["stall_logged"] = True  # once per rebalance
+            log.error("worker_rebalance_stalled", seconds=round(time.monotonic() - state["rebalancing_since"]),
+                      hint="/healthz answers 503 (stalled) so that a liveness probe restarts this worker")
 
     @app.timer(interval=LAG_INTERVAL_S)
     async def update_consumer_lag() -> None:
@@ -149,7 +187,7 @@ def install(app: Any, settings: Settings) -> None:
             shown.add((topic, partition))
         state.update(lag_total=sum(lag.values()), lag_measured_at=int(time.time() * 1000), lag_error=None)
 
-    del metrics, healthz, update_consumer_lag  # registered on the app; nothing else refers to them
+    del metrics, healthz, update_consumer_lag, watch_rebalance  # registered on the app; nothing else refers to them
     app._gridhub_lag_probe = probe
 
 

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     # of host each produce request costs ~0.4 ms of socket time whatever its size (e2e profile,
     # docs/benchmarks.md): a few ms more per hop buys fewer, fuller requests.
     producer_linger_ms: int = Field(default=5, ge=0, le=1000, description="Faust producer linger (ms)")
+    # 10 minutes: a rebalance takes seconds, a big table's recovery from its changelog minutes
+    # (a week of province-scale fusion state: gridhub bench state); longer is a stuck worker.
+    rebalance_stall_seconds: float = Field(default=600.0, gt=0,
+                                           description="/healthz says 'stalled' (503) after a rebalance this long")
     # Loopback by default; 0.0.0.0 in a container so Prometheus can scrape /metrics.
     web_bind: str = "127.0.0.1"
     gateway_host: str = "127.0.0.1"

@@ -17,9 +17,9 @@ it on the new owner.  One table rather than one per index so that all writes
 of one report are in one changelog partition, in order (crash safety: see
 ``streams/fusion/state.py``).
 
-Delivery: at least once.  Outputs are sent from inside the agent, so Faust
-attaches them to the source offset and publishes them before it commits that
-offset; a crash before the commit redelivers the input, the engine recognises
+Delivery: at least once.  Outputs are sent from inside the agent before it takes
+the next record, and Faust flushes the producer before it commits offsets
+(``Consumer._commit_offsets``); a crash before the commit redelivers the input, the engine recognises
 the ``(source, source_ref, version)`` it already applied (the changelog is
 written as it goes) and emits the same records again with the same ids and
 case ids.  Bad input (undecodable bytes, a report the engine cannot use, or an

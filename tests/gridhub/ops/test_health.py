@@ -54,6 +54,7 @@ def test_worker_serves_metrics_and_healthz(settings: Settings, worker: Callable[
     with urllib.request.urlopen(base + "/healthz", timeout=10) as response:
         body = json.loads(response.read())
     assert response.status == 200 and body["status"] == "ok" and body["app_id"] == settings.faust_app_id
+    assert body["rebalancing"] is False and body["rebalancing_seconds"] is None  # the stall watch's view
 
 
 @pytest.mark.integration
@@ -79,3 +80,17 @@ def test_worker_exports_consumer_lag_of_its_partitions(settings: Settings, worke
     with urllib.request.urlopen(f"http://127.0.0.1:{w.web_port}/metrics", timeout=10) as response:
         assert "-changelog" not in "".join(line for line in response.read().decode().splitlines()
                                            if line.startswith("gridhub_consumer_lag{"))
+
+
+def test_a_rebalance_longer_than_the_stall_limit_makes_the_worker_unhealthy() -> None:
+    from gridhub.health import health_status
+
+    def status(since: float | None, now: float = 1_000.0, **flags: bool) -> str:
+        return health_status(crashed=flags.get("crashed", False), stopping=flags.get("stopping", False),
+                             rebalancing_since=since, now=now, stall_after_s=600.0)
+
+    assert status(None) == "ok"
+    assert status(since=500.0) == "ok"            # rebalancing for 500 s: a big table's recovery, say
+    assert status(since=399.0) == "stalled"       # 601 s
+    assert status(since=399.0, crashed=True) == "crashed"
+    assert status(None, stopping=True) == "stopping"
