@@ -108,4 +108,9 @@ def test_fuzzed_documents_through_ingest_worker(settings: Settings, kafka_produc
     assert len(reports) == want["report"]
     for rec in reports:
         codec("Report").decode(rec.value)
-    assert len(events) == want["device_event"]
+    # ``offline`` events come from the liveness timer, not from a document: a registered device of the
+    # corpus that stays silent past 2.5 x its heartbeat while a slow run goes on (seen in CI on a
+    # loaded machine: 6 of them).  Every other device event is a document's.
+    decoded = [codec("DeviceEvent").decode(rec.value) for rec in events]
+    assert all(e["device_id"] in registry for e in decoded if e["event_type"] == "offline")
+    assert len([e for e in decoded if e["event_type"] != "offline"]) == want["device_event"]
