@@ -345,8 +345,8 @@ def ensure_topics(settings: Settings | None = None, names: Iterable[str] | None 
     admin = admin or admin_client(settings)
     try:
         # Named topics are described by name: listing every topic fetches the whole cluster's
-        # metadata, which on a broker with thousands of dispatch topics cost a third of a worker's
-        # CPU while routing created agency topics (e2e profile, docs/benchmarks.md).
+        # metadata, which with 533 topics on the dev broker took a third of a worker's CPU samples
+        # while routing created agency topics (docs/benchmarks.md); a province has ~2,600 of them.
         existing = admin.list_topics() if names is None else ()
         specs = resolve_specs(settings, names, existing, spec)
         state = describe(admin, [s.name for s in specs])
