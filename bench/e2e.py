@@ -424,11 +424,11 @@ def baseline(base: Settings, load: Workload, work: Path, timeout: float) -> dict
     proc = Process(settings, [sys.executable, "-m", "bench.passthrough", "worker", "-l", "info"],
                    work / "baseline.log")
     follower = Follower(settings, settings.topic("passthrough.out"))
-    proc.wait_ready(marker=BASELINE_READY)
-    cpu_start = proc.cpu_seconds()
     count, first_ms, last_ms = 0, None, 0
-    deadline = time.monotonic() + timeout
-    try:
+    try:  # from here on the worker is stopped and the namespace deleted, whatever happens
+        proc.wait_ready(marker=BASELINE_READY)
+        cpu_start = proc.cpu_seconds()
+        deadline = time.monotonic() + timeout
         while count < len(load.docs) and time.monotonic() < deadline and proc.proc.poll() is None:
             for rec in follower.poll():
                 count += 1
