@@ -5,9 +5,15 @@ Shared by tests/connectors/webhook and tests/security (the sink on the secured b
 
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+
+from gridhub.agencies import AgencyCatalog, load_catalog
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 
 async def serve_post(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
@@ -32,3 +38,11 @@ def sample_dispatch(did: str, agency: str, case_id: str | None = None) -> dict[s
             "lat": None, "sources": ["hotline-12345"], "reportCount": 1, "reporterMasked": None,
             "dispatchedAt": 1, "signDeadline": 2, "resolveDeadline": 3, "escalationLevel": 0,
             "previousDispatchId": None, "action": "dispatch"}
+
+
+def catalog_with_delivery(directory: Path, delivery: str) -> AgencyCatalog:
+    """deploy/agencies.yaml's agencies with ``delivery`` (a YAML ``delivery:`` block) instead of its own."""
+    path = directory / "agencies.yaml"
+    head = (DEPLOY / "agencies.yaml").read_text(encoding="utf-8").split("delivery:")[0]
+    path.write_text(head + textwrap.dedent(delivery), encoding="utf-8")
+    return load_catalog(path)

@@ -26,8 +26,6 @@ from gridhub.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 ZHZF, SCJG = "330502.zhzf", "330502.scjg"
 
 
@@ -312,10 +310,9 @@ async def test_the_webhook_sender_runs_on_the_secured_broker(secure: SecureInfra
 
     from connectors.webhook.service import WebhookSink
     from connectors.webhook.signing import IDEMPOTENCY_HEADER
-    from gridhub.agencies import load_catalog
     from gridhub.codec import codec
     from gridhub.ops.topics import ensure_topics
-    from webhook_receiver import sample_dispatch, serve_post
+    from webhook_receiver import catalog_with_delivery, sample_dispatch, serve_post
 
     hub = on_secured_broker(secure, settings)
     agency, topic = "330502.whsc", hub.topic("dispatch.330502.whsc")
@@ -330,11 +327,12 @@ async def test_the_webhook_sender_runs_on_the_secured_broker(secure: SecureInfra
 
     runner, url = await serve_post(endpoint, "/dispatch")
     monkeypatch.setenv("GRIDHUB_TEST_WHSC_SECRET", "whsc-secret")
-    catalog_file = tmp_path / "agencies.yaml"
-    catalog_file.write_text((REPO_ROOT / "deploy" / "agencies.yaml").read_text(encoding="utf-8").split("delivery:")[0]
-                            + "delivery:\n  default: kafka\n  agencies:\n"
-                            + f'    "{agency}": {{mode: webhook, url: "{url}", secret_env: GRIDHUB_TEST_WHSC_SECRET}}\n',
-                            encoding="utf-8")
+    catalog = catalog_with_delivery(tmp_path, f"""
+        delivery:
+          default: kafka
+          agencies:
+            "{agency}": {{mode: webhook, url: "{url}", secret_env: GRIDHUB_TEST_WHSC_SECRET}}
+    """)
     await asyncio.to_thread(ensure_topics, hub, ["dispatch.330502.whsc", "dlq"])
     producer = KafkaProducer(bootstrap_servers=hub.kafka_bootstrap, acks="all", **hub.kafka_client_options())
     try:
@@ -352,7 +350,7 @@ async def test_the_webhook_sender_runs_on_the_secured_broker(secure: SecureInfra
         finally:
             consumer.close()
 
-    sink = WebhookSink(hub, load_catalog(catalog_file))
+    sink = WebhookSink(hub, catalog)
     await sink.start()
     try:
         deadline = time.monotonic() + 60

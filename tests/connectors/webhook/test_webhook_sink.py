@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,12 @@ from aiohttp import web
 
 from connectors.webhook.service import WebhookSink, create
 from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from gridhub.agencies import load_catalog
 from gridhub.codec import codec
 from gridhub.dlq import parse_dead_letter_headers
 from webhook_receiver import sample_dispatch as dispatch
-from webhook_receiver import serve_post
+from webhook_receiver import catalog_with_delivery, serve_post
 
 pytestmark = pytest.mark.integration
-DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 SECRET = "shared-secret-for-whsc"
 
 
@@ -80,8 +77,7 @@ async def test_sink_retries_dedupes_and_dead_letters(settings: Any, kafka_produc
     secret_file = tmp_path / "whsc.secret"
     secret_file.write_text(SECRET + "\n", encoding="utf-8")
     monkeypatch.setenv("GRIDHUB_TEST_NYNC_SECRET", SECRET)
-    agencies = tmp_path / "agencies.yaml"
-    agencies.write_text((DEPLOY / "agencies.yaml").read_text(encoding="utf-8").split("delivery:")[0] + textwrap.dedent(f"""
+    catalog = catalog_with_delivery(tmp_path, f"""
         delivery:
           default: kafka
           webhook: {{max_attempts: 5, initial_backoff: 50ms, max_backoff: 200ms, timeout: 2s}}
@@ -89,8 +85,7 @@ async def test_sink_retries_dedupes_and_dead_letters(settings: Any, kafka_produc
             "330502.whsc": {{mode: webhook, url: "{flaky_url}", secret_file: "{secret_file}"}}
             "330502.nync": {{mode: webhook, url: "{down_url}", secret_env: GRIDHUB_TEST_NYNC_SECRET, max_attempts: 3}}
             "330502.zhzf": {{mode: kafka}}
-    """), encoding="utf-8")
-    catalog = load_catalog(agencies)
+    """)
     assert sorted(catalog.webhooks) == ["330502.nync", "330502.whsc"]
 
     # Three dispatches for whsc, one of them twice on the topic (a redelivery), one for nync.
