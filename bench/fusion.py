@@ -13,7 +13,7 @@ import json
 import statistics
 import tempfile
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -50,22 +50,29 @@ class RocksKV:
         self.db.close()
 
 
-def _reports(seed: int, rate: float, duration_s: float) -> list[dict[str, Any]]:
+def normalised(seed: int, rate: float, duration_s: float, start_ms: int | None = None) -> Iterator[tuple[Any, Any]]:
+    """Simulator records in delivery order, each with what ``normalize`` makes of it (None: rejected).
+
+    The simulator's own device registry is used, and each record is "received" at its document time
+    (kept increasing), as ingest would stamp it in a live run.
+    """
     from gridhub.evaluation.fusion import doc_time_ms
-    from gridhub.simulate.generator import devices_for, generate
+    from gridhub.simulate.generator import DEFAULT_START_MS, devices_for, generate
     from streams.ingest.normalize import Rejected, normalize
 
-    registry = {d.device_id: d.registry_row() for d in devices_for(seed, rate, duration_s)}
-    out, clock = [], 0
-    for rec in generate(seed, rate, duration_s):
+    start = DEFAULT_START_MS if start_ms is None else start_ms
+    registry = {d.device_id: d.registry_row() for d in devices_for(seed, rate, duration_s, start_ms=start)}
+    clock = 0
+    for rec in generate(seed, rate, duration_s, start_ms=start):
         clock = max(clock + 1, doc_time_ms(rec.source, rec.doc) or clock)
         try:
-            n = normalize(rec.source, rec.value(), registry=registry, received_at_ms=clock, pii_key=b"bench")
+            yield rec, normalize(rec.source, rec.value(), registry=registry, received_at_ms=clock, pii_key=b"bench")
         except Rejected:
-            continue
-        if n.report is not None:
-            out.append(n.report)
-    return out
+            yield rec, None
+
+
+def _reports(seed: int, rate: float, duration_s: float) -> list[dict[str, Any]]:
+    return [n.report for _, n in normalised(seed, rate, duration_s) if n is not None and n.report is not None]
 
 
 def run_fusion_bench(hours: float, rate: float, warmup: float, seed: int, store: str, as_json: bool) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 import click
 
 from bench.e2e import Process, _dir_mb, _group_lag, _producer, bench_workspace
+from bench.fusion import normalised
 from gridhub.codec import codec
 from gridhub.ops.topics import delete_namespace, ensure_topics
 from gridhub.settings import REPO_ROOT
@@ -64,28 +65,17 @@ def week_of_reports(seed: int, rate: float, days: float) -> tuple[list[tuple[byt
     """(key, Avro Report) pairs of the simulated days, in delivery order, and counts by kind."""
     from tqdm import tqdm
 
-    from gridhub.evaluation.fusion import doc_time_ms
-    from gridhub.simulate import devices_for, generate
-    from streams.ingest.normalize import Rejected, normalize
-
     duration = days * DAY_S
-    registry = {d.device_id: d.registry_row() for d in devices_for(seed, rate, duration, start_ms=START_MS)}
     report_codec = codec("Report")
     out: list[tuple[bytes, bytes]] = []
     counts = {"records": 0, "human_reports": 0, "reports": 0, "rejected": 0}
-    clock = 0
-    records = generate(seed, rate, duration, start_ms=START_MS)
-    for rec in tqdm(records, total=int(rate * duration), unit=" records", desc="simulating and normalising",
-                    disable=not sys.stderr.isatty()):
+    for rec, n in tqdm(normalised(seed, rate, duration, start_ms=START_MS), total=int(rate * duration),
+                       unit=" records", desc="simulating and normalising", disable=not sys.stderr.isatty()):
         counts["records"] += 1
         counts["human_reports"] += (rec.source, rec.kind) in HUMAN_REPORT
-        clock = max(clock + 1, doc_time_ms(rec.source, rec.doc) or clock)
-        try:
-            n = normalize(rec.source, rec.value(), registry=registry, received_at_ms=clock, pii_key=b"bench")
-        except Rejected:
+        if n is None:
             counts["rejected"] += 1
-            continue
-        if n.report is not None:
+        elif n.report is not None:
             out.append((n.report["county_code"].encode(), report_codec.encode(n.report)))
     counts["reports"] = len(out)
     return out, counts
