@@ -44,11 +44,11 @@ from typing import Any
 import click
 
 from connectors.clickhouse.rows import TopicMap
-from gridhub.codec import codec
-from gridhub.ops.topics import delete_namespace
-from gridhub.settings import REPO_ROOT, Settings, get_settings
+from gridhub.core.codec import codec
+from gridhub.core.kafka_admin import delete_namespace
+from gridhub.core.settings import REPO_ROOT, Settings, get_settings
 from gridhub.simulate import devices_for, generate
-from gridhub.topics import RAW, REGISTRY_DEVICES, REPORTS_LINKED
+from gridhub.core.topics import RAW, REGISTRY_DEVICES, REPORTS_LINKED
 from streams.ingest.normalize import Rejected, normalize
 
 #: Six counties on six different partitions of 12 (murmur2 of the county code): see the module doc.
@@ -161,7 +161,7 @@ def _producer(settings: Settings) -> Any:
 
 
 def preload(settings: Settings, load: Workload) -> None:
-    from gridhub.ops.topics import ensure_topics
+    from gridhub.core.kafka_admin import ensure_topics
 
     ensure_topics(settings, names=[*RAW.values(), REGISTRY_DEVICES])
     producer = _producer(settings)
@@ -303,7 +303,7 @@ def kafka_records(settings: Settings, documents: int) -> dict[str, Any]:
     shape, not by its code.  Call it right after the throughput phase (the latency phase adds more).
     """
     from gridhub.ops.common import admin_client
-    from gridhub.ops.topics import end_offsets
+    from gridhub.core.kafka_admin import end_offsets
 
     admin = admin_client(settings)
     try:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import click
 
-from gridhub.codec import codec
+from gridhub.core.codec import codec
 from streams.ingest.normalize import Rejected, normalize, report_id
 from streams.ingest.samples import SampleGenerator
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import faust
 
-from gridhub.settings import get_settings
-from gridhub.topics import RAW
+from gridhub.core.settings import get_settings
+from gridhub.core.topics import RAW
 
 settings = get_settings()
 app = faust.App(

@@ -25,8 +25,8 @@ from typing import Any
 
 import click
 
-from gridhub.ops.topics import delete_namespace
-from gridhub.settings import Settings, get_settings
+from gridhub.core.kafka_admin import delete_namespace
+from gridhub.core.settings import Settings, get_settings
 
 
 async def _run_sink(settings: Settings, batch_rows: int, total: int, timeout: float) -> Any:
@@ -52,8 +52,8 @@ def run_sink_bench(cases: int, batch_rows: int, seed: int, as_json: bool, timeou
     from clickhouse_driver import Client
 
     from connectors.kafka_io import sync_producer
-    from gridhub.clickhouse.backend import DriverBackend
-    from gridhub.clickhouse.migrate import migrate
+    from connectors.clickhouse.backend import DriverBackend
+    from connectors.clickhouse.migrate import migrate
     from gridhub.clickhouse.synthetic import encoded, generate, produce, rows
 
     base = get_settings()

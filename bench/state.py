@@ -34,10 +34,10 @@ import click
 
 from bench.e2e import Process, _dir_mb, _group_lag, _producer, bench_workspace
 from bench.fusion import normalised
-from gridhub.codec import codec
-from gridhub.ops.topics import delete_namespace, ensure_topics
-from gridhub.settings import REPO_ROOT
-from gridhub.topics import REPORTS
+from gridhub.core.codec import codec
+from gridhub.core.kafka_admin import delete_namespace, ensure_topics
+from gridhub.core.settings import REPO_ROOT
+from gridhub.core.topics import REPORTS
 
 DAY_S = 86_400
 #: Kinds the simulator gives a citizen's or grid worker's first report of an incident: the

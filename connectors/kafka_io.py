@@ -18,14 +18,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Iterable, Sequence
 
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka import KafkaProducer
 from mode import Service
 
 from connectors.base import RawRecord, RetriableError
-from gridhub.logging import get_logger
-from gridhub.settings import Settings
+from gridhub.core.kafka_admin import make_producer
+from gridhub.core.logging import get_logger
+from gridhub.core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -130,16 +129,11 @@ class RawProducer(Service):
 # --- blocking side (command-line tools) -------------------------------------------------------
 
 def sync_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
-    """kafka-python producer with ``acks=all``: CLI tools block on ``flush()`` before reporting success."""
-    options: dict[str, Any] = dict(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", retries=5, linger_ms=20,
-        max_request_size=MAX_RECORD_BYTES + 64 * 1024, client_id="gridhub-cli",
-        # 2 in flight with retries may reorder; 1 keeps every key's versions in order.
-        max_in_flight_requests_per_connection=1,
-        **settings.kafka_client_options(),
-    )
+    """The command-line tools' producer: :func:`gridhub.core.kafka_admin.make_producer` (acks=all,
+    idempotent) sized for the largest raw document; tools block on ``flush()`` before reporting success."""
+    options: dict[str, Any] = dict(client_id="gridhub-cli", max_request_size=MAX_RECORD_BYTES + 64 * 1024)
     options.update(overrides)
-    return KafkaProducer(**options)
+    return make_producer(settings, **options)
 
 
 def produce_batch(producer: KafkaProducer, records: Iterable[RawRecord], timeout: float = 60.0) -> int:
@@ -155,28 +149,3 @@ def produce_batch(producer: KafkaProducer, records: Iterable[RawRecord], timeout
         except Exception as exc:
             raise RetriableError(f"Kafka did not acknowledge: {type(exc).__name__}: {exc}") from exc
     return len(futures)
-
-
-def ensure_topic(settings: Settings, topic: str, *, compacted: bool = False,
-                 partitions: int | None = None) -> bool:
-    """Create ``topic`` (physical name) if missing; True if it was created.
-
-    ``gridhub topics ensure`` is the full tool; this covers a connector writing to a
-    topic that must have a non-default config from its first record (``registry.devices``
-    must be compacted: an auto-created topic would be ``delete`` and lose devices).
-    """
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="gridhub-cli",
-                             **settings.kafka_client_options())
-    try:
-        if topic in set(admin.list_topics()):
-            return False
-        configs = {"cleanup.policy": "compact"} if compacted else {}
-        try:
-            admin.create_topics([NewTopic(topic, partitions or settings.partitions, settings.replication_factor,
-                                          topic_configs=configs)])
-        except TopicAlreadyExistsError:
-            return False
-        log.info("topic_created", topic=topic, compacted=compacted)
-        return True
-    finally:
-        admin.close()

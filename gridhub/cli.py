@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from gridhub.logging import configure_logging
-from gridhub.settings import get_settings
+from gridhub.core.logging import configure_logging
+from gridhub.core.settings import get_settings
 
 COMMANDS: dict[str, str] = {
     "infra": "gridhub.infra.cli:infra",

@@ -27,8 +27,8 @@ from typing import Any
 
 import click
 
-from gridhub.logging import get_logger
-from gridhub.settings import REPO_ROOT, Settings, get_settings
+from gridhub.core.logging import get_logger
+from gridhub.core.settings import REPO_ROOT, Settings, get_settings
 from gridhub.supervisor import GRIDHUB, WorkerProcess
 
 log = get_logger(__name__)
@@ -147,12 +147,12 @@ def demo(rate: float, duration: float, seed: int, counties: str, namespace: str 
     """Run the whole hub on simulated feeds and summarise what it did."""
     from clickhouse_driver import Client
 
-    from gridhub.clickhouse.backend import DriverBackend
-    from gridhub.clickhouse.migrate import migrate
+    from connectors.clickhouse.backend import DriverBackend
+    from connectors.clickhouse.migrate import migrate
     from gridhub.infra.cli import _fail, _progress
     from gridhub.infra.base import InfraError
     from gridhub.infra.manager import Infra
-    from gridhub.ops.topics import ensure_topics
+    from gridhub.core.kafka_admin import ensure_topics
 
     base = get_settings()
     ns = namespace or f"demo-{datetime.now().strftime('%Y%m%d%H%M%S')}"

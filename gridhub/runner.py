@@ -19,9 +19,11 @@ from typing import Any, Callable
 
 import click
 
-from gridhub.settings import get_settings
+from gridhub.core.settings import get_settings
 
-#: Stream domains, imported in pipeline order (each declares its agents on streams.app.app).
+#: Stream domains, in pipeline order: the runner imports ``streams.<domain>.agents``, which declares
+#: the domain's agents, tables and timers on ``streams.app.app`` (the domain packages themselves
+#: import nothing, so their pure modules can be used without building a Faust app).
 DOMAINS: list[str] = ["streams.ingest", "streams.fusion", "streams.routing"]
 
 #: Services run beside the stream processors.
@@ -31,7 +33,7 @@ SERVICES: list[str] = [
     "streams.routing.service:create",
     "connectors.webhook.service:create",
     "connectors.clickhouse.service:create",
-    "streams.fusion:prepare_topics",  # creates fusion's changelog before the consumer subscribes
+    "streams.fusion.agents:prepare_topics",  # creates fusion's changelog before the consumer subscribes
 ]
 
 
@@ -50,13 +52,14 @@ def _load(target: str) -> Callable[..., Any]:
 def build_worker(domains: list[str] | None = None, services: list[str] | None = None) -> Any:
     import faust
 
-    from streams.app import app
+    from streams.app import app, prepare_worker
 
     settings = get_settings()
+    prepare_worker()
     # Faust creates its datadir without parents; a fresh run dir has no faust/ yet.
     Path(app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
     for module in DOMAINS if domains is None else domains:
-        importlib.import_module(module)
+        importlib.import_module(f"{module}.agents")
     extra = [svc for svc in (_load(t)(app, settings) for t in (SERVICES if services is None else services)) if svc]
     worker = faust.Worker(app, *extra, loglevel=settings.log_level, redirect_stdouts=False,
                           override_logging=False)

@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from gridhub.settings import REPO_ROOT, Settings
+from gridhub.core.settings import REPO_ROOT, Settings
 
 _VENV_GRIDHUB = REPO_ROOT / ".venv" / "bin" / "gridhub"
 #: The console script of this checkout (CI and developers run the repository's .venv).
@@ -65,33 +65,17 @@ def port_open(port: int) -> bool:
         return False
 
 
-def create_topics(settings: Settings, names: list[str], partitions: int | None = None) -> None:
-    """Create the namespaced topics (contract names) if missing, and wait until they are visible.
+def create_topics(settings: Settings, names: list[str]) -> None:
+    """Ensure the namespaced topics (contract names) as deploy/topics.yaml says, and wait until their
+    partitions are visible.
 
     A Faust consumer that subscribes before its source topic exists gets no
     partitions until its next metadata refresh (minutes), so a worker's input
     topics must exist before it starts.
     """
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from gridhub.core.kafka_admin import ensure_topics
 
-    physical = [settings.topic(n) for n in names]
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30000,
-                             **settings.kafka_client_options())
-    try:
-        missing = [t for t in physical if t not in set(admin.list_topics())]
-        if missing:
-            try:
-                admin.create_topics([NewTopic(t, partitions or settings.partitions, settings.replication_factor)
-                                     for t in missing], timeout_ms=30000)
-            except TopicAlreadyExistsError:
-                pass  # a concurrent creator won the race
-        deadline = time.monotonic() + 30
-        while set(physical) - set(admin.list_topics()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    finally:
-        admin.close()
+    ensure_topics(settings, names)
 
 
 class WorkerProcess:
@@ -140,7 +124,7 @@ class WorkerProcess:
         if self.topics:
             create_topics(self.settings, self.topics)
         if self._command is None:
-            from gridhub.ops.topics import ensure_topics
+            from gridhub.core.kafka_admin import ensure_topics
 
             ensure_topics(self.settings)
 

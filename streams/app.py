@@ -4,8 +4,11 @@ Agents consume raw bytes (``value_serializer="raw"``) and decode
 explicitly, so a malformed record is dead-lettered with its original bytes
 instead of crashing the consumer (DESIGN.md, "Raw bytes in").  Domain
 packages (``streams.ingest``, ``streams.fusion``, ``streams.routing``)
-declare their topics, tables and agents against :data:`app`; importing a
-domain registers it.
+declare their topics, tables and agents against :data:`app` in their ``agents``
+module; the runner imports those.  Building the app opens no connection; what
+changes global state (the faust-streaming patch, the health endpoints and
+timers) happens in :func:`prepare_worker`, which the runner calls once before
+a worker starts.
 """
 
 from __future__ import annotations
@@ -20,14 +23,11 @@ import faust
 from aiokafka.errors import KafkaError
 from faust.exceptions import PartitionsMismatch
 
-from gridhub import metrics
-from gridhub.dlq import dead_letter_headers
-from gridhub.logging import get_logger
-from gridhub.settings import Settings, get_settings
-from gridhub.topics import DLQ
-from streams import faust_fixes
-
-faust_fixes.install()  # before any worker runs: stream records lost after a rebalance (see the module)
+from gridhub.core import metrics
+from gridhub.core.dlq import dead_letter_headers
+from gridhub.core.logging import get_logger
+from gridhub.core.settings import Settings, get_settings
+from gridhub.core.topics import DLQ
 
 log = get_logger(__name__)
 
@@ -138,11 +138,21 @@ def stop_on_infrastructure_error(event: faust.EventT, stage: str) -> Iterator[No
 
 async def ensure_topics(names: list[str]) -> bool:
     """Create / align ``names`` as deploy/topics.yaml says, off the event loop; logged, never raised."""
-    from gridhub.ops.topics import ensure_topics_off_loop
+    from gridhub.core.kafka_admin import ensure_topics_off_loop
 
     return await ensure_topics_off_loop(settings, names, failure_event="topics_not_ensured")
 
 
 _dlq = topic(DLQ)
 
-import gridhub.health  # noqa: E402,F401  (last: registers /metrics, /healthz and the consumer-lag timer on app)
+
+def prepare_worker() -> None:
+    """Patch faust-streaming and register ``/metrics``, ``/healthz`` and the lag timer on :data:`app`.
+
+    Called by the runner before a worker starts (idempotent).  The patch must be in place before
+    any consumer runs: as released, Faust loses stream records after a rebalance (streams/faust_fixes.py).
+    """
+    from streams import faust_fixes, health
+
+    faust_fixes.install()
+    health.install(app, settings)

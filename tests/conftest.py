@@ -40,8 +40,8 @@ from typing import Any
 import pytest
 
 from gridhub.infra import Infra, InfraError
-from gridhub.ops.topics import delete_namespace
-from gridhub.settings import Settings
+from gridhub.core.kafka_admin import delete_namespace
+from gridhub.core.settings import Settings
 
 from gridhub.supervisor import GRIDHUB, WORKER_READY, WorkerProcess, create_topics, free_port, port_open
 

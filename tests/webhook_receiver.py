@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from gridhub.agencies import AgencyCatalog, load_catalog
+from gridhub.core.agencies import AgencyCatalog, load_catalog
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

@@ -1,7 +1,7 @@
 """Pure transforms: one Kafka record -> one ClickHouse row (or a reason to dead-letter it).
 
 No Kafka, no ClickHouse here, so every mapping is unit-tested on plain
-dicts.  Timestamps arrive as epoch milliseconds (gridhub.codec) and leave as
+dicts.  Timestamps arrive as epoch milliseconds (gridhub.core.codec) and leave as
 epoch seconds: ClickHouse 18.16 has no DateTime64.
 """
 
@@ -11,10 +11,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from gridhub import topics
-from gridhub.codec import DecodeError, codec
-from gridhub.dlq import parse_dead_letter_headers
-from gridhub.settings import Settings
+from gridhub.core import topics
+from gridhub.core.codec import DecodeError, codec
+from gridhub.core.dlq import parse_dead_letter_headers
+from gridhub.core.settings import Settings
 
 REPORTS = "reports"
 CASES = "cases"

@@ -54,11 +54,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from connectors.base import DataError, RawRecord, RetriableError, Sink
 from connectors.clickhouse.errors import classify
 from connectors.clickhouse.rows import DEAD_LETTERS, TABLES, Row, RowError, TopicMap, dead_letter_row, to_row
-from gridhub.dlq import dead_letter_headers
-from gridhub.logging import get_logger
-from gridhub.metrics import DEAD_LETTERS as DEAD_LETTER_COUNT
-from gridhub.metrics import SINK_BATCH_SECONDS, SINK_ROWS
-from gridhub.settings import Settings
+from gridhub.core.dlq import dead_letter_headers
+from gridhub.core.logging import get_logger
+from gridhub.core.metrics import DEAD_LETTERS as DEAD_LETTER_COUNT
+from gridhub.core.metrics import SINK_BATCH_SECONDS, SINK_ROWS
+from gridhub.core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -161,8 +161,8 @@ class ClickHouseSink(Sink):
             raise outcome from exc
 
     def _migrate_blocking(self) -> None:
-        from gridhub.clickhouse.backend import DriverBackend
-        from gridhub.clickhouse.migrate import migrate
+        from connectors.clickhouse.backend import DriverBackend
+        from connectors.clickhouse.migrate import migrate
 
         self._call(lambda client: migrate(DriverBackend(client), self.database))
 
@@ -274,7 +274,7 @@ class ClickHouseSink(Sink):
     async def _ensure_fact_topics(self) -> None:
         """Create missing fact topics first: a consumer subscribed to a missing topic gets no
         partitions of it until its next metadata refresh (aiokafka's default: 5 minutes)."""
-        from gridhub.ops.topics import ensure_topics_off_loop
+        from gridhub.core.kafka_admin import ensure_topics_off_loop
 
         # On failure the sink starts regardless: the producers create these topics too.
         await ensure_topics_off_loop(self.settings, list(self.topics.CONTRACT_TOPICS),

@@ -29,10 +29,10 @@ from aiohttp import web
 
 from connectors.base import RawRecord, RetriableError
 from connectors.kafka_io import RawProducer
-from gridhub.dlq import dead_letter_headers
-from gridhub.logging import get_logger
-from gridhub.settings import Settings
-from gridhub.topics import DLQ, FEEDBACK, RAW, RAW_KEY_FIELD, SOURCES
+from gridhub.core.dlq import dead_letter_headers
+from gridhub.core.logging import get_logger
+from gridhub.core.settings import Settings
+from gridhub.core.topics import DLQ, FEEDBACK, RAW, RAW_KEY_FIELD, SOURCES
 
 log = get_logger(__name__)
 

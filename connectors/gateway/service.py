@@ -10,8 +10,8 @@ from mode import Service, ServiceT
 from connectors.base import RawRecord, Source
 from connectors.gateway.app import DEFAULT_MAX_BODY, make_app
 from connectors.kafka_io import RawProducer
-from gridhub.logging import get_logger
-from gridhub.settings import Settings
+from gridhub.core.logging import get_logger
+from gridhub.core.settings import Settings
 
 log = get_logger(__name__)
 

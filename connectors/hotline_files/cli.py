@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from connectors.hotline_files.importer import DEFAULT_BATCH, import_file
-from gridhub.settings import get_settings
+from gridhub.core.settings import get_settings
 
 SOURCES = {"12345": "hotline-12345", "hotline-12345": "hotline-12345"}
 

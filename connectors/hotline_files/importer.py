@@ -22,11 +22,12 @@ from typing import Callable
 
 from connectors.base import RawRecord
 from connectors.hotline_files.reader import map_row, read_rows, xlsx_row_count
-from connectors.kafka_io import ensure_topic, produce_batch, sync_producer
-from gridhub.dlq import dead_letter_headers
-from gridhub.logging import get_logger
-from gridhub.settings import Settings
-from gridhub.topics import DLQ, RAW
+from connectors.kafka_io import produce_batch, sync_producer
+from gridhub.core.kafka_admin import ensure_topics
+from gridhub.core.dlq import dead_letter_headers
+from gridhub.core.logging import get_logger
+from gridhub.core.settings import Settings
+from gridhub.core.topics import DLQ, RAW
 
 log = get_logger(__name__)
 
@@ -55,7 +56,7 @@ def import_file(settings: Settings, path: Path, *, batch_size: int = DEFAULT_BAT
     summary = ImportSummary(path.name)
     total = xlsx_row_count(path, sheet) if path.suffix.lower() in (".xlsx", ".xlsm") else None
     for topic in (raw_topic, dlq_topic):
-        ensure_topic(settings, topic)  # with the configured partitions, not whatever auto-creation picks
+        ensure_topics(settings, [topic])  # with the configured partitions, not whatever auto-creation picks
     producer = sync_producer(settings)
     batch: list[RawRecord] = []
     pending_ok = 0

@@ -31,10 +31,10 @@ from mode import Service, ServiceT
 
 from connectors.base import RawRecord, RetriableError, Source
 from connectors.kafka_io import RawProducer
-from gridhub.dlq import dead_letter_headers
-from gridhub.logging import get_logger
-from gridhub.settings import Settings
-from gridhub.topics import DLQ, RAW
+from gridhub.core.dlq import dead_letter_headers
+from gridhub.core.logging import get_logger
+from gridhub.core.settings import Settings
+from gridhub.core.topics import DLQ, RAW
 
 log = get_logger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from connectors.registry.loader import load_registry, read_registry_csv
-from gridhub.settings import get_settings
+from gridhub.core.settings import get_settings
 
 
 @click.group("registry")

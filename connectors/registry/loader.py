@@ -16,11 +16,12 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from connectors.base import RawRecord
 from connectors.hotline_files.reader import detect_encoding
-from connectors.kafka_io import ensure_topic, produce_batch, sync_producer
-from gridhub.dlq import dead_letter_headers
-from gridhub.logging import get_logger
-from gridhub.settings import Settings
-from gridhub.topics import DLQ, REGISTRY_DEVICES
+from connectors.kafka_io import produce_batch, sync_producer
+from gridhub.core.kafka_admin import ensure_topics
+from gridhub.core.dlq import dead_letter_headers
+from gridhub.core.logging import get_logger
+from gridhub.core.settings import Settings
+from gridhub.core.topics import DLQ, REGISTRY_DEVICES
 
 log = get_logger(__name__)
 
@@ -71,7 +72,8 @@ def load_registry(settings: Settings, rows: Iterable[tuple[int, Mapping[str, Any
     """Produce ``rows`` ((row number, columns) pairs) to ``registry.devices``; bad rows go to ``dlq``."""
     topic = settings.topic(REGISTRY_DEVICES)
     summary = RegistrySummary()
-    summary.created_topic = ensure_topic(settings, topic, compacted=True)
+    # deploy/topics.yaml makes it compacted: an auto-created topic would be ``delete`` and lose devices.
+    summary.created_topic = topic in ensure_topics(settings, [topic]).created
     producer = sync_producer(settings)
     batch: list[RawRecord] = []
     ok = 0

@@ -44,13 +44,13 @@ from mode import Service
 
 from connectors.base import RawRecord, Sink
 from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from gridhub import topics as T
-from gridhub.agencies import AgencyCatalog, WebhookTarget, catalog_for_rules
-from gridhub.codec import DecodeError, codec
-from gridhub.dlq import dead_letter_headers
-from gridhub.logging import get_logger
-from gridhub.metrics import DEAD_LETTERS, WEBHOOK_DELIVERIES
-from gridhub.settings import Settings
+from gridhub.core import topics as T
+from gridhub.core.agencies import AgencyCatalog, WebhookTarget, catalog_for_rules
+from gridhub.core.codec import DecodeError, codec
+from gridhub.core.dlq import dead_letter_headers
+from gridhub.core.logging import get_logger
+from gridhub.core.metrics import DEAD_LETTERS, WEBHOOK_DELIVERIES
+from gridhub.core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -168,7 +168,7 @@ class WebhookSink(Sink):
     async def on_start(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-        from gridhub.ops.topics import ensure_topics
+        from gridhub.core.kafka_admin import ensure_topics
 
         names = [T.dispatch_topic(a) for a in sorted(self.catalog.webhooks)]
         # Create the agencies' topics first: a consumer subscribed to a missing topic would only

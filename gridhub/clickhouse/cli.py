@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gridhub.settings import get_settings
+from gridhub.core.settings import get_settings
 
 
 @click.group("ch")
@@ -16,8 +16,8 @@ def ch() -> None:
 @click.option("--database", default=None, help="target database (default: settings.ch_database)")
 def migrate_command(database: str | None) -> None:
     """Apply the DDL in schemas/migrations that the database has not seen yet (idempotent)."""
-    from gridhub.clickhouse.backend import DriverBackend
-    from gridhub.clickhouse.migrate import migrate
+    from connectors.clickhouse.backend import DriverBackend
+    from connectors.clickhouse.migrate import migrate
 
     settings = get_settings()
     backend = DriverBackend.from_settings(settings)

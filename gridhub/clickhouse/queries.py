@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from gridhub.settings import REPO_ROOT
+from gridhub.core.settings import REPO_ROOT
+from gridhub.core.reference import DATA_DIR
 
 ANALYST_SQL = REPO_ROOT / "deploy" / "analyst.sql"
-_REFERENCE = Path(__file__).resolve().parent.parent / "reference" / "data"
+_REFERENCE = DATA_DIR
 
 
 @dataclass(frozen=True)

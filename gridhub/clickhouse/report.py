@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from gridhub.clickhouse.backend import Backend
+from connectors.clickhouse.backend import Backend
 from gridhub.clickhouse.queries import NamedQuery, division_names, load_queries, pin_now
-from gridhub.settings import get_settings
+from gridhub.core.settings import get_settings
 
 _DATETIME_TEXT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 _BEIJING = ZoneInfo("Asia/Shanghai")
@@ -224,7 +224,7 @@ def parse_as_of(text: str | None) -> int | None:
               help="also write a self-contained HTML page with charts to this file")
 def report(database: str | None, as_of: str | None, html_file: Path | None) -> None:
     """Answer the analysts' kit (deploy/analyst.sql) from ClickHouse: tables, optionally an HTML page."""
-    from gridhub.clickhouse.backend import DriverBackend
+    from connectors.clickhouse.backend import DriverBackend
 
     settings = get_settings()
     db = database or settings.ch_database

@@ -18,9 +18,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from gridhub import topics
+from gridhub.core import topics
+from gridhub.core.reference import DATA_DIR
 
-_TOWNSHIPS = Path(__file__).resolve().parent.parent / "reference" / "data" / "townships.csv"
+_TOWNSHIPS = DATA_DIR / "townships.csv"
 CATEGORIES = ("city.street_vending", "city.garbage", "env.noise", "safety.fire", "safety.gas", "roads.manhole",
               "water.flooding", "market.food")
 AGENCIES = ("zhzf", "scjg", "sthj", "yjgl", "xfjy", "zjj", "slj")
@@ -157,7 +158,7 @@ def _dispatch(out: FactSet, did: str, case_id: str, agency: str, county: str, st
 
 def encoded(facts: FactSet, settings: Any) -> list[tuple[str, bytes, bytes]]:
     """``(physical topic, key, Avro value)`` for every fact, in production order per topic."""
-    from gridhub.codec import codec
+    from gridhub.core.codec import codec
 
     out: list[tuple[str, bytes, bytes]] = []
     for topic, records in facts.records.items():

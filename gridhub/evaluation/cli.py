@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from gridhub.logging import get_logger
+from gridhub.core.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from gridhub.settings import REPO_ROOT, Settings
+from gridhub.core.settings import REPO_ROOT, Settings
 
 #: Config templates shipped in the repository (deploy/<service>/).
 DEPLOY_DIR = REPO_ROOT / "deploy"

@@ -10,7 +10,7 @@ import click
 
 from gridhub.infra.base import InfraError, display_path
 from gridhub.infra.manager import Infra
-from gridhub.settings import get_settings
+from gridhub.core.settings import get_settings
 
 
 def _progress(name: str, state: str, details: dict[str, Any]) -> None:

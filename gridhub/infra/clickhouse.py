@@ -12,7 +12,7 @@ from typing import Any
 
 from gridhub.infra.base import DEPLOY_DIR, LocalServer, render_template
 from gridhub.infra.install import clickhouse_binary
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 
 class ClickHouseServer(LocalServer):

@@ -28,7 +28,7 @@ from gridhub.infra.base import LocalServer, _pid_alive
 from gridhub.infra.install import _classpath_cache, kafka_classpath
 from gridhub.infra.kafka import DEPLOY_DIR, KafkaNode, KafkaServer
 from gridhub.infra.manager import Infra, Progress, _quiet
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 #: The port offset of the cluster from the dev broker: 19092 -> 29092 (``kafka_port`` + 10000).
 CLUSTER_PORT_OFFSET = 10000

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gridhub.infra.base import DEPLOY_DIR, InfraError
-from gridhub.logging import get_logger
-from gridhub.settings import Settings
+from gridhub.core.logging import get_logger
+from gridhub.core.settings import Settings
 
 log = get_logger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from gridhub.infra.base import DEPLOY_DIR, InfraError, LocalServer, display_path, tail
 from gridhub.infra.install import kafka_classpath
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 #: Topic of the produce/consume health round trip (leading underscore: infrastructure, not a contract topic).
 HEALTH_TOPIC = "_gridhub-health"

@@ -19,7 +19,7 @@ from gridhub.infra.clickhouse import ClickHouseServer
 from gridhub.infra.install import install
 from gridhub.infra.kafka import KafkaServer
 from gridhub.infra.mosquitto import MosquittoServer
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 #: Progress callback: (service name, state, details).
 Progress = Callable[[str, str, dict[str, Any]], None]

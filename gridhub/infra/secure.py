@@ -37,8 +37,8 @@ import yaml
 from gridhub.infra.base import DEPLOY_DIR
 from gridhub.infra.kafka import KafkaNode, KafkaServer
 from gridhub.infra.manager import Infra
-from gridhub.settings import Settings
-from gridhub.topics import FEEDBACK, dispatch_topic
+from gridhub.core.settings import Settings
+from gridhub.core.topics import FEEDBACK, dispatch_topic
 
 #: Port offset from the dev broker: 19092 -> 24092 (below Linux's ephemeral range, 32768+).
 SECURE_PORT_OFFSET = 5000

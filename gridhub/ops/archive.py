@@ -37,11 +37,11 @@ from fastavro.write import Writer
 from kafka import TopicPartition
 from tqdm import tqdm
 
-from gridhub.logging import get_logger
+from gridhub.core.logging import get_logger
 from gridhub.ops.common import (admin_client, contract_name, make_consumer, make_producer, parse_time,
                                 partition_count, plan_spans, read_spans, settings_for)
-from gridhub.ops.topics import ensure_topics, wait_for_partitions
-from gridhub.settings import Settings
+from gridhub.core.kafka_admin import ensure_topics, wait_for_partitions
+from gridhub.core.settings import Settings
 
 log = get_logger(__name__)
 

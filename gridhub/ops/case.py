@@ -23,9 +23,9 @@ from typing import Any, Sequence
 
 import click
 
-from gridhub.logging import get_logger
+from gridhub.core.logging import get_logger
 from gridhub.ops.common import fmt_duration, fmt_ms, render_table, settings_for
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -222,8 +222,8 @@ def load_case_from_kafka(settings: Settings, case_id: str, now_ms: int | None = 
     is not running.  Dispatches are taken from the ``dispatched`` events.
     Records that do not decode are skipped (they would be dead letters).
     """
-    from gridhub import topics as T
-    from gridhub.codec import DecodeError, codec
+    from gridhub.core import topics as T
+    from gridhub.core.codec import DecodeError, codec
     from gridhub.ops.common import make_consumer
 
     key = case_id.encode("utf-8")

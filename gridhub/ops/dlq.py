@@ -1,7 +1,7 @@
 """``gridhub dlq``: read, inspect and re-inject dead letters.
 
 A dead letter is the ORIGINAL bytes (and key) of a rejected record plus
-``error.*`` headers (:mod:`gridhub.dlq`).  ``retry`` puts those bytes back on
+``error.*`` headers (:mod:`gridhub.core.dlq`).  ``retry`` puts those bytes back on
 the source topic the headers name, after the cause was fixed (a reference
 table updated, a parser bug fixed and deployed), tagged
 ``gridhub.retry.of=<partition>:<offset>``, and writes a marker on the
@@ -29,14 +29,14 @@ from typing import Any, Iterator, Sequence
 import click
 from kafka import KafkaConsumer
 
-from gridhub import topics as T
-from gridhub.dlq import HEADER_PREFIX, DeadLetterInfo, parse_dead_letter_headers
-from gridhub.logging import get_logger
+from gridhub.core import topics as T
+from gridhub.core.dlq import HEADER_PREFIX, DeadLetterInfo, parse_dead_letter_headers
+from gridhub.core.logging import get_logger
 from gridhub.ops.common import (Headers, fmt_ms, headers_list, make_consumer, make_producer, new_run_id,
                                 parse_time, partition_count, plan_spans, preview, read_spans, render_table,
                                 settings_for, admin_client)
-from gridhub.ops.topics import ensure_topics
-from gridhub.settings import Settings
+from gridhub.core.kafka_admin import ensure_topics
+from gridhub.core.settings import Settings
 
 log = get_logger(__name__)
 

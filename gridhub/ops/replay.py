@@ -31,14 +31,14 @@ from typing import Any, Iterable, Iterator
 import click
 from tqdm import tqdm
 
-from gridhub import topics as T
-from gridhub.logging import get_logger
+from gridhub.core import topics as T
+from gridhub.core.logging import get_logger
 from gridhub.ops.archive import count_topic, iter_topic, load_manifest
 from gridhub.ops.common import (Headers, admin_client, fmt_ms, headers_list, make_consumer, make_producer,
                                 new_run_id, parse_time, partition_count, plan_spans, read_spans, render_table,
                                 settings_for)
-from gridhub.ops.topics import ensure_topics
-from gridhub.settings import Settings, get_settings
+from gridhub.core.kafka_admin import ensure_topics
+from gridhub.core.settings import Settings, get_settings
 
 log = get_logger(__name__)
 

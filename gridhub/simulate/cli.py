@@ -20,11 +20,11 @@ from typing import IO, Any
 
 import click
 
-from gridhub.logging import get_logger
-from gridhub.settings import get_settings
+from gridhub.core.logging import get_logger
+from gridhub.core.settings import get_settings
 from gridhub.simulate.generator import SimRecord, devices_for, generate
 from gridhub.simulate.world import REGISTRY_COLUMNS, Device
-from gridhub.topics import RAW
+from gridhub.core.topics import RAW
 
 log = get_logger(__name__)
 
@@ -119,10 +119,10 @@ def simulate(rate: float, duration: float, seed: int, speed: float, start: str |
         click.echo(f"registry: {summary.produced} devices loaded to {settings.topic('registry.devices')}")
     topics = {s: settings.topic(t) for s, t in RAW.items()}
     if not dry_run:
-        from connectors.kafka_io import ensure_topic
+        from gridhub.core.kafka_admin import ensure_topics
 
-        for name in topics.values():  # created up front with the configured partitions, not on first send
-            ensure_topic(settings, name)
+        # created up front with the configured partitions, not on first send
+        ensure_topics(settings, list(topics.values()))
         # 5 in flight: ordering across retries matters less here than throughput (a simulator).
         producer = sync_producer(settings, linger_ms=50, max_in_flight_requests_per_connection=5)
 

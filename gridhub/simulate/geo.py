@@ -5,7 +5,7 @@ operator geocodes with a Chinese web map, which shifts WGS-84 by a few
 hundred metres.  The simulator knows the true WGS-84 position of every
 incident and delivers what the operator's map would have shown.  The
 transform is the one the ingest stage uses for the inverse
-(:mod:`gridhub.reference.geo`), so the simulator and the hub agree on the datum;
+(:mod:`gridhub.core.reference.geo`), so the simulator and the hub agree on the datum;
 ``tests/gridhub/simulate`` checks it against the published reference value.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from gridhub.reference.geo import EARTH_RADIUS_M, haversine_m, wgs84_to_gcj02
+from gridhub.core.reference.geo import EARTH_RADIUS_M, haversine_m, wgs84_to_gcj02
 
 __all__ = ["EARTH_RADIUS_M", "distance_m", "offset", "wgs84_to_gcj02"]
 

@@ -19,8 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from gridhub.simulate.geo import offset
+from gridhub.core.reference import DATA_DIR
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference" / "data"
+REFERENCE_DIR = DATA_DIR
 
 #: Approximate WGS-84 centroids of the built-up core of the simulated counties
 #: (read off a map, to ~2 km) and the radius (m) within which their townships

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-from gridhub import metrics
-from gridhub.codec import DecodeError, codec
-from gridhub.logging import get_logger
-from gridhub.topics import CASE_EVENTS, CASE_LIFECYCLE, CASES, DLQ, REPORTS, REPORTS_LINKED
+from gridhub.core import metrics
+from gridhub.core.codec import DecodeError, codec
+from gridhub.core.logging import get_logger
+from gridhub.core.topics import CASE_EVENTS, CASE_LIFECYCLE, CASES, DLQ, REPORTS, REPORTS_LINKED
 from streams.app import (app, dead_letter, ensure_topics, settings, stop_on_infrastructure_error, table_options,
                          topic)
 from streams.fusion.config import load_config
@@ -95,7 +95,7 @@ def prepare_topics(app_: Any, settings_: Any) -> None:
     Blocking admin calls are fine here: no event loop runs yet.  Returns None: there is no
     service to run.
     """
-    from gridhub.ops.topics import ensure_topics
+    from gridhub.core.kafka_admin import ensure_topics
 
     names = [REPORTS, CASE_LIFECYCLE, CASES, CASE_EVENTS, REPORTS_LINKED, DLQ,
              state_table.changelog_topic.get_topic_name()]

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from gridhub.settings import REPO_ROOT
+from gridhub.core.settings import REPO_ROOT
 
 DEFAULT_PATH = REPO_ROOT / "deploy" / "fusion.yaml"
 

@@ -25,8 +25,9 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from gridhub.core.reference import DATA_DIR
 
-_REF = Path(__file__).resolve().parents[2] / "gridhub" / "reference" / "data"
+_REF = DATA_DIR
 
 # Filler of 12345 transcripts and platform reports that says nothing about the incident.
 _FILLER = ("市民来电反映", "市民来电", "来电反映", "来电人反映", "群众反映", "网格员上报", "网格员巡查发现",

@@ -41,10 +41,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 from prometheus_client import Counter
 
-from gridhub import metrics
-from gridhub.codec import codec
-from gridhub.logging import get_logger
-from gridhub.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES, REPORTS
+from gridhub.core import metrics
+from gridhub.core.codec import codec
+from gridhub.core.logging import get_logger
+from gridhub.core.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES, REPORTS
 from streams.app import app, dead_letter, ensure_topics, settings, table_options, topic
 from streams.ingest.normalize import REPORT_NAMESPACE, Normalized, Rejected, normalize
 from streams.ingest.taxonomy import OTHER

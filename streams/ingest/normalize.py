@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
-from gridhub.reference import divisions
-from gridhub.reference.geo import gcj02_to_wgs84, in_zhejiang
+from gridhub.core.reference import divisions
+from gridhub.core.reference.geo import gcj02_to_wgs84, in_zhejiang
 from streams.ingest import pii
 from streams.ingest.taxonomy import taxonomy
 
@@ -134,7 +134,7 @@ def normalize(source: str, value: bytes, *, registry: Mapping[str, dict[str, Any
     if len(value) > MAX_DOCUMENT_BYTES:
         raise Rejected(f"document of {len(value)} bytes exceeds the {MAX_DOCUMENT_BYTES}-byte limit")
     if pii_key is None:
-        from gridhub.settings import get_settings
+        from gridhub.core.settings import get_settings
 
         pii_key = get_settings().pii_key.encode("utf-8")
     ctx = _Context(source, int(time.time() * 1000) if received_at_ms is None else received_at_ms,

@@ -14,8 +14,8 @@ import random
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
-from gridhub.reference import divisions
-from gridhub.reference.geo import wgs84_to_gcj02
+from gridhub.core.reference import divisions
+from gridhub.core.reference.geo import wgs84_to_gcj02
 
 BEIJING = timezone(timedelta(hours=8))
 

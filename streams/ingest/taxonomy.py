@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from gridhub.settings import REPO_ROOT
+from gridhub.core.settings import REPO_ROOT
 
 CATEGORIES_FILE = REPO_ROOT / "deploy" / "categories.yaml"
 OTHER = "other"

@@ -33,11 +33,11 @@ from typing import Any
 
 import faust
 
-from gridhub import topics as T
-from gridhub.codec import DecodeError, codec
-from gridhub.logging import get_logger
-from gridhub.metrics import DISPATCHES, OVERDUE_CASES
-from gridhub.ops.topics import ensure_topics_off_loop, spec_partitions
+from gridhub.core import topics as T
+from gridhub.core.codec import DecodeError, codec
+from gridhub.core.logging import get_logger
+from gridhub.core.metrics import DISPATCHES, OVERDUE_CASES
+from gridhub.core.kafka_admin import ensure_topics_off_loop, spec_partitions
 from streams.app import app, dead_letter, settings, stop_on_infrastructure_error, table_options
 from streams.routing import lifecycle as lc
 from streams.routing.rules import RulesHolder

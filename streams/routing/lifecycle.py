@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from gridhub.yamlconf import format_duration_ms
+from gridhub.core.yamlconf import format_duration_ms
 from streams.routing.rules import Assignment, RuleSet
 
 ACTIONS = ("sign", "return", "progress", "extend", "resolve")
@@ -93,7 +93,7 @@ def _to_ms(value: Any, what: str) -> int:
 
 def parse_feedback(value: bytes) -> dict[str, Any]:
     """JSON ``{dispatchId, caseId, agency, action, time, note, deadline?}`` or Avro ``Feedback`` (C3 01 marker)."""
-    from gridhub.codec import MAGIC, DecodeError, codec
+    from gridhub.core.codec import MAGIC, DecodeError, codec
 
     if value[:2] == MAGIC:
         try:

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from gridhub.logging import get_logger
-from gridhub.topics import SOURCES
-from gridhub.agencies import CENTRE, AgencyCatalog, load_catalog
-from gridhub.yamlconf import ConfigError, LineDict, format_duration_ms, line_of, load_yaml, parse_duration_ms
+from gridhub.core.logging import get_logger
+from gridhub.core.topics import SOURCES
+from gridhub.core.agencies import CENTRE, AgencyCatalog, load_catalog
+from gridhub.core.yamlconf import ConfigError, LineDict, format_duration_ms, line_of, load_yaml, parse_duration_ms
 
 log = get_logger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from mode import Service
 
-from gridhub import topics as T
-from gridhub.logging import get_logger
-from gridhub.settings import Settings
+from gridhub.core import topics as T
+from gridhub.core.logging import get_logger
+from gridhub.core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -39,7 +39,7 @@ class RoutingTopics(Service):
         self.settings = settings
 
     async def on_start(self) -> None:
-        from gridhub.ops.topics import ensure_topics_off_loop
+        from gridhub.core.kafka_admin import ensure_topics_off_loop
 
         # On failure Faust still declares them itself; this only narrows a start-up race.
         await ensure_topics_off_loop(self.settings, routing_topics(self.settings),

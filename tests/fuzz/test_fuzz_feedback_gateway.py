@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.gateway.app import check_feedback, item_key, split_items
-from gridhub.codec import codec
-from gridhub.topics import SOURCES
+from gridhub.core.codec import codec
+from gridhub.core.topics import SOURCES
 from streams.routing.lifecycle import ACTIONS, Rejected, parse_feedback
 
 VALID_FEEDBACK: dict[str, Any] = {"dispatchId": "d-1", "caseId": "c-1", "agency": "330502.zhzf", "action": "sign",

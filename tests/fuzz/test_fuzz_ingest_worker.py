@@ -21,10 +21,10 @@ from fuzz_strategies import build_corpus, mutated
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisWarning
 
-from gridhub.codec import codec
-from gridhub.dlq import parse_dead_letter_headers
-from gridhub.settings import Settings
-from gridhub.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES, REPORTS
+from gridhub.core.codec import codec
+from gridhub.core.dlq import parse_dead_letter_headers
+from gridhub.core.settings import Settings
+from gridhub.core.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES, REPORTS
 from streams.ingest.normalize import Rejected, normalize
 
 #: Documents per run: "a few hundred" (brief), about a minute of worker time on 2 cores.

@@ -16,7 +16,7 @@ from fuzz_strategies import CORPUS, FUZZ, JSON_VALUES, REGISTRY, dumps, mutated
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from gridhub.codec import codec
+from gridhub.core.codec import codec
 from streams.ingest.normalize import Normalized, Rejected, normalize
 
 SOURCES = ["four-platforms", "hotline-12345", "sensors"]

@@ -10,7 +10,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from gridhub.codec import MAGIC, SCHEMA_DIR, AvroCodec, DecodeError, _fingerprint, codec
+from gridhub.core.codec import MAGIC, SCHEMA_DIR, AvroCodec, DecodeError, _fingerprint, codec
 
 HISTORY = SCHEMA_DIR / "history"
 NAMES = sorted(p.stem for p in SCHEMA_DIR.glob("*.avsc"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gridhub.settings import REPO_ROOT, Settings
+from gridhub.core.settings import REPO_ROOT, Settings
 from gridhub.supervisor import GRIDHUB
 
 

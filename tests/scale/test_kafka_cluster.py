@@ -28,12 +28,12 @@ from typing import Any, Callable
 
 import pytest
 
-from gridhub.codec import codec
+from gridhub.core.codec import codec
 from gridhub.infra.base import port_in_use
 from gridhub.infra.cluster import KafkaCluster
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 from gridhub.simulate import generate
-from gridhub.topics import RAW, REPORTS
+from gridhub.core.topics import RAW, REPORTS
 from streams.ingest.normalize import Rejected, normalize
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -29,12 +29,12 @@ from typing import Any, Callable
 
 import pytest
 
-from gridhub.codec import codec
+from gridhub.core.codec import codec
 from gridhub.ops.common import read_to_end
-from gridhub.ops.topics import delete_namespace
-from gridhub.settings import Settings
+from gridhub.core.kafka_admin import delete_namespace
+from gridhub.core.settings import Settings
 from gridhub.simulate import devices_for, generate
-from gridhub.topics import CASES, REPORTS, REPORTS_LINKED
+from gridhub.core.topics import CASES, REPORTS, REPORTS_LINKED
 from streams.ingest.normalize import Rejected, normalize
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

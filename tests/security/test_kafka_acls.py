@@ -22,7 +22,7 @@ import pytest
 
 from gridhub.infra.base import port_in_use
 from gridhub.infra.secure import HUB, SecureInfra
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -188,11 +188,12 @@ def test_connectors_use_the_hub_credentials(secure: SecureInfra) -> None:
     """The connectors' Kafka clients (gateway / MQTT bridge producer, file import producer, topic
     creation) authenticate with the hub's settings; without them the same producer never connects."""
     from connectors.base import RawRecord
-    from connectors.kafka_io import RawProducer, ensure_topic, produce_batch, sync_producer
+    from connectors.kafka_io import RawProducer, produce_batch, sync_producer
+    from gridhub.core.kafka_admin import ensure_topics
 
     hub = secure.hub_settings()
     topic = f"raw.secure-{uuid.uuid4().hex[:6]}"
-    assert ensure_topic(hub, topic) is True
+    assert ensure_topics(hub, [topic]).created == [topic]
     producer = sync_producer(hub)
     try:
         assert produce_batch(producer, [RawRecord(topic=topic, key=b"k1", value=b"from-file-import")]) == 1
@@ -230,7 +231,7 @@ def test_the_clickhouse_sink_and_lag_probe_run_on_the_secured_broker(secure: Sec
     from kafka import KafkaProducer
 
     from gridhub.clickhouse.synthetic import encoded, generate, produce, rows
-    from gridhub.health import LagProbe
+    from streams.health import LagProbe
 
     hub = on_secured_broker(secure, settings)
     facts = generate(30, int(time.time() * 1000), seed=5, townships=2, agencies=2)
@@ -273,9 +274,9 @@ def test_the_registry_reader_runs_on_the_secured_broker(secure: SecureInfra, set
     beside the Faust agents) logs in too, so an alarm that carries no location gets the registered one."""
     from kafka import KafkaConsumer, KafkaProducer
 
-    from gridhub.codec import codec
-    from gridhub.ops.topics import ensure_topics
-    from gridhub.topics import RAW, REGISTRY_DEVICES, REPORTS
+    from gridhub.core.codec import codec
+    from gridhub.core.kafka_admin import ensure_topics
+    from gridhub.core.topics import RAW, REGISTRY_DEVICES, REPORTS
 
     hub = on_secured_broker(secure, settings)
     ensure_topics(hub, [REGISTRY_DEVICES, RAW["sensors"], REPORTS])
@@ -310,8 +311,8 @@ async def test_the_webhook_sender_runs_on_the_secured_broker(secure: SecureInfra
 
     from connectors.webhook.service import WebhookSink
     from connectors.webhook.signing import IDEMPOTENCY_HEADER
-    from gridhub.codec import codec
-    from gridhub.ops.topics import ensure_topics
+    from gridhub.core.codec import codec
+    from gridhub.core.kafka_admin import ensure_topics
     from webhook_receiver import catalog_with_delivery, sample_dispatch, serve_post
 
     hub = on_secured_broker(secure, settings)

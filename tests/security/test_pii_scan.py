@@ -23,12 +23,12 @@ from typing import Any, Callable
 
 import pytest
 
-from gridhub.codec import codec
+from gridhub.core.codec import codec
 from gridhub.ops.common import read_to_end
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 from gridhub.simulate import devices_for, generate
 from gridhub.simulate.text import SURNAMES
-from gridhub.topics import CASE_EVENTS, CASES, DEVICE_EVENTS, RAW, REGISTRY_DEVICES, REPORTS, REPORTS_LINKED
+from gridhub.core.topics import CASE_EVENTS, CASES, DEVICE_EVENTS, RAW, REGISTRY_DEVICES, REPORTS, REPORTS_LINKED
 from streams.ingest.normalize import Rejected, normalize
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

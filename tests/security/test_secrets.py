@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import pytest
 
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 
 def _write(path: Path, text: str) -> str:

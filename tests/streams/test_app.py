@@ -16,7 +16,7 @@ from streams.app import EXIT_FAIL_STOP
 
 _SCRIPT = textwrap.dedent("""
     from types import SimpleNamespace
-    from gridhub.logging import configure_logging
+    from gridhub.core.logging import configure_logging
     from streams.app import fail_stop
 
     configure_logging(fmt="json")

@@ -8,9 +8,9 @@ import pytest
 
 from connectors.clickhouse.rows import (CASE_EVENTS, DISPATCHES, REPORTS, RowError, TopicMap, case_event_row,
                                         dead_letter_row, dispatch_row, to_row)
-from gridhub.codec import codec
-from gridhub.dlq import dead_letter_headers
-from gridhub.settings import Settings
+from gridhub.core.codec import codec
+from gridhub.core.dlq import dead_letter_headers
+from gridhub.core.settings import Settings
 
 REPORT = {
     "report_id": "r-1", "source": "hotline-12345", "source_ref": "GD2026001", "kind": "incident",

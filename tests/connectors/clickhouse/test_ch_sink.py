@@ -1,7 +1,7 @@
 """The ClickHouse sink against the real Kafka and ClickHouse: redelivery, a SIGKILL mid-load, an outage.
 
 The sink runs as ``gridhub run --only clickhouse`` in a subprocess; the facts
-are produced by the test with gridhub.codec (the synthetic module writes what
+are produced by the test with gridhub.core.codec (the synthetic module writes what
 fusion, routing and the lifecycle would).  The reference for "a single clean
 load" is the same rows inserted once, directly, into a database of its own.
 """
@@ -15,11 +15,11 @@ from typing import Any, Callable
 import pytest
 
 from connectors.clickhouse.rows import TopicMap
-from gridhub.clickhouse.backend import DriverBackend
-from gridhub.clickhouse.migrate import migrate
+from connectors.clickhouse.backend import DriverBackend
+from connectors.clickhouse.migrate import migrate
 from gridhub.clickhouse.report import run_queries
 from gridhub.clickhouse.synthetic import FactSet, encoded, generate, produce, rows
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -172,7 +172,7 @@ def test_clickhouse_outage_the_sink_waits_retries_and_catches_up(
 
 def test_bad_records_go_to_the_dlq_with_their_bytes_and_land_in_dead_letters(
         settings: Settings, kafka_producer: Any, worker: Any, consume: Any, ch_client: Any) -> None:
-    from gridhub.dlq import parse_dead_letter_headers
+    from gridhub.core.dlq import parse_dead_letter_headers
 
     facts = generate(20, NOW * 1000, seed=4, townships=2, agencies=2)
     good = encoded(facts, settings)

@@ -9,8 +9,8 @@ import pytest
 from connectors.base import DataError, RawRecord, RetriableError
 from connectors.clickhouse.rows import REPORTS
 from connectors.clickhouse.service import ClickHouseSink, SinkSettings
-from gridhub.codec import codec
-from gridhub.settings import Settings
+from gridhub.core.codec import codec
+from gridhub.core.settings import Settings
 
 
 

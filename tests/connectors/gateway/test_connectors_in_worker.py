@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from connectors.mqtt_bridge.service import client_id_for
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 
 def _free_port() -> int:

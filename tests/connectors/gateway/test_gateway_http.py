@@ -12,8 +12,8 @@ import pytest
 
 from connectors.gateway.app import split_items
 from connectors.gateway.service import GatewayService
-from gridhub.dlq import parse_dead_letter_headers
-from gridhub.settings import Settings
+from gridhub.core.dlq import parse_dead_letter_headers
+from gridhub.core.settings import Settings
 
 
 def _free_port() -> int:

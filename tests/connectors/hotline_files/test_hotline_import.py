@@ -17,8 +17,8 @@ from openpyxl import Workbook
 
 from connectors.hotline_files.importer import import_file
 from connectors.hotline_files.reader import HEADERS, Row, detect_encoding, map_row, read_rows
-from gridhub.dlq import parse_dead_letter_headers
-from gridhub.settings import Settings
+from gridhub.core.dlq import parse_dead_letter_headers
+from gridhub.core.settings import Settings
 
 HEADER_ROW = ["工单编号", "受理渠道", "受理时间", "诉求人", "联系电话", "诉求类型", "诉求分类", "诉求内容",
               "事发地址", "所属区县", "所属街道", "经度", "纬度", "工单状态", "备注"]

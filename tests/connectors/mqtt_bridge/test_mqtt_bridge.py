@@ -17,8 +17,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from connectors.mqtt_bridge.service import MqttBridge, client_id_for, to_record
-from gridhub.dlq import parse_dead_letter_headers
-from gridhub.settings import Settings
+from gridhub.core.dlq import parse_dead_letter_headers
+from gridhub.core.settings import Settings
 
 
 def clear_session(host: str, port: int, client_id: str) -> None:

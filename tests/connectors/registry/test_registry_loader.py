@@ -14,7 +14,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from connectors.registry.loader import device_record
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 CSV = """deviceId,deviceType,streetCode,villageCode,address,lng,lat,owner,ownerPhone,heartbeatSeconds
 861234567890001,smoke,330502001,330502001001,湖州市吴兴区月河街道人民路1号3幢,120.0951,30.8712,物业,13800000001,300

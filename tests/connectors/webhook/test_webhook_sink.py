@@ -12,8 +12,8 @@ from aiohttp import web
 
 from connectors.webhook.service import WebhookSink, create
 from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from gridhub.codec import codec
-from gridhub.dlq import parse_dead_letter_headers
+from gridhub.core.codec import codec
+from gridhub.core.dlq import parse_dead_letter_headers
 from webhook_receiver import sample_dispatch as dispatch
 from webhook_receiver import catalog_with_delivery, serve_post
 

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from gridhub.reference.geo import wgs84_to_gcj02
+from gridhub.core.reference.geo import wgs84_to_gcj02
 
 HERE = Path(__file__).resolve().parent
 BEIJING = timezone(timedelta(hours=8))

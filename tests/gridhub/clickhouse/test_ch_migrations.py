@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from gridhub.clickhouse.backend import Backend, ChdbBackend, DriverBackend
-from gridhub.clickhouse.migrate import MIGRATIONS_DIR, MigrationError, load_migrations, migrate, render
+from connectors.clickhouse.backend import Backend, ChdbBackend, DriverBackend
+from connectors.clickhouse.migrate import MIGRATIONS_DIR, MigrationError, load_migrations, migrate, render
 from gridhub.clickhouse.queries import load_queries
 from gridhub.clickhouse.report import Answer, run_queries
 from gridhub.clickhouse.synthetic import generate, rows
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 NOW = int(time.time())
 VIEWS = ["report_case_map", "reports_hourly", "cases_hourly", "dispatch_facts", "agency_monthly", "overdue_open",

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from gridhub.clickhouse.backend import DriverBackend
-from gridhub.clickhouse.migrate import migrate
+from connectors.clickhouse.backend import DriverBackend
+from connectors.clickhouse.migrate import migrate
 from gridhub.clickhouse.queries import load_queries, pin_now
 from gridhub.clickhouse.report import CHARTS, Answer, parse_as_of, render_html
 from gridhub.clickhouse.synthetic import generate, rows
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -13,8 +13,8 @@ from typing import Any
 
 import faust
 
-from gridhub.codec import codec
-from gridhub.settings import Settings
+from gridhub.core.codec import codec
+from gridhub.core.settings import Settings
 
 settings = Settings()
 (settings.run_dir / "faust").mkdir(parents=True, exist_ok=True)
@@ -44,7 +44,7 @@ async def forward(stream: Any) -> None:
 
 
 if __name__ == "__main__":
-    from gridhub.logging import configure_logging
+    from gridhub.core.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
     worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False)

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from gridhub.settings import REPO_ROOT, Settings
+from gridhub.core.settings import REPO_ROOT, Settings
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES: dict[str, Any] = COMPOSE["services"]

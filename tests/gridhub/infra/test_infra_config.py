@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gridhub.infra import ClickHouseServer, KafkaNode, KafkaServer, MosquittoServer
 from gridhub.infra.base import port_in_use, tail
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 
 def _settings(tmp_path: Path) -> Settings:

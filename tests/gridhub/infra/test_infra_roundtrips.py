@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gridhub.codec import codec
+from gridhub.core.codec import codec
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner, Result
 
 from gridhub.cli import main
 from gridhub.ops.common import make_producer, read_to_end, settings_for
-from gridhub.ops.topics import delete_namespace
-from gridhub.settings import Settings, get_settings
+from gridhub.core.kafka_admin import delete_namespace
+from gridhub.core.settings import Settings, get_settings
 
 Row = tuple[int, int, bytes | None, bytes | None, list[tuple[str, bytes]], int]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from gridhub.clickhouse.backend import DriverBackend
-from gridhub.clickhouse.migrate import migrate
-from gridhub.settings import Settings
+from connectors.clickhouse.backend import DriverBackend
+from connectors.clickhouse.migrate import migrate
+from gridhub.core.settings import Settings
 from opshelpers import run_cli
 
 pytestmark = pytest.mark.integration
@@ -91,8 +91,8 @@ def test_case_find_and_unknown_case(settings: Settings, ch_client: Any) -> None:
 
 def test_case_show_falls_back_to_the_cases_kafka_partition(settings: Settings) -> None:
     """No ClickHouse rows (sink not running): the case is read from its partition of the keyed topics."""
-    from gridhub.codec import codec
-    from gridhub.ops.topics import ensure_topics
+    from gridhub.core.codec import codec
+    from gridhub.core.kafka_admin import ensure_topics
     from opshelpers import produce
 
     ensure_topics(settings, ["reports.linked", "case-events", "cases"])

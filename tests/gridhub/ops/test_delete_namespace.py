@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gridhub.ops.common import admin_client
-from gridhub.ops.topics import delete_namespace
-from gridhub.settings import Settings
+from gridhub.core.kafka_admin import delete_namespace
+from gridhub.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

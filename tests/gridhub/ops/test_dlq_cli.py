@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from gridhub.dlq import dead_letter_headers
+from gridhub.core.dlq import dead_letter_headers
 from gridhub.ops.dlq import RETRY_HEADER, retried_refs
-from gridhub.ops.topics import ensure_topics
-from gridhub.settings import Settings
+from gridhub.core.kafka_admin import ensure_topics
+from gridhub.core.settings import Settings
 from opshelpers import produce, read_all, run_cli
 
 pytestmark = pytest.mark.integration

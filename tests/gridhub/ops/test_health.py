@@ -10,9 +10,9 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from gridhub.health import LagProbe, compute_lag
-from gridhub.ops.topics import ensure_topics
-from gridhub.settings import Settings
+from streams.health import LagProbe, compute_lag
+from gridhub.core.kafka_admin import ensure_topics
+from gridhub.core.settings import Settings
 from opshelpers import produce
 
 
@@ -63,7 +63,7 @@ def test_worker_exports_consumer_lag_of_its_partitions(settings: Settings, worke
     import re
     import time
 
-    from gridhub.health import LAG_INTERVAL_S
+    from streams.health import LAG_INTERVAL_S
 
     ensure_topics(settings)
     w = worker(settings, only="ingest")
@@ -83,7 +83,7 @@ def test_worker_exports_consumer_lag_of_its_partitions(settings: Settings, worke
 
 
 def test_a_rebalance_longer_than_the_stall_limit_makes_the_worker_unhealthy() -> None:
-    from gridhub.health import health_status
+    from streams.health import health_status
 
     def status(since: float | None, now: float = 1_000.0, **flags: bool) -> str:
         return health_status(crashed=flags.get("crashed", False), stopping=flags.get("stopping", False),

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from gridhub.ops.replay import REPLAY_HEADER
-from gridhub.ops.topics import ensure_topics
-from gridhub.settings import Settings
+from gridhub.core.kafka_admin import ensure_topics
+from gridhub.core.settings import Settings
 from opshelpers import other_settings, produce, read_all, run_cli  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration

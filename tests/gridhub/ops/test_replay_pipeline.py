@@ -19,12 +19,12 @@ from typing import Any, Callable
 import pytest
 
 from connectors.clickhouse.rows import TopicMap
-from gridhub.clickhouse.backend import DriverBackend
-from gridhub.clickhouse.migrate import migrate
-from gridhub.health import LagProbe
-from gridhub.ops.topics import ensure_topics
-from gridhub.settings import REPO_ROOT, Settings
-from gridhub.topics import SOURCES
+from connectors.clickhouse.backend import DriverBackend
+from connectors.clickhouse.migrate import migrate
+from streams.health import LagProbe
+from gridhub.core.kafka_admin import ensure_topics
+from gridhub.core.settings import REPO_ROOT, Settings
+from gridhub.core.topics import SOURCES
 from opshelpers import read_all, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -8,8 +8,8 @@ import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from gridhub.ops.common import admin_client
-from gridhub.ops.topics import describe, ensure_topics
-from gridhub.settings import Settings
+from gridhub.core.kafka_admin import describe, ensure_topics
+from gridhub.core.settings import Settings
 from opshelpers import run_cli
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def test_ls_shows_end_offsets(settings: Settings) -> None:
 
 
 def test_ensure_dispatch_creates_a_countys_agency_topics_ahead(settings: Settings) -> None:
-    from gridhub.agencies import catalog_for_rules
+    from gridhub.core.agencies import catalog_for_rules
 
     expected = catalog_for_rules(settings.routing_rules).dispatch_agencies(["330502"])
     assert "330502.zhzf" in expected and "330500.zzzx" in expected  # a county agency, the city's centre

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gridhub.ops.topics import load_spec, plan, resolve_specs
-from gridhub.settings import Settings
+from gridhub.core.kafka_admin import load_spec, plan, resolve_specs
+from gridhub.core.settings import Settings
 
 
 def _settings(ns: str = "", rf: int = 1) -> Settings:
@@ -38,7 +38,7 @@ def test_on_demand_names_use_patterns() -> None:
 
 
 def test_dispatch_topics_get_the_patterns_partition_count_other_topics_the_default() -> None:
-    from gridhub.ops.topics import spec_partitions
+    from gridhub.core.kafka_admin import spec_partitions
 
     settings = _settings("t2")
     assert spec_partitions(settings, "dispatch.330502.zhzf") == load_spec()["patterns"]["dispatch.*"]["partitions"]

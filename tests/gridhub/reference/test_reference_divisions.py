@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gridhub.reference import divisions
+from gridhub.core.reference import divisions
 
 
 def test_tables_load_and_link() -> None:

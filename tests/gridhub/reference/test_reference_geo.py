@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gridhub.reference.geo import ZHEJIANG_BBOX, gcj02_to_wgs84, haversine_m, in_zhejiang, wgs84_to_gcj02
+from gridhub.core.reference.geo import ZHEJIANG_BBOX, gcj02_to_wgs84, haversine_m, in_zhejiang, wgs84_to_gcj02
 
 # (wgs_lng, wgs_lat, gcj_lng, gcj_lat) published by two independent projects:
 PUBLISHED = [

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 GRIDHUB = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "gridhub"
 

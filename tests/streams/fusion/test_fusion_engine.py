@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fusion_helpers import HOUR, LAT, MIN, T0, Harness, alarm, north, report
 
-from gridhub.codec import codec
+from gridhub.core.codec import codec
 from streams.fusion.engine import case_id_for
 from streams.fusion.state import MemoryKV
 

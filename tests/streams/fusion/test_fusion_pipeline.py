@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from gridhub.codec import codec
+from gridhub.core.codec import codec
 from gridhub.evaluation.bcubed import bcubed
 from gridhub.evaluation.fusion import doc_time_ms, read_jsonl
-from gridhub.settings import Settings
-from gridhub.topics import RAW, RAW_KEY_FIELD, REGISTRY_DEVICES, REPORTS_LINKED
+from gridhub.core.settings import Settings
+from gridhub.core.topics import RAW, RAW_KEY_FIELD, REGISTRY_DEVICES, REPORTS_LINKED
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 import pytest
 
-from gridhub.codec import codec
-from gridhub.settings import Settings
-from gridhub.topics import DLQ, REPORTS, REPORTS_LINKED
+from gridhub.core.codec import codec
+from gridhub.core.settings import Settings
+from gridhub.core.topics import DLQ, REPORTS, REPORTS_LINKED
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ from typing import Any, Callable
 import pytest
 from ingest_corpus import load_bad_inputs
 
-from gridhub.codec import codec
-from gridhub.dlq import parse_dead_letter_headers
-from gridhub.settings import Settings
-from gridhub.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES, REPORTS
+from gridhub.core.codec import codec
+from gridhub.core.dlq import parse_dead_letter_headers
+from gridhub.core.settings import Settings
+from gridhub.core.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES, REPORTS
 from streams.ingest.samples import SampleGenerator
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gridhub.codec import codec
-from gridhub.reference.geo import haversine_m, wgs84_to_gcj02
+from gridhub.core.codec import codec
+from gridhub.core.reference.geo import haversine_m, wgs84_to_gcj02
 from streams.ingest.normalize import (MAX_DOCUMENT_BYTES, REPORT_NAMESPACE, Normalized, Rejected, normalize,
                                       report_id)
 from streams.ingest.pii import reporter_hash

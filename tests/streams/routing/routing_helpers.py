@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from gridhub.codec import codec
-from gridhub.dlq import parse_dead_letter_headers
-from gridhub.settings import Settings
+from gridhub.core.codec import codec
+from gridhub.core.dlq import parse_dead_letter_headers
+from gridhub.core.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 

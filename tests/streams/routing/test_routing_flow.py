@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gridhub.codec import codec
+from gridhub.core.codec import codec
 from routing_helpers import (TopicReader, dead_letters, events_for, feedback_doc, make_case, now_ms, produce_case,
                              review_report, send_feedback, write_rules)
 

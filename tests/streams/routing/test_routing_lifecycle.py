@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gridhub.codec import codec
+from gridhub.core.codec import codec
 from streams.routing import lifecycle as lc
 from streams.routing.rules import RuleSet, load_rules
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gridhub.agencies import load_catalog
-from gridhub.yamlconf import parse_duration_ms
+from gridhub.core.agencies import load_catalog
+from gridhub.core.yamlconf import parse_duration_ms
 from streams.routing.rules import ConfigError, RulesHolder, load_rules
 
 REPO = Path(__file__).resolve().parents[3]

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
-from gridhub.settings import Settings
+from gridhub.core.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # gridhub/core/settings.py -> repo root
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):

@@ -23,7 +23,7 @@ from typing import Any, cast
 import fastavro
 import fastavro.schema
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "avro"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"  # gridhub/core/codec.py -> repo root
 MAGIC = b"\xc3\x01"  # Avro single-object encoding marker (spec 1.12)
 
 

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gridhub.clickhouse.backend import Backend
-from gridhub.logging import get_logger
-from gridhub.settings import REPO_ROOT
+from connectors.clickhouse.backend import Backend
+from gridhub.core.logging import get_logger
+from gridhub.core.settings import REPO_ROOT
 
 log = get_logger(__name__)
 

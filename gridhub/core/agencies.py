@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from gridhub.yamlconf import ConfigError, LineDict, line_of, load_yaml, parse_duration_ms
+from gridhub.core.yamlconf import ConfigError, LineDict, line_of, load_yaml, parse_duration_ms
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference" / "data"
 WEBHOOKS_ENV = "GRIDHUB_WEBHOOKS"

@@ -2,8 +2,8 @@
 
 Served by the Faust worker's own web server (``settings.web_port``), so one
 port per worker answers both Prometheus and a load balancer / systemd
-watchdog.  ``streams/app.py`` imports this module on its last line, which
-registers the endpoints and the lag timer on the worker's app.
+watchdog.  :func:`install` registers the endpoints and the lag timer on the
+worker's app; ``streams.app.prepare_worker`` calls it before a worker starts.
 
 Consumer lag is measured from the broker's side: the committed offsets of the
 worker's consumer group (``settings.faust_app_id``) against the partitions'
@@ -20,9 +20,9 @@ from typing import Any, Iterable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from gridhub.logging import get_logger
-from gridhub.metrics import CONSUMER_LAG
-from gridhub.settings import Settings
+from gridhub.core.logging import get_logger
+from gridhub.core.metrics import CONSUMER_LAG
+from gridhub.core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -189,9 +189,3 @@ def install(app: Any, settings: Settings) -> None:
 
     del metrics, healthz, update_consumer_lag, watch_rebalance  # registered on the app; nothing else refers to them
     app._gridhub_lag_probe = probe
-
-
-# Importing this module from streams/app.py (its last line) wires the worker's app.
-from streams.app import app as _app, settings as _settings  # noqa: E402
-
-install(_app, _settings)
