@@ -18,13 +18,9 @@ from typing import Sequence
 
 from mode import Service
 
+from gridhub.core.errors import DataError, RetriableError
 
-class RetriableError(Exception):
-    """The destination is unavailable (network, timeout, overload): back off and retry the same batch."""
-
-
-class DataError(Exception):
-    """The data itself is unacceptable: retrying cannot help; dead-letter it and go on."""
+__all__ = ["DataError", "RawRecord", "RetriableError", "Sink", "Source"]
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from connectors.kafka_io import RawProducer
 from gridhub.core.dlq import dead_letter_headers
 from gridhub.core.logging import get_logger
 from gridhub.core.settings import Settings
-from gridhub.core.topics import DLQ, FEEDBACK, RAW, RAW_KEY_FIELD, SOURCES
+from gridhub.core.topics import DLQ, FEEDBACK, FEEDBACK_ACTIONS, RAW, RAW_KEY_FIELD, SOURCES
 
 log = get_logger(__name__)
 
@@ -41,7 +41,6 @@ log = get_logger(__name__)
 DEFAULT_MAX_BODY = 1024 * 1024
 #: Largest array accepted in one request: bounds the work (and the wait for acks) per request.
 MAX_ITEMS = 5000
-FEEDBACK_ACTIONS = ("sign", "return", "progress", "extend", "resolve")
 FEEDBACK_REQUIRED = ("dispatchId", "caseId", "agency", "action", "time")
 #: Prefix of the development tokens used when no tokens are configured.
 DEV_TOKEN_PREFIX = "dev-"

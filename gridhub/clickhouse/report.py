@@ -14,16 +14,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
-from zoneinfo import ZoneInfo
 
 import click
 
 from connectors.clickhouse.backend import Backend
 from gridhub.clickhouse.queries import NamedQuery, division_names, load_queries, pin_now
 from gridhub.core.settings import get_settings
+from gridhub.core.timeutil import BEIJING
 
 _DATETIME_TEXT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
-_BEIJING = ZoneInfo("Asia/Shanghai")
 #: Bars per chart: beyond ~30 labels a bar chart is unreadable; the table below it has every row.
 MAX_BARS = 30
 
@@ -188,7 +187,7 @@ def svg_chart(answer: Answer, chart: Chart) -> str:
 def render_html(answers: Sequence[Answer], database: str, as_of: int | None) -> str:
     moment = datetime.fromtimestamp(as_of, timezone.utc) if as_of is not None else datetime.now(timezone.utc)
     body = [f"<h1>gridhub report: {html.escape(database)}</h1>",
-            f"<p>as of {moment.astimezone(_BEIJING).strftime('%Y-%m-%d %H:%M')} Beijing time</p>"]
+            f"<p>as of {moment.astimezone(BEIJING).strftime('%Y-%m-%d %H:%M')} Beijing time</p>"]
     for a in answers:
         body.append(f'<section id="{html.escape(a.query.name)}"><h2>{html.escape(a.query.title)}</h2>')
         chart = CHARTS.get(a.query.name)
@@ -213,7 +212,7 @@ def parse_as_of(text: str | None) -> int | None:
         return int(text)
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_BEIJING)
+        moment = moment.replace(tzinfo=BEIJING)
     return int(moment.timestamp())
 
 

@@ -1,5 +1,8 @@
-"""Topic names. The contract names (CONTRACTS.md) are the ones in the empty
-namespace; ``Settings.topic`` prefixes them for another namespace."""
+"""The contract's constants (CONTRACTS.md), defined once: topic names, the sources and their
+keys, the feedback actions.
+
+Topic names are the ones in the empty namespace; ``Settings.topic`` prefixes them for another
+namespace."""
 
 from __future__ import annotations
 
@@ -21,6 +24,10 @@ CASE_EVENTS = "case-events"             # Avro CaseEvent, keyed by caseId
 DISPATCHES = "dispatches"
 FEEDBACK = "feedback"                   # JSON or Avro Feedback, keyed by caseId
 DLQ = "dlq"                             # original bytes + error.* headers
+
+
+#: What an agency may say about a dispatch on ``feedback`` (CONTRACTS §2): 签收, 退单, 进展, 延期, 办结.
+FEEDBACK_ACTIONS = ("sign", "return", "progress", "extend", "resolve")
 
 
 def dispatch_topic(agency: str) -> str:

@@ -27,12 +27,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from gridhub.core.timeutil import BEIJING
 from gridhub.evaluation.bcubed import BCubed, bcubed
 from streams.fusion.config import FusionConfig, load_config
 from streams.fusion.engine import FusionEngine
 from streams.fusion.state import MemoryKV
 
-BEIJING = timezone(timedelta(hours=8))
 Item = tuple[str, str]  # (source, source_ref)
 
 

@@ -19,13 +19,12 @@ import click
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from gridhub.core import timeutil
 from gridhub.core.kafka_admin import admin_client, make_consumer, make_producer
 from gridhub.core.settings import Settings, get_settings
 
 Headers = list[tuple[str, bytes]]
 
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*(?:ago)?\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # Poll in batches of this many ms: long enough to fill a fetch, short enough
 # that an empty partition does not stall the command.
 _POLL_MS = 500
@@ -50,29 +49,14 @@ def contract_name(settings: Settings, physical: str) -> str:
 
 
 def parse_time(text: str | None, now: datetime | None = None) -> int | None:
-    """Epoch ms of an operator-given time.
-
-    Accepts ISO-8601 (``2026-11-23T08:00:00+08:00``, ``2026-11-23 08:00``,
-    ``2026-11-23``; a time without an offset is the machine's local time),
-    ``now``, and relative times (``90s``, ``15m``, ``1h``, ``2d``, ``1w``,
-    optionally followed by ``ago``) meaning that long before now.
-    """
+    """Epoch ms of an operator-given time (:func:`gridhub.core.timeutil.parse_time`; zone-less is
+    Beijing time), None for none; a click usage error when it cannot be read."""
     if text is None or text == "":
         return None
-    now = now or datetime.now(timezone.utc)
-    if text.strip().lower() == "now":
-        return int(now.timestamp() * 1000)
-    match = _RELATIVE.match(text.lower())
-    if match:
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        return int((now - timedelta(seconds=seconds)).timestamp() * 1000)
     try:
-        parsed = datetime.fromisoformat(text.strip())
+        return timeutil.parse_time(text, now)
     except ValueError as exc:
-        raise click.BadParameter(f"{text!r} is neither ISO-8601 nor a relative time like 1h / 2d") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.astimezone()  # naive: the machine's local zone
-    return int(parsed.timestamp() * 1000)
+        raise click.BadParameter(str(exc)) from exc
 
 
 def fmt_ms(ms: int | None) -> str:

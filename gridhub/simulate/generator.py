@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
-from gridhub.simulate.geo import distance_m, wgs84_to_gcj02
+from gridhub.simulate.geo import haversine_m, wgs84_to_gcj02
 from gridhub.simulate.text import (
     CATEGORIES, CAUSES, CONSULTATIONS, HUMAN_CATEGORY_WEIGHTS, SHOPS, WHEN, Category, caller_name, person_name,
 )
@@ -52,7 +52,7 @@ from gridhub.simulate.world import (
     HEARTBEAT_SECONDS, DEVICE_MIX, County, Device, Place, build_devices, load_world, make_place, random_phone,
 )
 
-BEIJING = timezone(timedelta(hours=8))
+from gridhub.core.timeutil import BEIJING  # noqa: E402  (re-exported: the simulator's callers use it)
 #: Default simulated start: a fixed instant, so ``generate(seed, ...)`` alone is reproducible.
 DEFAULT_START_MS = 1750035600000  # 2025-06-16 09:00:00 +08:00
 
@@ -251,7 +251,7 @@ class _Sim:
         """Another place in the same county at least 500 m from ``a`` (the hard negative's distance)."""
         for _ in range(50):
             b = make_place(self.rng, self.counties, county=a.county)
-            if distance_m(a.lng, a.lat, b.lng, b.lat) >= 500:
+            if haversine_m(lng1=a.lng, lat1=a.lat, lng2=b.lng, lat2=b.lat) >= 500:
                 return b
         lng, lat = a.near(self.rng, 600, 900)
         return Place(a.county, a.town, a.village, self.rng.choice(a.town.roads), self.rng.randint(1, 400),

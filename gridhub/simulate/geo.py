@@ -15,7 +15,7 @@ import math
 
 from gridhub.core.reference.geo import EARTH_RADIUS_M, haversine_m, wgs84_to_gcj02
 
-__all__ = ["EARTH_RADIUS_M", "distance_m", "offset", "wgs84_to_gcj02"]
+__all__ = ["EARTH_RADIUS_M", "haversine_m", "offset", "wgs84_to_gcj02"]
 
 
 def offset(lng: float, lat: float, east_m: float, north_m: float) -> tuple[float, float]:
@@ -24,7 +24,3 @@ def offset(lng: float, lat: float, east_m: float, north_m: float) -> tuple[float
     dlng = east_m / (EARTH_RADIUS_M * math.cos(math.radians(lat))) * 180.0 / math.pi
     return lng + dlng, lat + dlat
 
-
-def distance_m(lng1: float, lat1: float, lng2: float, lat2: float) -> float:
-    """Great-circle distance in metres."""
-    return haversine_m(lng1, lat1, lng2, lat2)

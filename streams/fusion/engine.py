@@ -294,7 +294,8 @@ class FusionEngine:
             moved = f.street is not None and f.street != case["street"]
             if f.has_coords and case["lat"] is not None and case["n_geo"] <= 1:
                 assert f.lat is not None and f.lng is not None
-                moved = moved or haversine_m(f.lat, f.lng, float(case["lat"]), float(case["lng"])) > RELOCATE_M
+                moved = moved or haversine_m(lat1=f.lat, lng1=f.lng,
+                                                  lat2=float(case["lat"]), lng2=float(case["lng"])) > RELOCATE_M
             if f.addr_full and case["fulls"] and f.addr_full != case["fulls"][0]:
                 moved = True
             if moved:

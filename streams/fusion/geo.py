@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import math
 
-EARTH_RADIUS_M = 6_371_008.8  # IUGG mean Earth radius
+from gridhub.core.reference.geo import haversine_m
+
+__all__ = ["cell_of", "cells_within", "haversine_m"]
+
 M_PER_DEG_LAT = 111_320.0  # length of one degree of latitude (spherical Earth), metres
 _COS_REF = math.cos(math.radians(30.0))  # Zhejiang's middle latitude (27-31 deg N)
-
-
-def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lng2 - lng1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 def cell_of(lat: float, lng: float, cell_m: float) -> tuple[int, int]:

@@ -147,7 +147,7 @@ def spatial_score(cfg: FusionConfig, case: dict[str, Any], f: Features, radius_m
     same_address = bool(f.addr_full) and f.addr_full in fulls
     if f.has_coords and case.get("lat") is not None:
         assert f.lat is not None and f.lng is not None
-        d = haversine_m(f.lat, f.lng, float(case["lat"]), float(case["lng"]))
+        d = haversine_m(lat1=f.lat, lng1=f.lng, lat2=float(case["lat"]), lng2=float(case["lng"]))
         if d <= radius_m:
             return max(1.0 - 0.5 * d / radius_m, cfg.same_address if same_address else 0.0)
         # Coordinates beat names (estate names repeat across a township); only the same house

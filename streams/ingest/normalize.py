@@ -41,6 +41,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
+from gridhub.core.errors import Rejected
+from gridhub.core.topics import SOURCES
+from gridhub.core.timeutil import BEIJING  # 12345 times are Beijing time without a zone
 from gridhub.core.reference import divisions
 from gridhub.core.reference.geo import gcj02_to_wgs84, in_zhejiang
 from streams.ingest import pii
@@ -63,7 +66,6 @@ MAX_FUTURE_MS = 24 * 3600 * 1000
 #: month's margin.  Older is a unit error (epoch seconds, 1970) or a placeholder date.
 MAX_AGE_MS = 400 * 24 * 3600 * 1000
 
-SOURCES = ("four-platforms", "hotline-12345", "sensors")
 
 #: 四平台 names: after the 2021 reform, and the legacy ones older deployments still send.
 PLATFORMS_2021 = ("综治工作", "监管执法", "应急管理", "公共服务")
@@ -88,18 +90,9 @@ SENSOR_DEVICE_EVENTS = frozenset({"fault", "low_battery", "selftest"})
 NON_DISPATCH_APPEALS = frozenset({"咨询", "感谢"})
 CLOSED_DIRECTLY = "已办结"
 
-BEIJING = timezone(timedelta(hours=8))  # 12345 times are Beijing time (UTC+8, no DST) without a zone
 _BEIJING_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 _DEADLINE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 _DIGITS = {6: re.compile(r"^\d{6}$"), 9: re.compile(r"^\d{9}$"), 12: re.compile(r"^\d{12}$")}
-
-
-class Rejected(Exception):
-    """The document cannot be normalised; ``reason`` is one sentence for the dead letter."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 from gridhub.core.reference import divisions
+from gridhub.core.timeutil import BEIJING
 from gridhub.core.reference.geo import wgs84_to_gcj02
 
-BEIJING = timezone(timedelta(hours=8))
 
 #: Share of each source in a realistic day (12345 and the platforms dominate; sensors are bursty).
 MIX = (("four-platforms", 0.45), ("hotline-12345", 0.35), ("sensors", 0.20))

@@ -27,20 +27,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from gridhub.core.errors import Rejected
+from gridhub.core.topics import FEEDBACK_ACTIONS
 from gridhub.core.yamlconf import format_duration_ms
 from streams.routing.rules import Assignment, RuleSet
 
-ACTIONS = ("sign", "return", "progress", "extend", "resolve")
+ACTIONS = FEEDBACK_ACTIONS
 OPEN_STATES = ("dispatched", "signed", "in_progress")
 FINISHED_STATES = ("resolved", "reviewed", "closed")
 ACTIVE_DISPATCH = ("dispatched", "signed", "in_progress")
 ESCALATION = "escalation"
 _NS = uuid.UUID("5f0c6a52-6a1e-4c38-9f7e-2a5b1d0c9e41")  # gridhub routing ids (fixed forever: ids must not change)
 _APPLIED_KEEP = 50  # feedback keys remembered per dispatch for redelivery dedupe; agencies send a handful
-
-
-class Rejected(ValueError):
-    """Illegal input: dead-letter it with this reason; the state is unchanged."""
 
 
 @dataclass

@@ -40,9 +40,12 @@ def in_zhejiang(lng: float, lat: float) -> bool:
     return min_lng <= lng <= max_lng and min_lat <= lat <= max_lat
 
 
-def haversine_m(lng1: float, lat1: float, lng2: float, lat2: float) -> float:
-    """Great-circle distance in metres (spherical Earth: < 0.5 % error, fine at city scale)."""
+def haversine_m(*, lng1: float, lat1: float, lng2: float, lat2: float) -> float:
+    """Great-circle distance in metres (spherical Earth: < 0.5 % error, fine at city scale).
+
+    Keyword-only: (lng, lat) and (lat, lng) orders both live in this code base (GeoJSON vs the
+    fusion grid), and a swapped pair is a silent error of hundreds of kilometres."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lng2 - lng1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))  # min: rounding may push a past 1

@@ -17,6 +17,11 @@ PUBLISHED = [
 ]
 
 
+def _distance(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Metres between two (lng, lat) points."""
+    return haversine_m(lng1=a[0], lat1=a[1], lng2=b[0], lat2=b[1])
+
+
 def _forward(lng: float, lat: float) -> tuple[float, float]:
     """The standard WGS-84 -> GCJ-02 formula (Krasovsky 1940 ellipsoid), written independently."""
     a, ee = 6378245.0, 0.00669342162296594323
@@ -39,9 +44,9 @@ def _forward(lng: float, lat: float) -> tuple[float, float]:
 @pytest.mark.parametrize("wgs_lng,wgs_lat,gcj_lng,gcj_lat", PUBLISHED)
 def test_published_pairs(wgs_lng: float, wgs_lat: float, gcj_lng: float, gcj_lat: float) -> None:
     lng, lat = wgs84_to_gcj02(wgs_lng, wgs_lat)
-    assert haversine_m(lng, lat, gcj_lng, gcj_lat) < 0.01
+    assert haversine_m(lng1=lng, lat1=lat, lng2=gcj_lng, lat2=gcj_lat) < 0.01
     lng, lat = gcj02_to_wgs84(gcj_lng, gcj_lat)
-    assert haversine_m(lng, lat, wgs_lng, wgs_lat) < 5.0
+    assert haversine_m(lng1=lng, lat1=lat, lng2=wgs_lng, lat2=wgs_lat) < 5.0
 
 
 def _zhejiang_grid() -> list[tuple[float, float]]:
@@ -53,16 +58,16 @@ def _zhejiang_grid() -> list[tuple[float, float]]:
 
 def test_forward_matches_the_standard_formula_over_zhejiang() -> None:
     for lng, lat in _zhejiang_grid():
-        assert haversine_m(*wgs84_to_gcj02(lng, lat), *_forward(lng, lat)) < 0.01
+        assert _distance(wgs84_to_gcj02(lng, lat), _forward(lng, lat)) < 0.01
 
 
 def test_inverse_round_trips_within_5_m_over_zhejiang() -> None:
     worst = 0.0
     for lng, lat in _zhejiang_grid():
         gcj = _forward(lng, lat)
-        offset = haversine_m(lng, lat, *gcj)
+        offset = haversine_m(lng1=lng, lat1=lat, lng2=gcj[0], lat2=gcj[1])
         assert 100 < offset < 1000, "GCJ-02 shifts Zhejiang by a few hundred metres"
-        worst = max(worst, haversine_m(*gcj02_to_wgs84(*gcj), lng, lat))
+        worst = max(worst, _distance(gcj02_to_wgs84(*gcj), (lng, lat)))
     assert worst < 5.0
 
 
@@ -75,4 +80,4 @@ def test_bbox() -> None:
 
 
 def test_haversine_one_degree_of_latitude() -> None:
-    assert haversine_m(120.0, 30.0, 120.0, 31.0) == pytest.approx(111_195, rel=1e-3)
+    assert haversine_m(lng1=120.0, lat1=30.0, lng2=120.0, lat2=31.0) == pytest.approx(111_195, rel=1e-3)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gridhub.simulate import DEFAULT_START_MS, SimRecord, devices_for, generate
-from gridhub.simulate.geo import distance_m, wgs84_to_gcj02
+from gridhub.simulate.geo import haversine_m, wgs84_to_gcj02
 from gridhub.simulate.text import CATEGORIES
 from gridhub.simulate.world import reference_codes
 
@@ -140,9 +140,9 @@ def test_hotline_coordinates_are_gcj02(records: list[SimRecord]) -> None:
         wgs = [r for r in reps if r.source != "hotline-12345" and "lng" in r.doc]
         gcj = [r for r in reps if r.source == "hotline-12345" and "lng" in r.doc]
         for w, g in itertools.product(wgs[:1], gcj):
-            raw = distance_m(w.doc["lng"], w.doc["lat"], g.doc["lng"], g.doc["lat"])
+            raw = haversine_m(lng1=w.doc["lng"], lat1=w.doc["lat"], lng2=g.doc["lng"], lat2=g.doc["lat"])
             glng, glat = wgs84_to_gcj02(w.doc["lng"], w.doc["lat"])
-            shifted = distance_m(glng, glat, g.doc["lng"], g.doc["lat"])
+            shifted = haversine_m(lng1=glng, lat1=glat, lng2=g.doc["lng"], lat2=g.doc["lat"])
             assert raw > 200, raw              # the GCJ-02 shift in Zhejiang is ~400-600 m
             assert shifted < 150, shifted      # once shifted alike, the caller is tens of metres away
             compared += 1
@@ -179,7 +179,7 @@ def test_hard_negatives_present(records: list[SimRecord]) -> None:
     for (ia, a), (ib, b) in itertools.combinations(items, 2):
         if abs(a["t"] - b["t"]) > 30 * 60_000 or a["county"] != b["county"]:
             continue
-        dist = distance_m(a["lng"], a["lat"], b["lng"], b["lat"])
+        dist = haversine_m(lng1=a["lng"], lat1=a["lat"], lng2=b["lng"], lat2=b["lat"])
         if a["cat"] == b["cat"] and dist >= 400:
             far += 1
         if a["cat"] != b["cat"] and dist < 200:

@@ -41,5 +41,5 @@ def test_cells_cover_the_radius() -> None:
     lat, lng = 30.87, 120.09
     for d_north, d_east in ((240, 0), (0, 240), (-240, -10), (170, 170)):
         p_lat, p_lng = lat + d_north / 111_320, lng + d_east / (111_320 * 0.857)
-        assert haversine_m(lat, lng, p_lat, p_lng) < 250
+        assert haversine_m(lat1=lat, lng1=lng, lat2=p_lat, lng2=p_lng) < 250
         assert cell_of(p_lat, p_lng, 500) in cells_within(lat, lng, 250, 500)

@@ -192,11 +192,11 @@ def test_hotline_report() -> None:
 def test_hotline_gcj02_converted_within_5_m() -> None:
     wgs = (120.098, 30.890)
     gcj = wgs84_to_gcj02(*wgs)
-    assert haversine_m(*wgs, *gcj) > 100  # the raw offset is hundreds of metres
+    assert haversine_m(lng1=wgs[0], lat1=wgs[1], lng2=gcj[0], lat2=gcj[1]) > 100  # the raw offset is hundreds of metres
     r = run("hotline-12345", hotline(lng=gcj[0], lat=gcj[1])).report
-    assert r is not None and haversine_m(r["lng"], r["lat"], *wgs) < 5
+    assert r is not None and haversine_m(lng1=r["lng"], lat1=r["lat"], lng2=wgs[0], lat2=wgs[1]) < 5
     r = run("hotline-12345", hotline(lng=str(gcj[0]), lat=str(gcj[1]))).report  # CSV exports: text cells
-    assert r is not None and haversine_m(r["lng"], r["lat"], *wgs) < 5
+    assert r is not None and haversine_m(lng1=r["lng"], lat1=r["lat"], lng2=wgs[0], lat2=wgs[1]) < 5
 
 
 def test_hotline_redelivery_same_id_higher_version() -> None:
