@@ -47,6 +47,7 @@ from connectors.clickhouse.rows import TopicMap
 from gridhub.core.codec import codec
 from gridhub.core.kafka_admin import delete_namespace
 from gridhub.core.settings import REPO_ROOT, Settings, get_settings
+from gridhub.supervisor import free_port
 from gridhub.simulate import devices_for, generate
 from gridhub.core.topics import RAW, REGISTRY_DEVICES, REPORTS_LINKED
 from streams.ingest.normalize import Rejected, normalize
@@ -221,14 +222,6 @@ def _ch_reports(settings: Settings) -> int:
     except Exception:  # the sink has not created the table yet
         return 0
 
-
-def _free_port() -> int:
-    """A free TCP port for the worker's web server (the default 16066 may be another worker's)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _dir_mb(path: Path) -> float:
@@ -418,7 +411,7 @@ def latency(settings: Settings, load: Workload, rate: float, seconds: float, tim
 
 def baseline(base: Settings, load: Workload, work: Path, timeout: float) -> dict[str, Any]:
     settings = base.model_copy(update={"namespace": base.namespace + "p", "run_dir": work / "baseline",
-                                       "web_port": _free_port()})
+                                       "web_port": free_port()})
     (work / "baseline" / "faust").mkdir(parents=True, exist_ok=True)
     preload(settings, load)
     proc = Process(settings, [sys.executable, "-m", "bench.passthrough", "worker", "-l", "info"],
@@ -455,7 +448,7 @@ def bench_workspace(prefix: str) -> tuple[Settings, Path]:
     work = Path(tempfile.mkdtemp(prefix=f"gridhub-{ns}-", dir=base.run_dir))
     (work / "hub" / "faust").mkdir(parents=True)
     settings = base.model_copy(update={"namespace": ns, "run_dir": work / "hub", "gateway_port": 0,
-                                       "mqtt_port": 0, "web_port": _free_port()})
+                                       "mqtt_port": 0, "web_port": free_port()})
     return settings, work
 
 

@@ -40,8 +40,9 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on now, never handed out before in this session.
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive TCP ports nobody listens on now, never handed out before
+    in this session (a broker's client + controller ports, a cluster's block).
 
     Drawn from 20000-32767, below Linux's ephemeral range (32768-60999), so a
     client connection's source port cannot take it between this check and the
@@ -49,12 +50,13 @@ def free_port() -> int:
     """
     rng = random.Random()
     for _ in range(1000):
-        port = rng.randrange(20000, 32767 - 9)
-        if {port, port + 9} & _handed_out or not (_bindable(port) and _bindable(port + 9)):
+        port = rng.randrange(20000, 32767 - 9 - count)
+        wanted = set(range(port, port + count)) | {port + 9}
+        if wanted & _handed_out or not all(_bindable(p) for p in wanted):
             continue
-        _handed_out.update({port, port + 9})
+        _handed_out.update(wanted)
         return port
-    raise RuntimeError("no free TCP port found in 20000-32767")
+    raise RuntimeError(f"no {count} free TCP ports found in 20000-32767")
 
 
 def port_open(port: int) -> bool:

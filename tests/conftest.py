@@ -43,10 +43,9 @@ from gridhub.infra import Infra, InfraError
 from gridhub.core.kafka_admin import delete_namespace
 from gridhub.core.settings import Settings
 
-from gridhub.supervisor import GRIDHUB, WORKER_READY, WorkerProcess, create_topics, free_port, port_open
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-__all__ = ["GRIDHUB", "WORKER_READY", "WorkerProcess", "create_topics", "free_port", "port_open"]
+from gridhub.ops.common import settings_for
+from gridhub.supervisor import WorkerProcess, free_port
+from helpers.kafka import read_topic
 
 
 # --- infrastructure -------------------------------------------------------------------------
@@ -104,36 +103,18 @@ def consume(settings: Settings) -> Iterator[Callable[..., list[Any]]]:
     visible to the test).  ``n=0`` reads for the whole timeout (to assert
     that nothing arrives).
     """
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumers: list[Any] = []
-
     def _consume(topic: str, n: int, timeout: float = 30.0) -> list[Any]:
-        name = settings.topic(topic)
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                 auto_offset_reset="earliest")
-        consumers.append(consumer)
-        deadline = time.monotonic() + timeout
-        partitions = consumer.partitions_for_topic(name)
-        while not partitions and time.monotonic() < deadline:
-            time.sleep(0.5)
-            consumer.poll(timeout_ms=0)  # refreshes metadata
-            partitions = consumer.partitions_for_topic(name)
-        if not partitions:
-            return []
-        tps = [TopicPartition(name, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        records: list[Any] = []
-        while time.monotonic() < deadline and (n == 0 or len(records) < n):
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        consumer.close()
-        return records
+        return read_topic(settings, topic, n, timeout)
 
     yield _consume
-    for c in consumers:
-        c.close()
+
+
+@pytest.fixture
+def other_settings(settings: Settings) -> Iterator[Settings]:
+    """A second namespace beside the test's own (replay / import targets), removed afterwards."""
+    other = settings_for(settings.namespace + "x", settings)
+    yield other
+    delete_namespace(other)
 
 
 @pytest.fixture

@@ -82,17 +82,17 @@ UNMAPPED_CATEGORIES = Counter("gridhub_unmapped_categories_total",
 
 
 class DeviceRegistry(Service):
-    """The whole ``registry.devices`` topic in memory: deviceId -> registry record dict."""
+    """The whole ``registry.devices`` topic in memory: deviceId -> registry record dict.
 
-    #: the records, shared with the agents of this process
-    records: dict[str, dict[str, Any]] = {}
-    _ready: asyncio.Event | None = None
+    One instance per worker (:data:`device_registry`), read by this process's agents; ``ready`` is
+    set once the topic has been read to its end, so no sensor document is normalised against a
+    half-loaded registry.
+    """
 
-    @classmethod
-    def ready(cls) -> asyncio.Event:
-        if cls._ready is None:
-            cls._ready = asyncio.Event()
-        return cls._ready
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.records: dict[str, dict[str, Any]] = {}
+        self.ready = asyncio.Event()
 
     async def on_start(self) -> None:
         self.add_future(self._follow())
@@ -103,7 +103,7 @@ class DeviceRegistry(Service):
             return
         device_id = key.decode("utf-8", "replace")
         if value is None:
-            DeviceRegistry.records.pop(device_id, None)
+            self.records.pop(device_id, None)
             return
         try:
             record = json.loads(value)
@@ -112,7 +112,7 @@ class DeviceRegistry(Service):
         if not isinstance(record, dict):
             log.warning("registry_record_invalid", device_id=device_id)
             return
-        DeviceRegistry.records[device_id] = record
+        self.records[device_id] = record
 
     async def _follow(self) -> None:
         name = settings.topic(REGISTRY_DEVICES)
@@ -128,7 +128,7 @@ class DeviceRegistry(Service):
             end = await consumer.end_offsets(tps) if tps else {}
             behind = {tp for tp, off in end.items() if off > 0}
             if not behind:
-                DeviceRegistry.ready().set()
+                self.ready.set()
             while not self.should_stop:
                 batch = await consumer.getmany(timeout_ms=1000)
                 for tp, records in batch.items():
@@ -137,9 +137,9 @@ class DeviceRegistry(Service):
                 for tp in list(behind):
                     if await consumer.position(tp) >= end[tp]:
                         behind.discard(tp)
-                if not behind and not DeviceRegistry.ready().is_set():
-                    log.info("registry_loaded", devices=len(DeviceRegistry.records))
-                    DeviceRegistry.ready().set()
+                if not behind and not self.ready.is_set():
+                    log.info("registry_loaded", devices=len(self.records))
+                    self.ready.set()
         finally:
             await consumer.stop()
 
@@ -157,7 +157,9 @@ class DeviceRegistry(Service):
         return set(partitions or ())
 
 
-app.service(DeviceRegistry)
+device_registry = DeviceRegistry()
+# Faust starts service instances as well as classes (App._prepare_subservice).
+app.service(device_registry)  # type: ignore[arg-type]
 
 
 
@@ -203,10 +205,10 @@ async def _emit(source: str, out: Normalized, partition: int) -> None:
 async def _process(source: str, events: AsyncIterator[Any]) -> AsyncIterator[None]:
     async for event in events:
         metrics.DOCUMENTS_IN.labels(source=source).inc()
-        if source == "sensors" and not DeviceRegistry.ready().is_set():
-            await DeviceRegistry.ready().wait()
+        if source == "sensors" and not device_registry.ready.is_set():
+            await device_registry.ready.wait()
         try:
-            out = normalize(source, event.message.value or b"", registry=DeviceRegistry.records,
+            out = normalize(source, event.message.value or b"", registry=device_registry.records,
                             received_at_ms=_received_ms(event), pii_key=_pii_key)
         except Rejected as exc:
             await dead_letter(event, STAGE, exc.reason)
@@ -280,9 +282,9 @@ async def scan_liveness() -> None:
         device_id = key.decode("utf-8", "replace")
         state["offline"] = _reported_offline.get(device_id) == state.get("last")
         states[device_id] = state
-    for device_id in silent_devices(states, DeviceRegistry.records, now_ms):
+    for device_id in silent_devices(states, device_registry.records, now_ms):
         state = states[device_id]
-        event = offline_event(device_id, DeviceRegistry.records[device_id], int(state["last"]), now_ms)
+        event = offline_event(device_id, device_registry.records[device_id], int(state["last"]), now_ms)
         await device_events_topic.send(key=device_id.encode(), value=codec("DeviceEvent").encode(event))
         _reported_offline[device_id] = int(state["last"])
         log.info("device_offline", device_id=device_id, last_seen=state["last"])

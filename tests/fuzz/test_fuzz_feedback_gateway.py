@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fuzz_strategies import FUZZ, JSON_VALUES, JUNK, SCALARS, dumps
+from helpers.fuzz import FUZZ, JSON_VALUES, JUNK, SCALARS, dumps
 from hypothesis import given
 from hypothesis import strategies as st
 

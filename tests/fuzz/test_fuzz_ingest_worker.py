@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any, Callable
 
 import pytest
-from fuzz_strategies import build_corpus, mutated
+from helpers.fuzz import build_corpus, mutated
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisWarning
 

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 import pytest
-from fuzz_strategies import CORPUS, FUZZ, JSON_VALUES, REGISTRY, dumps, mutated
+from helpers.fuzz import CORPUS, FUZZ, JSON_VALUES, REGISTRY, dumps, mutated
 from hypothesis import event, given
 from hypothesis import strategies as st
 

@@ -29,12 +29,12 @@ from typing import Any, Callable
 import pytest
 
 from gridhub.core.codec import codec
-from gridhub.infra.base import port_in_use
 from gridhub.infra.cluster import KafkaCluster
 from gridhub.core.settings import Settings
 from gridhub.simulate import generate
 from gridhub.core.topics import RAW, REPORTS
 from streams.ingest.normalize import Rejected, normalize
+from helpers.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -43,23 +43,12 @@ KILL_AT = 1500   # the kill happens after this many sends
 PARTITIONS = 6   # two leaders per broker on average, so any broker's death moves leadership
 
 
-def free_port_block(size: int) -> int:
-    """A base port with ``size`` consecutive free ports: 21000-28999, below Linux's ephemeral range
-    (32768+, where a client socket could take the port between this check and the broker's bind) and
-    away from the dev servers (1xxxx) and the default local cluster (29092+)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(21000, 28990, 2)
-        if not any(port_in_use("127.0.0.1", base + i) for i in range(size)):
-            return base
-    raise RuntimeError("no free port block")
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     run_dir = tmp_path_factory.mktemp("kafka-cluster")
     settings = Settings(run_dir=run_dir)
-    manager = KafkaCluster(settings, brokers=3, base_port=free_port_block(6), classpath_settings=Settings())
+    manager = KafkaCluster(settings, brokers=3, base_port=free_port(6), classpath_settings=Settings())
     try:
         manager.up()
         yield manager

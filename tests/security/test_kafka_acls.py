@@ -20,29 +20,20 @@ from typing import Any
 
 import pytest
 
-from gridhub.infra.base import port_in_use
 from gridhub.infra.secure import HUB, SecureInfra
 from gridhub.core.settings import Settings
+from helpers.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 ZHZF, SCJG = "330502.zhzf", "330502.scjg"
 
 
-def free_port_pair() -> int:
-    """Two consecutive free ports in 21000-28999 (below the ephemeral range, away from the dev servers)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(21000, 28990, 2)
-        if not port_in_use("127.0.0.1", base) and not port_in_use("127.0.0.1", base + 1):
-            return base
-    raise RuntimeError("no free port pair")
-
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureInfra]:
     settings = Settings(run_dir=tmp_path_factory.mktemp("secure-kafka"))
-    manager = SecureInfra(settings, [ZHZF, SCJG], port=free_port_pair(), classpath_settings=Settings())
+    manager = SecureInfra(settings, [ZHZF, SCJG], port=free_port(2), classpath_settings=Settings())
     try:
         manager.up()
         yield manager
@@ -313,7 +304,7 @@ async def test_the_webhook_sender_runs_on_the_secured_broker(secure: SecureInfra
     from connectors.webhook.signing import IDEMPOTENCY_HEADER
     from gridhub.core.codec import codec
     from gridhub.core.kafka_admin import ensure_topics
-    from webhook_receiver import catalog_with_delivery, sample_dispatch, serve_post
+    from helpers.http import catalog_with_delivery, sample_dispatch, serve_post
 
     hub = on_secured_broker(secure, settings)
     agency, topic = "330502.whsc", hub.topic("dispatch.330502.whsc")

@@ -14,12 +14,8 @@ import pytest
 
 from connectors.mqtt_bridge.service import client_id_for
 from gridhub.core.settings import Settings
+from helpers.ports import free_port
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _post(url: str, body: bytes, token: str) -> tuple[int, Any]:
@@ -31,7 +27,7 @@ def _post(url: str, body: bytes, token: str) -> tuple[int, Any]:
 @pytest.mark.integration
 def test_gridhub_run_serves_http_and_mqtt(settings: Settings, worker: Callable[..., Any],
                                           consume: Callable[..., list[Any]]) -> None:
-    port = _free_port()
+    port = free_port()
     w = worker(settings, only="gateway,mqtt_bridge", env={"GRIDHUB_GATEWAY_PORT": str(port)})
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

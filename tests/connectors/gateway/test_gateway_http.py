@@ -14,16 +14,12 @@ from connectors.gateway.app import split_items
 from connectors.gateway.service import GatewayService
 from gridhub.core.dlq import parse_dead_letter_headers
 from gridhub.core.settings import Settings
+from helpers.ports import free_port
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _start(settings: Settings, **kwargs: Any) -> GatewayService:
-    gateway = GatewayService(settings, port=_free_port(), **kwargs)
+    gateway = GatewayService(settings, port=free_port(), **kwargs)
     await gateway.start()
     assert await gateway.producer.wait_ready(30), "gateway producer never connected to Kafka"
     return gateway
@@ -203,7 +199,7 @@ async def test_feedback_token_must_belong_to_every_agency_named(
 
 @pytest.mark.integration
 async def test_without_kafka_nothing_is_acknowledged(settings: Settings, http: aiohttp.ClientSession) -> None:
-    gw = GatewayService(settings.model_copy(update={"kafka_port": _free_port()}), port=_free_port())
+    gw = GatewayService(settings.model_copy(update={"kafka_port": free_port()}), port=free_port())
     await gw.start()
     try:
         async with http.post(_url(gw, "/v1/ingest/sensors"), data=b'{"deviceId": "d1"}',

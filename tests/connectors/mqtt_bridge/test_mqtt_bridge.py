@@ -19,6 +19,7 @@ import pytest
 from connectors.mqtt_bridge.service import MqttBridge, client_id_for, to_record
 from gridhub.core.dlq import parse_dead_letter_headers
 from gridhub.core.settings import Settings
+from helpers.ports import free_port
 
 
 def clear_session(host: str, port: int, client_id: str) -> None:
@@ -119,18 +120,13 @@ async def test_messages_published_while_the_bridge_is_down_arrive_after_restart(
 
 # --- a private broker we may restart -------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 class PrivateMosquitto:
     """A Mosquitto with persistence in a temp dir, on its own port (the shared one is never restarted)."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         (home / "data").mkdir(parents=True, exist_ok=True)
         (home / "mosquitto.conf").write_text(
@@ -214,7 +210,7 @@ async def test_a_message_kafka_never_acknowledged_is_not_acknowledged_to_mqtt(
     """Kafka unreachable: the bridge holds the message unacknowledged; the next bridge gets it again."""
     first = await start_bridge(settings)            # the persistent session exists
     await first.stop()
-    no_kafka = settings.model_copy(update={"kafka_port": _free_port()})
+    no_kafka = settings.model_copy(update={"kafka_port": free_port()})
     blind = MqttBridge(no_kafka)
     await blind.start()
     try:

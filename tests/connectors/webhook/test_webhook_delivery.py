@@ -13,7 +13,7 @@ from aiohttp import web
 from connectors.webhook.service import WebhookDeliverer, backoff_ms, body_of, idempotency_key
 from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
 from gridhub.core.agencies import WebhookTarget
-from webhook_receiver import sample_dispatch, serve_post
+from helpers.http import sample_dispatch, serve_post
 
 SECRET = "test-webhook-secret"
 

@@ -14,8 +14,8 @@ from connectors.webhook.service import WebhookSink, create
 from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from gridhub.core.codec import codec
 from gridhub.core.dlq import parse_dead_letter_headers
-from webhook_receiver import sample_dispatch as dispatch
-from webhook_receiver import catalog_with_delivery, serve_post
+from helpers.http import sample_dispatch as dispatch
+from helpers.http import catalog_with_delivery, serve_post
 
 pytestmark = pytest.mark.integration
 SECRET = "shared-secret-for-whsc"

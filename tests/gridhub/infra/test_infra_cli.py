@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from conftest import GRIDHUB, REPO_ROOT, free_port
+from gridhub.supervisor import GRIDHUB, free_port
+
+from gridhub.core.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

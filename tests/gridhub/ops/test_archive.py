@@ -12,7 +12,8 @@ import pytest
 from gridhub.ops.archive import MANIFEST
 from gridhub.core.kafka_admin import ensure_topics
 from gridhub.core.settings import Settings
-from opshelpers import other_settings, produce, read_all, run_cli  # noqa: F401 (fixture)
+from helpers.kafka import produce, read_all
+from helpers.cli import run_cli
 
 pytestmark = pytest.mark.integration
 

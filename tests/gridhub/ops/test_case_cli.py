@@ -12,7 +12,7 @@ import pytest
 from connectors.clickhouse.backend import DriverBackend
 from connectors.clickhouse.migrate import migrate
 from gridhub.core.settings import Settings
-from opshelpers import run_cli
+from helpers.cli import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +93,7 @@ def test_case_show_falls_back_to_the_cases_kafka_partition(settings: Settings) -
     """No ClickHouse rows (sink not running): the case is read from its partition of the keyed topics."""
     from gridhub.core.codec import codec
     from gridhub.core.kafka_admin import ensure_topics
-    from opshelpers import produce
+    from helpers.kafka import produce
 
     ensure_topics(settings, ["reports.linked", "case-events", "cases"])
     t0 = T0 * 1000

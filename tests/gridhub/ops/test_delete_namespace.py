@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_topics_and_faust_state_are_removed(settings: Settings, tmp_path: Path) -> None:
-    from conftest import create_topics
+    from gridhub.supervisor import create_topics
 
     local = settings.model_copy(update={"run_dir": tmp_path})
     create_topics(local, ["reports"])

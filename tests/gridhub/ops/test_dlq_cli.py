@@ -10,7 +10,8 @@ from gridhub.core.dlq import dead_letter_headers
 from gridhub.ops.dlq import RETRY_HEADER, retried_refs
 from gridhub.core.kafka_admin import ensure_topics
 from gridhub.core.settings import Settings
-from opshelpers import produce, read_all, run_cli
+from helpers.kafka import produce, read_all
+from helpers.cli import run_cli
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,8 @@ from streams.health import LagProbe
 from gridhub.core.kafka_admin import ensure_topics
 from gridhub.core.settings import REPO_ROOT, Settings
 from gridhub.core.topics import SOURCES
-from opshelpers import read_all, run_cli
+from helpers.kafka import read_all
+from helpers.cli import run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from gridhub.ops.common import admin_client
 from gridhub.core.kafka_admin import describe, ensure_topics
 from gridhub.core.settings import Settings
-from opshelpers import run_cli
+from helpers.cli import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,7 @@ def _wait_for_config(admin, topic: str, key: str, value: str, timeout_s: float =
 
 
 def test_ls_shows_end_offsets(settings: Settings) -> None:
-    from opshelpers import produce
+    from helpers.kafka import produce
     ensure_topics(settings, ["raw.sensors"])
     produce(settings, "raw.sensors", [{"key": b"d", "value": b"{}", "partition": 1}] * 3)
     result = run_cli(settings, "topics", "ls", "--partitions")

@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 import pytest
-from fusion_helpers import HOUR, LAT, MIN, T0, Harness, alarm, north, report
+from helpers.fusion import HOUR, LAT, MIN, T0, Harness, alarm, north, report
 
 from gridhub.core.codec import codec
 from streams.fusion.engine import case_id_for

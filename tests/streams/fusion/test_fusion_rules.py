@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fusion_helpers import HOUR, LAT, LNG, MIN, T0, alarm, north, report
+from helpers.fusion import HOUR, LAT, LNG, MIN, T0, alarm, north, report
 
 from streams.fusion import rules
 from streams.fusion.config import load_config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from ingest_corpus import CORPUS_DIR, load_bad_inputs
+from helpers.ingest_corpus import CORPUS_DIR, load_bad_inputs
 
 from streams.ingest.normalize import Rejected, normalize
 
@@ -21,7 +21,7 @@ def test_manifest_lists_every_file() -> None:
 
 @pytest.mark.parametrize("bad", CORPUS, ids=[b.name for b in CORPUS])
 def test_rejected_with_reason(bad: object) -> None:
-    from ingest_corpus import BadInput
+    from helpers.ingest_corpus import BadInput
 
     assert isinstance(bad, BadInput)
     with pytest.raises(Rejected) as info:

@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any, Callable
 
 import pytest
-from ingest_corpus import load_bad_inputs
+from helpers.ingest_corpus import load_bad_inputs
 
 from gridhub.core.codec import codec
 from gridhub.core.dlq import parse_dead_letter_headers

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from routing_helpers import TopicReader, feedback_doc, send_feedback
+from helpers.kafka import TopicReader
+
+from helpers.routing import feedback_doc, send_feedback
 
 pytestmark = pytest.mark.integration
 BEIJING = timezone(timedelta(hours=8))

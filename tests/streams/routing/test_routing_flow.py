@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from gridhub.core.codec import codec
-from routing_helpers import (TopicReader, dead_letters, events_for, feedback_doc, make_case, now_ms, produce_case,
-                             review_report, send_feedback, write_rules)
+from helpers.kafka import TopicReader
+from helpers.routing import (dead_letters, events_for, feedback_doc, make_case, now_ms, produce_case, review_report,
+                             send_feedback, write_rules)
 
 pytestmark = pytest.mark.integration
 DAY = 86_400_000

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-CORPUS_DIR = Path(__file__).resolve().parents[2] / "data" / "bad_inputs"
+CORPUS_DIR = Path(__file__).resolve().parents[1] / "data" / "bad_inputs"
 BEIJING = timezone(timedelta(hours=8))
 
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gridhub.core.agencies import AgencyCatalog, load_catalog
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 async def serve_post(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],

@@ -13,7 +13,7 @@ from kafka.structs import OffsetAndMetadata
 from streams.health import LagProbe, compute_lag
 from gridhub.core.kafka_admin import ensure_topics
 from gridhub.core.settings import Settings
-from opshelpers import produce
+from helpers.kafka import produce
 
 
 def test_compute_lag_counts_from_the_committed_offset() -> None:

@@ -12,7 +12,7 @@ from gridhub.core.codec import codec
 from gridhub.core.dlq import parse_dead_letter_headers
 from gridhub.core.settings import Settings
 
-DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def now_ms() -> int:
@@ -61,62 +61,6 @@ def write_rules(tmp: Path, body: str, agencies: Path | None = None) -> Path:
     path.write_text(f"agencies: {agencies or DEPLOY / 'agencies.yaml'}\ncategories: {DEPLOY / 'categories.yaml'}\n"
                     + textwrap.dedent(body), encoding="utf-8")
     return path
-
-
-class TopicReader:
-    """Reads one namespaced topic from the beginning and keeps everything it read."""
-
-    def __init__(self, settings: Settings, topic: str, decode: str | None = None) -> None:
-        from kafka import KafkaConsumer
-
-        self.name = settings.topic(topic)
-        self.decode = decode
-        self.records: list[Any] = []
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                      auto_offset_reset="earliest", group_id=None)
-        self.assigned = False
-
-    def values(self) -> list[Any]:
-        if self.decode is None:
-            return [r.value for r in self.records]
-        return [codec(self.decode).decode(r.value) for r in self.records]
-
-    def poll(self, seconds: float = 0.5) -> None:
-        if not self.assigned:  # the topic may not exist yet (dispatch topics are created on first use)
-            from kafka import TopicPartition
-
-            partitions = self.consumer.partitions_for_topic(self.name)
-            if not partitions:
-                self.consumer.poll(timeout_ms=0)  # refreshes metadata
-                time.sleep(seconds)
-                return
-            tps = [TopicPartition(self.name, p) for p in sorted(partitions)]
-            self.consumer.assign(tps)
-            self.consumer.seek_to_beginning(*tps)
-            self.assigned = True
-        for batch in self.consumer.poll(timeout_ms=int(seconds * 1000)).values():
-            self.records.extend(batch)
-
-    def until(self, predicate: Callable[[list[Any]], bool], timeout: float = 60.0, what: str = "") -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            values = self.values()
-            if predicate(values):
-                return values
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name}: timed out waiting for {what or predicate}; read {len(values)}: "
-                                     f"{values[-10:]}")
-            self.poll()
-
-    def settle(self, seconds: float) -> list[Any]:
-        """Everything read after waiting ``seconds`` more (to show that nothing else arrives)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.poll(0.3)
-        return self.values()
-
-    def close(self) -> None:
-        self.consumer.close()
 
 
 def events_for(events: list[dict[str, Any]], case_id: str) -> list[str]:
