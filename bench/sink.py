@@ -30,10 +30,12 @@ from gridhub.core.settings import Settings, get_settings
 
 
 async def _run_sink(settings: Settings, batch_rows: int, total: int, timeout: float) -> Any:
-    from connectors.clickhouse.service import ClickHouseSink, SinkSettings
+    from connectors.clickhouse.service import ClickHouseSink, SinkSettings, runner
 
-    sink = ClickHouseSink(settings, SinkSettings(batch_rows=batch_rows, flush_seconds=1.0, migrate=True))
-    await sink.start()
+    loader = runner(settings, SinkSettings(batch_rows=batch_rows, flush_seconds=1.0, migrate=True))
+    sink = loader.sink
+    assert isinstance(sink, ClickHouseSink)
+    await loader.start()
     deadline = time.monotonic() + timeout
     try:
         while sum(sink.inserted.values()) < total:
@@ -41,11 +43,11 @@ async def _run_sink(settings: Settings, batch_rows: int, total: int, timeout: fl
                 raise click.ClickException(f"the sink inserted {sum(sink.inserted.values())} of {total} rows "
                                            f"in {timeout:.0f} s")
             await asyncio.sleep(0.05)
-        while sink.last_commit_at is None or sink._pending.records:  # the commit of the last flush
+        while loader.last_commit_at is None or loader.buffered:  # the commit of the last flush
             await asyncio.sleep(0.05)
     finally:
-        await sink.stop()
-    return sink
+        await loader.stop()
+    return loader
 
 
 def run_sink_bench(cases: int, batch_rows: int, seed: int, as_json: bool, timeout: float = 600.0) -> dict[str, Any]:
@@ -73,9 +75,10 @@ def run_sink_bench(cases: int, batch_rows: int, seed: int, as_json: bool, timeou
         migrate(backend, bare_db)
         backend.close()
 
-        sink = asyncio.run(_run_sink(settings, batch_rows, total, timeout))
-        assert sink.first_record_at is not None and sink.last_commit_at is not None
-        sink_seconds = sink.last_commit_at - sink.first_record_at
+        loader = asyncio.run(_run_sink(settings, batch_rows, total, timeout))
+        sink = loader.sink
+        assert loader.first_record_at is not None and loader.last_commit_at is not None
+        sink_seconds = loader.last_commit_at - loader.first_record_at
 
         client = Client(settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
                         password=settings.clickhouse_password)

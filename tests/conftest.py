@@ -134,7 +134,7 @@ def worker(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Calla
     """Factory: ``worker(settings, only="ingest,fusion", env={...})`` -> a ready :class:`WorkerProcess`.
 
     Before the first start, the namespace's topics of ``deploy/topics.yaml``
-    are ensured (``gridhub.ops.topics.ensure_topics``) and ``topics=[...]``
+    are ensured (``gridhub.core.kafka_admin.ensure_topics``) and ``topics=[...]``
     (contract names) are created: a Faust consumer subscribing to a missing
     topic would sit without partitions.  ``command=[...]`` runs another Faust
     worker program instead of ``gridhub run`` (same environment, same

@@ -181,7 +181,7 @@ class TopicMap:
 
     #: The fact topics (contract names).  Dispatches come from ``dispatches``, routing's copy of
     #: every agency's dispatch, not from the ``dispatch.<agency>`` topics: subscribing to those
-    #: would need a pattern, which fetches the whole cluster's metadata (gridhub/topics.py).
+    #: would need a pattern, which fetches the whole cluster's metadata (gridhub/core/topics.py).
     CONTRACT_TOPICS = (topics.REPORTS_LINKED, topics.CASES, topics.CASE_EVENTS, topics.DISPATCHES, topics.DLQ)
 
     @property

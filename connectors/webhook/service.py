@@ -7,9 +7,11 @@ this sink is just another consumer of it (consumer group
 is written anywhere, and a replay of the topic re-delivers with the same
 idempotency keys.
 
-For each record, in partition order:
+Run by the :class:`connectors.base.SinkRunner` (consume -> write -> dead-letter -> commit, with
+each partition, i.e. agency, written concurrently: one agency's outage does not hold up
+another's deliveries).  For each record, in partition order:
 
-1. decode the Avro ``Dispatch``; undecodable -> dead letter (stage
+1. decode the Avro ``Dispatch``; undecodable -> refused (dead letter, stage
    ``webhook``), go on;
 2. POST it as JSON with ``X-Gridhub-Timestamp``, ``X-Gridhub-Signature:
    sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`` and
@@ -19,9 +21,10 @@ For each record, in partition order:
    retry after an exponential backoff with jitter (``Retry-After`` honoured
    up to the maximum backoff), at most ``max_attempts`` attempts.  Any other
    4xx is the receiver refusing the data: no retry;
-4. after the last attempt (or a refusal): the original bytes to ``dlq``
-   with the reason, acknowledged by Kafka (``acks=all``) before step 5;
-5. commit the partition's offset past the record.
+4. after the last attempt (or a refusal): refused; the runner sends the
+   original bytes to ``dlq`` with the reason, acknowledged by Kafka
+   (``acks=all``) before step 5;
+5. the runner commits the partition's offset past the batch.
 
 A crash between 2 and 5 re-delivers the record on restart with the same
 ``Idempotency-Key``: receivers see each dispatch once if they dedupe on it
@@ -36,20 +39,17 @@ import json
 import random
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Awaitable, Callable, Sequence
 
 import aiohttp
-from mode import Service
 
-from connectors.base import RawRecord, Sink
+from connectors.base import RawRecord, Refused, Sink, SinkRunner
 from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from gridhub.core import topics as T
 from gridhub.core.agencies import AgencyCatalog, WebhookTarget, catalog_for_rules
 from gridhub.core.codec import DecodeError, codec
-from gridhub.core.dlq import dead_letter_headers
 from gridhub.core.logging import get_logger
-from gridhub.core.metrics import DEAD_LETTERS, WEBHOOK_DELIVERIES
+from gridhub.core.metrics import WEBHOOK_DELIVERIES
 from gridhub.core.settings import Settings
 
 log = get_logger(__name__)
@@ -152,28 +152,16 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class WebhookSink(Sink):
-    """Consumes the dispatch topics of webhook agencies and delivers each record (see module docstring)."""
+    """Delivers dispatch records to their agencies' webhooks (see the module docstring)."""
 
     def __init__(self, settings: Settings, catalog: AgencyCatalog, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.catalog = catalog
-        self.topics = [settings.topic(T.dispatch_topic(a)) for a in sorted(catalog.webhooks)]
-        self.group_id = f"{settings.faust_app_id}.webhook"
         self._session: aiohttp.ClientSession | None = None
-        self._consumer: Any = None
-        self._producer: Any = None
         self.deliverer: WebhookDeliverer | None = None
 
     async def on_start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-        from gridhub.core.kafka_admin import ensure_topics
-
-        names = [T.dispatch_topic(a) for a in sorted(self.catalog.webhooks)]
-        # Create the agencies' topics first: a consumer subscribed to a missing topic would only
-        # see it after its next metadata refresh (minutes).
-        await asyncio.get_running_loop().run_in_executor(None, partial(ensure_topics, self.settings, names=names))
         for agency, target in sorted(self.catalog.webhooks.items()):
             try:
                 target.secret()
@@ -181,74 +169,49 @@ class WebhookSink(Sink):
                 log.error("webhook_secret_missing", agency=agency, reason=str(exc))
         self._session = aiohttp.ClientSession()
         self.deliverer = WebhookDeliverer(self._session)
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-                                          **self.settings.kafka_client_options())
-        await self._producer.start()
-        self._consumer = AIOKafkaConsumer(
-            *self.topics, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
-            enable_auto_commit=False, auto_offset_reset="earliest", **self.settings.kafka_client_options())
-        await self._consumer.start()
-        log.info("webhook_sink_started", agencies=sorted(self.catalog.webhooks), group=self.group_id)
+        log.info("webhook_sink_started", agencies=sorted(self.catalog.webhooks))
 
     async def on_stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._producer is not None:
-            await self._producer.stop()
         if self._session is not None:
             await self._session.close()
 
-    @Service.task
-    async def _consume(self) -> None:
-        from aiokafka import TopicPartition
-
-        while not self.should_stop:
-            batches = await self._consumer.getmany(timeout_ms=1000, max_records=100)
-            if not batches:
-                continue
-
-            async def one_partition(tp: TopicPartition, messages: list[Any]) -> None:
-                await self.write([RawRecord(topic=m.topic, key=m.key, value=m.value, headers=list(m.headers or []),
-                                            partition=m.partition, offset=m.offset, timestamp_ms=m.timestamp)
-                                  for m in messages])
-                await self._consumer.commit({tp: messages[-1].offset + 1})
-
-            # Partitions (agencies) in parallel: one agency's outage does not hold up another's deliveries.
-            await asyncio.gather(*(one_partition(tp, msgs) for tp, msgs in batches.items()))
-
-    async def write(self, batch: Sequence[RawRecord]) -> None:
+    async def write(self, batch: Sequence[RawRecord]) -> list[Refused]:
+        refused = []
         for record in batch:
-            await self.deliver_record(record)
+            outcome = await self.deliver_record(record)
+            if not outcome.delivered:
+                log.error("webhook_refused", topic=record.topic, partition=record.partition, offset=record.offset,
+                          reason=outcome.reason)
+                refused.append((record, outcome.reason))
+        return refused
 
     async def deliver_record(self, record: RawRecord) -> Outcome:
         assert self.deliverer is not None
         try:
             dispatch = codec("Dispatch").decode(record.value)
         except DecodeError as exc:
-            outcome = Outcome(False, 0, str(exc))
-        else:
-            target = self.catalog.webhook(str(dispatch["agency"]))
-            if target is None:
-                outcome = Outcome(False, 0, f"agency {dispatch['agency']} has no webhook configured")
-            else:
-                outcome = await self.deliverer.deliver(target, dispatch)
-        if not outcome.delivered:
-            await self._dead_letter(record, outcome.reason)
-        return outcome
-
-    async def _dead_letter(self, record: RawRecord, reason: str) -> None:
-        DEAD_LETTERS.labels(STAGE).inc()
-        log.error("webhook_dead_letter", topic=record.topic, partition=record.partition, offset=record.offset,
-                  reason=reason)
-        await self._producer.send_and_wait(
-            self.settings.topic(T.DLQ), value=record.value, key=record.key,
-            headers=dead_letter_headers(STAGE, reason, record.topic, record.partition, record.offset))
+            return Outcome(False, 0, str(exc))
+        target = self.catalog.webhook(str(dispatch["agency"]))
+        if target is None:
+            return Outcome(False, 0, f"agency {dispatch['agency']} has no webhook configured")
+        return await self.deliverer.deliver(target, dispatch)
 
 
-def create(app: Any, settings: Settings) -> WebhookSink | None:
+def runner(settings: Settings, catalog: AgencyCatalog) -> SinkRunner:
+    """The webhook sink under its :class:`SinkRunner`, in the group ``<app id>.webhook``, reading the
+    ``dispatch.<agency>`` topics of the webhook agencies."""
+    return SinkRunner(settings, WebhookSink(settings, catalog),
+                      topics=[T.dispatch_topic(a) for a in sorted(catalog.webhooks)],
+                      group_id=f"{settings.faust_app_id}.webhook", stage=STAGE, client_id="gridhub-webhook",
+                      # 100 records per flush, 0.2 s at most in the buffer: deliveries are per record anyway,
+                      # a small batch keeps an agency's dispatches moving while another one retries.
+                      batch_records=100, flush_seconds=0.2, per_partition=True)
+
+
+def create(app: Any, settings: Settings) -> SinkRunner | None:
     """``gridhub run`` factory: a sink when any agency is configured for webhook delivery, else None."""
     catalog = catalog_for_rules(settings.routing_rules)
     if not catalog.webhooks:
         log.info("webhook_sink_disabled", reason="no agency is configured for webhook delivery")
         return None
-    return WebhookSink(settings, catalog)
+    return runner(settings, catalog)

@@ -149,7 +149,7 @@ def generate(cases: int, now_ms: int, seed: int = 7, span_hours: int = 6, townsh
 
 def _dispatch(out: FactSet, did: str, case_id: str, agency: str, county: str, street: str, category: str,
               at: int, role: str, sources: list[str]) -> None:
-    out.add(topics.DISPATCHES, case_id, {  # routing's copy for the sink (gridhub/topics.py)
+    out.add(topics.DISPATCHES, case_id, {  # routing's copy for the sink (gridhub/core/topics.py)
         "dispatchId": did, "caseId": case_id, "agency": agency, "countyCode": county, "streetCode": street,
         "role": role, "reason": "rule:synthetic", "category": category, "severity": 1, "sources": sources,
         "reportCount": len(sources), "dispatchedAt": at, "signDeadline": at + HOUR_MS,

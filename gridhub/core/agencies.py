@@ -2,7 +2,7 @@
 
 Agencies are ``<countyCode>.<code>`` (CONTRACTS.md section 2).  The county
 list is not copied into ``deploy/agencies.yaml``: it is generated at load
-time from ``gridhub/reference/data/counties.csv`` (all 90 Zhejiang counties),
+time from ``gridhub/core/reference/data/counties.csv`` (all 90 Zhejiang counties),
 so a boundary change is a reference-data update, not a config edit.  The
 township platforms ``<county>.town-<streetCode>`` come from
 ``townships.csv`` the same way.

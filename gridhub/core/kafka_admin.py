@@ -5,7 +5,7 @@ match it where Kafka allows (create missing topics, set configs, add partitions)
 differences it cannot fix: Kafka never removes partitions, and changing the replication factor is
 a reassignment an operator plans, not a side effect of a deploy.  Services call it at start-up
 (``ensure_topics_off_loop`` from the event loop) before a consumer subscribes; ``gridhub topics
-ensure`` (gridhub/ops/topics.py) is the same thing as a command.
+ensure`` (gridhub/ops/cli.py) is the same thing as a command.
 
 Every kafka-python client of the hub's tools and connectors is made here (:func:`admin_client`,
 :func:`make_consumer`, :func:`make_producer`), with ``Settings.kafka_client_options()`` so that

@@ -1,7 +1,7 @@
 """The simulated geography: real Zhejiang division codes, synthetic positions.
 
 Codes and names come from the shipped reference tables
-(``gridhub/reference/data``), so every township belongs to its county and every
+(``gridhub/core/reference/data``), so every township belongs to its county and every
 village to its township.  The reference tables carry no coordinates, so
 positions are synthetic but stable: each county has an approximate real
 centroid (below), each township sits at a deterministic spot within the

@@ -10,7 +10,7 @@
 -- * No Nullable column in a key (18.16 forbids it); unknown text is ''.
 -- * {db} is the database, {lcstring} is LowCardinality(String) on servers that
 --   have it without a setting (>= 19.9) and String on 18.16: see
---   gridhub/clickhouse/migrate.py.
+--   connectors/clickhouse/migrate.py.
 -- * Times are DateTime('Asia/Shanghai'): analysts count days, weeks and months
 --   in Beijing time.  18.16 has no DateTime64, so times are whole seconds.
 

@@ -159,7 +159,7 @@ async def _send_effects(fx: lc.Effects) -> None:
         DISPATCHES.labels(record["agency"]).inc()
         key, value = record["caseId"].encode("utf-8"), dispatch_codec.encode(record)
         await topic.send(key=key, value=value)  # the agency's copy
-        await dispatches_topic.send(key=key, value=value)  # the analysts' copy (gridhub/topics.py)
+        await dispatches_topic.send(key=key, value=value)  # the analysts' copy (gridhub/core/topics.py)
     for ev in fx.events:
         await case_events_topic.send(key=ev["case_id"].encode("utf-8"), value=event_codec.encode(ev))
         log.info("case_event", case_id=ev["case_id"], case_event=ev["event"], agency=ev["agency"],

@@ -300,7 +300,7 @@ async def test_the_webhook_sender_runs_on_the_secured_broker(secure: SecureInfra
     from aiohttp import web
     from kafka import KafkaConsumer, KafkaProducer
 
-    from connectors.webhook.service import WebhookSink
+    from connectors.webhook.service import runner as webhook_runner
     from connectors.webhook.signing import IDEMPOTENCY_HEADER
     from gridhub.core.codec import codec
     from gridhub.core.kafka_admin import ensure_topics
@@ -342,7 +342,7 @@ async def test_the_webhook_sender_runs_on_the_secured_broker(secure: SecureInfra
         finally:
             consumer.close()
 
-    sink = WebhookSink(hub, catalog)
+    sink = webhook_runner(hub, catalog)
     await sink.start()
     try:
         deadline = time.monotonic() + 60

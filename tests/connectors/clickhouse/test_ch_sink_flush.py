@@ -29,7 +29,6 @@ class FakeClickHouseSink(ClickHouseSink):
         self.stored: list[dict[str, Any]] = []
         self.calls = 0
         self.fail_first = fail_first
-        self.sent: list[tuple[RawRecord, str]] = []
 
     def _insert_blocking(self, table: str, rows: list[dict[str, Any]]) -> None:
         self.calls += 1
@@ -39,8 +38,6 @@ class FakeClickHouseSink(ClickHouseSink):
             raise DataError("ClickHouse refused the rows (code 53): type mismatch")
         self.stored.extend(rows)
 
-    async def _send_dead_letters(self, dead: list[tuple[RawRecord, str]]) -> None:
-        self.sent.extend(dead)
 
 
 def records(n: int, poison: set[int]) -> list[RawRecord]:
@@ -55,21 +52,21 @@ async def test_refused_rows_are_isolated_and_dead_lettered_with_their_original_b
     sink = FakeClickHouseSink()
     batch = records(64, poison={5, 40}) + [RawRecord(topic="tfake.reports.linked", key=None, value=b"garbage",
                                                      partition=0, offset=64)]
-    pending = sink.prepare(batch)
-    assert len(pending.rows[REPORTS]) == 64 and len(pending.dead) == 1  # the garbage never becomes a row
-    await sink._deliver(pending)
+    rows, _, unreadable = sink.rows(batch)
+    assert len(rows[REPORTS]) == 64 and len(unreadable) == 1  # the garbage never becomes a row
+    refused = await sink.write(batch)
     assert sorted(r["report_id"] for r in sink.stored) == sorted(f"r{i}" for i in range(64) if i not in {5, 40})
     by_offset = {r.offset: r.value for r in batch}
-    assert [(r.offset, r.value == by_offset[r.offset]) for r, _ in sink.sent] == [(64, True), (5, True), (40, True)]
-    assert all("refused" in reason or "Avro" in reason for _, reason in sink.sent)
-    assert pending.offsets == {("tfake.reports.linked", 0): 64}
+    # The runner dead-letters exactly these, with their original bytes (connectors/base.py, step 2).
+    assert [(r.offset, r.value == by_offset[r.offset]) for r, _ in refused] == [(64, True), (5, True), (40, True)]
+    assert all("refused" in reason or "Avro" in reason for _, reason in refused)
 
 
 async def test_a_retriable_failure_leaves_the_batch_pending_for_the_retry() -> None:
     sink = FakeClickHouseSink(fail_first=True)
-    pending = sink.prepare(records(10, poison=set()))
+    batch = records(10, poison=set())
     with pytest.raises(RetriableError):
-        await sink._deliver(pending)
-    assert sink.stored == [] and len(pending.rows[REPORTS]) == 10
-    await sink._deliver(pending)
-    assert len(sink.stored) == 10 and pending.rows[REPORTS] == []
+        await sink.write(batch)
+    assert sink.stored == []
+    assert await sink.write(batch) == []  # the runner repeats the same batch
+    assert sorted(r["report_id"] for r in sink.stored) == [f"r{i}" for i in range(10)]

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from connectors.webhook.service import WebhookSink, create
+from connectors.webhook.service import create, runner
 from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from gridhub.core.codec import codec
 from gridhub.core.dlq import parse_dead_letter_headers
 from helpers.http import sample_dispatch as dispatch
 from helpers.http import catalog_with_delivery, serve_post
+from helpers.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 SECRET = "shared-secret-for-whsc"
@@ -54,20 +55,6 @@ async def wait_for(cond: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.2)
 
 
-def read_dlq(settings: Any, n: int, timeout: float) -> list[Any]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(settings.topic("dlq"), bootstrap_servers=settings.kafka_bootstrap,
-                             auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
-                             consumer_timeout_ms=int(timeout * 1000))
-    out: list[Any] = []
-    for record in consumer:
-        out.append(record)
-        if len(out) >= n:
-            break
-    consumer.close()
-    return out
-
 
 async def test_sink_retries_dedupes_and_dead_letters(settings: Any, kafka_producer: Any, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,11 +83,11 @@ async def test_sink_retries_dedupes_and_dead_letters(settings: Any, kafka_produc
         sent[did] = value
         kafka_producer.send(settings.topic(f"dispatch.{agency}"), key=f"case-{did}".encode(), value=value).get(30)
 
-    sink = WebhookSink(settings, catalog)
+    sink = runner(settings, catalog)
     await sink.start()
     try:
         await wait_for(lambda: len(flaky.accepted) == 3 and down.attempts >= 3, 60, "deliveries")
-        letters = await asyncio.to_thread(read_dlq, settings, 1, 30)
+        letters = await asyncio.to_thread(read_topic, settings, "dlq", 1, 30)
     finally:
         await sink.stop()
     # Exactly once from the receiver's view: each dispatch id accepted once, signatures all valid.
@@ -116,7 +103,7 @@ async def test_sink_retries_dedupes_and_dead_letters(settings: Any, kafka_produc
     assert info.topic == settings.topic("dispatch.330502.nync") and info.offset == 0
 
     # A restarted sink resumes after the committed offsets: nothing is delivered again.
-    again = WebhookSink(settings, catalog)
+    again = runner(settings, catalog)
     await again.start()
     try:
         await wait_for(lambda: bool(again._consumer.assignment()), 30, "the restarted sink's partitions")

@@ -1,4 +1,4 @@
-"""gridhub.ops.topics.delete_namespace: a throw-away namespace leaves nothing behind (real servers)."""
+"""gridhub.core.kafka_admin.delete_namespace: a throw-away namespace leaves nothing behind (real servers)."""
 
 from __future__ import annotations
 
