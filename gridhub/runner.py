@@ -19,7 +19,10 @@ from typing import Any, Callable
 
 import click
 
+from gridhub.core.logging import get_logger
 from gridhub.core.settings import get_settings
+
+log = get_logger(__name__)
 
 #: Stream domains, in pipeline order: the runner imports ``streams.<domain>.agents``, which declares
 #: the domain's agents, tables and timers on ``streams.app.app`` (the domain packages themselves
@@ -49,6 +52,25 @@ def _load(target: str) -> Callable[..., Any]:
     return factory
 
 
+def ensure_contract_topics(settings: Any) -> None:
+    """Create every fixed topic of deploy/topics.yaml (raw feeds, facts, feedback, dlq, ...) and wait
+    for their partition leaders, BEFORE any consumer subscribes.
+
+    Why here and not in the agents: a Faust consumer that subscribes to a topic that does not exist
+    yet is assigned no partition of it until its next metadata refresh, five minutes later; on a
+    fresh cluster, two of the three feeds went unread for those minutes (issue 14).  A failure
+    (the broker refuses a create) is logged, and the worker starts anyway: Faust declares its own
+    topics too.
+    """
+    from gridhub.core.kafka_admin import ensure_topics, load_spec
+
+    names = [name for name in (load_spec().get("topics") or {})]
+    try:
+        ensure_topics(settings, names)
+    except Exception as exc:
+        log.warning("contract_topics_not_ensured", topics=len(names), error=str(exc))
+
+
 def build_worker(domains: list[str] | None = None, services: list[str] | None = None) -> Any:
     import faust
 
@@ -56,6 +78,7 @@ def build_worker(domains: list[str] | None = None, services: list[str] | None = 
 
     settings = get_settings()
     prepare_worker()
+    ensure_contract_topics(settings)
     # Faust creates its datadir without parents; a fresh run dir has no faust/ yet.
     Path(app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
     for module in DOMAINS if domains is None else domains:

@@ -92,8 +92,12 @@ class WorkerProcess:
 
     def __init__(self, settings: Settings, only: str = "", env: dict[str, str] | None = None,
                  args: list[str] | None = None, ready_timeout: float = 120.0, log_dir: Path | None = None,
-                 command: list[str] | None = None, topics: list[str] | None = None) -> None:
+                 command: list[str] | None = None, topics: list[str] | None = None,
+                 ensure_topics: bool = True) -> None:
         self.web_port = free_port()
+        #: False: start on a namespace with no topics at all, as on a fresh cluster (the worker must
+        #: create its inputs before it subscribes: gridhub/runner.py ensure_contract_topics).
+        self.ensure_topics = ensure_topics
         overrides = {"web_port": self.web_port}
         self.settings = settings.model_copy(update=overrides)
         self.only = only
@@ -125,7 +129,7 @@ class WorkerProcess:
         """Input topics must exist before the consumer subscribes (see :func:`create_topics`)."""
         if self.topics:
             create_topics(self.settings, self.topics)
-        if self._command is None:
+        if self._command is None and self.ensure_topics:
             from gridhub.core.kafka_admin import ensure_topics
 
             ensure_topics(self.settings)

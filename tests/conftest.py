@@ -145,9 +145,10 @@ def worker(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Calla
 
     def _start(s: Settings | None = None, only: str = "", env: dict[str, str] | None = None,
                args: list[str] | None = None, ready_timeout: float = 120.0, wait: bool = True,
-               command: list[str] | None = None, topics: list[str] | None = None) -> WorkerProcess:
+               command: list[str] | None = None, topics: list[str] | None = None,
+               ensure_topics: bool = True) -> WorkerProcess:
         w = WorkerProcess(s or settings, only=only, env=env, args=args, ready_timeout=ready_timeout,
-                          command=command, topics=topics)
+                          command=command, topics=topics, ensure_topics=ensure_topics)
         started.append(w)
         return w.start(wait=wait)
 

@@ -20,7 +20,7 @@ from connectors.clickhouse.migrate import migrate
 from gridhub.clickhouse.report import run_queries
 from gridhub.clickhouse.synthetic import FactSet, encoded, generate, produce, rows
 from gridhub.core.settings import Settings
-from tests.conftest import free_port
+from helpers.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -120,7 +120,7 @@ def test_redelivery_and_a_killed_sink_leave_every_answer_as_a_clean_load(
     assert all(answer.rows for answer in clean)
     for got, expected in zip(loaded, clean, strict=True):
         assert got == expected, got.query.name
-    assert "ch_sink.flushed" in w.log_text()
+    assert "sink_runner.flushed" in w.log_text()
 
 
 def test_clickhouse_outage_the_sink_waits_retries_and_catches_up(
@@ -159,7 +159,7 @@ def test_clickhouse_outage_the_sink_waits_retries_and_catches_up(
         assert w.running(), w.log_tail()
         lag_during = consumer_lag(settings)
         assert lag_during is not None and lag_during >= len(records) - half  # nothing committed while down
-        assert "ch_sink.retry" in w.log_text(log_offset)
+        assert "sink_runner.retry" in w.log_text(log_offset)
 
         up()
         wait_for(lambda: final_counts(client, settings.ch_database) == want and consumer_lag(settings) == 0, 120,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 import aiohttp
@@ -13,7 +12,7 @@ from aiohttp import web
 from connectors.webhook.service import WebhookDeliverer, backoff_ms, body_of, idempotency_key
 from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
 from gridhub.core.agencies import WebhookTarget
-from helpers.http import sample_dispatch, serve_post
+from helpers.http import AgencyEndpoint, sample_dispatch, serve_post
 
 SECRET = "test-webhook-secret"
 
@@ -47,35 +46,11 @@ def test_idempotency_key_separates_withdrawals() -> None:
     assert idempotency_key({"dispatchId": "d1", "action": "withdraw"}) == "d1:withdraw"
 
 
-@dataclass
-class Receiver:
-    """An agency's endpoint that fails the first ``fail_first`` attempts, verifies, and dedupes on the key."""
-
-    fail_first: int = 0
-    status_when_failing: int = 503
-    attempts: int = 0
-    accepted: dict[str, dict[str, Any]] = field(default_factory=dict)
-    deliveries: int = 0  # successful (2xx) responses, duplicates included
-    bad_signatures: int = 0
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.attempts += 1
-        body = await request.read()
-        if not verify(SECRET.encode(), request.headers[TIMESTAMP_HEADER], body, request.headers[SIGNATURE_HEADER]):
-            self.bad_signatures += 1
-            return web.Response(status=401)
-        if self.attempts <= self.fail_first:
-            return web.Response(status=self.status_when_failing, text="busy")
-        key = request.headers[IDEMPOTENCY_HEADER]
-        self.deliveries += 1
-        if key not in self.accepted:  # dedupe: a retried or re-delivered dispatch is processed once
-            self.accepted[key] = await request.json()
-        return web.json_response({"ok": True})
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    rec = Receiver()
+async def receiver() -> AsyncIterator[tuple[AgencyEndpoint, str]]:
+    rec = AgencyEndpoint(SECRET)
     runner, url = await serve_post(rec.handle, "/hook")
     yield rec, url
     await runner.cleanup()
@@ -90,7 +65,7 @@ def target(url: str, attempts: int = 5) -> WebhookTarget:
                          initial_backoff_ms=10, max_backoff_ms=50, timeout_ms=2000)
 
 
-async def test_retries_until_delivered_once(receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_retries_until_delivered_once(receiver: tuple[AgencyEndpoint, str], monkeypatch: pytest.MonkeyPatch) -> None:
     rec, url = receiver
     rec.fail_first = 3
     monkeypatch.setenv("GRIDHUB_TEST_WEBHOOK_SECRET", SECRET)
@@ -101,7 +76,7 @@ async def test_retries_until_delivered_once(receiver: tuple[Receiver, str], monk
     assert list(rec.accepted) == ["d-1"] and rec.accepted["d-1"]["caseId"] == "c-1"
 
 
-async def test_gives_up_after_max_attempts(receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_gives_up_after_max_attempts(receiver: tuple[AgencyEndpoint, str], monkeypatch: pytest.MonkeyPatch) -> None:
     rec, url = receiver
     rec.fail_first = 100
     monkeypatch.setenv("GRIDHUB_TEST_WEBHOOK_SECRET", SECRET)
@@ -111,7 +86,7 @@ async def test_gives_up_after_max_attempts(receiver: tuple[Receiver, str], monke
     assert "gave up after 3 attempts: HTTP 503" in outcome.reason and not rec.accepted
 
 
-async def test_refusal_is_not_retried(receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_refusal_is_not_retried(receiver: tuple[AgencyEndpoint, str], monkeypatch: pytest.MonkeyPatch) -> None:
     rec, url = receiver
     rec.fail_first, rec.status_when_failing = 100, 422
     monkeypatch.setenv("GRIDHUB_TEST_WEBHOOK_SECRET", SECRET)
@@ -120,7 +95,7 @@ async def test_refusal_is_not_retried(receiver: tuple[Receiver, str], monkeypatc
     assert not outcome.delivered and rec.attempts == 1 and "refused by the receiver: HTTP 422" in outcome.reason
 
 
-async def test_wrong_secret_is_rejected_by_receiver(receiver: tuple[Receiver, str],
+async def test_wrong_secret_is_rejected_by_receiver(receiver: tuple[AgencyEndpoint, str],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     rec, url = receiver
     monkeypatch.setenv("GRIDHUB_TEST_WEBHOOK_SECRET", "not-the-shared-secret")

@@ -15,35 +15,14 @@ from connectors.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIM
 from gridhub.core.codec import codec
 from gridhub.core.dlq import parse_dead_letter_headers
 from helpers.http import sample_dispatch as dispatch
-from helpers.http import catalog_with_delivery, serve_post
+from helpers.http import AgencyEndpoint, catalog_with_delivery, serve_post
 from helpers.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 SECRET = "shared-secret-for-whsc"
 
 
-class Receiver:
-    def __init__(self, fail_first: int) -> None:
-        self.fail_first = fail_first
-        self.attempts = 0
-        self.ok_responses = 0
-        self.bad_signatures = 0
-        self.accepted: dict[str, dict[str, Any]] = {}
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.attempts += 1
-        body = await request.read()
-        if not verify(SECRET.encode(), request.headers[TIMESTAMP_HEADER], body, request.headers[SIGNATURE_HEADER]):
-            self.bad_signatures += 1
-            return web.Response(status=401)
-        if self.attempts <= self.fail_first:
-            return web.Response(status=503)
-        self.ok_responses += 1
-        self.accepted.setdefault(request.headers[IDEMPOTENCY_HEADER], await request.json())
-        return web.Response(status=204)
-
-
-async def serve(receiver: Receiver) -> tuple[web.AppRunner, str]:
+async def serve(receiver: AgencyEndpoint) -> tuple[web.AppRunner, str]:
     return await serve_post(receiver.handle, "/dispatch")
 
 
@@ -58,7 +37,7 @@ async def wait_for(cond: Any, timeout: float, what: str) -> None:
 
 async def test_sink_retries_dedupes_and_dead_letters(settings: Any, kafka_producer: Any, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    flaky, down = Receiver(fail_first=3), Receiver(fail_first=10**6)
+    flaky, down = AgencyEndpoint(SECRET, fail_first=3), AgencyEndpoint(SECRET, fail_first=10**6)
     flaky_runner, flaky_url = await serve(flaky)
     down_runner, down_url = await serve(down)
     secret_file = tmp_path / "whsc.secret"
@@ -92,7 +71,7 @@ async def test_sink_retries_dedupes_and_dead_letters(settings: Any, kafka_produc
         await sink.stop()
     # Exactly once from the receiver's view: each dispatch id accepted once, signatures all valid.
     assert sorted(flaky.accepted) == ["d1", "d2", "d3"]
-    assert flaky.ok_responses == 4  # d1 was on the topic twice; the Idempotency-Key made it a no-op
+    assert flaky.deliveries == 4  # d1 was on the topic twice; the Idempotency-Key made it a no-op
     assert flaky.attempts == 3 + 4 and flaky.bad_signatures == 0
     assert flaky.accepted["d2"]["caseId"] == "case-d2" and flaky.accepted["d2"]["agency"] == "330502.whsc"
     # The receiver that never recovers: 3 attempts, then a dead letter with the original bytes.
@@ -110,7 +89,7 @@ async def test_sink_retries_dedupes_and_dead_letters(settings: Any, kafka_produc
         await asyncio.sleep(3)
     finally:
         await again.stop()
-    assert flaky.ok_responses == 4 and down.attempts == 3
+    assert flaky.deliveries == 4 and down.attempts == 3
     await flaky_runner.cleanup()
     await down_runner.cleanup()
 

@@ -139,7 +139,7 @@ def test_once_twice_and_both_engines_give_the_same_answers(
 def test_gridhub_ch_migrate_command(settings: Settings, ch_client: Any) -> None:
     import subprocess
 
-    from tests.conftest import GRIDHUB
+    from gridhub.supervisor import GRIDHUB
 
     env = {**settings.as_env(), "PATH": "/usr/bin:/bin"}
     for expected in ("2 applied, 0 already", "0 applied, 2 already"):

@@ -64,7 +64,7 @@ def test_every_kit_query_has_a_chart_and_empty_answers_say_so() -> None:
 
 @pytest.mark.integration
 def test_report_text_and_html_in_headless_chromium(settings: Settings, tmp_path: Path) -> None:
-    from tests.conftest import GRIDHUB
+    from gridhub.supervisor import GRIDHUB
 
     now = int(time.time())
     server = DriverBackend.from_settings(settings)
