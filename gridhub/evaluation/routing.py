@@ -207,11 +207,11 @@ def score(labels: Iterable[Mapping[str, Any]], incidents: Mapping[str, Mapping[s
         if item in seen:
             continue  # redeliveries and 12345 updates repeat a source_ref and count once
         seen.add(item)
-        inc = str(lab["incident"])
-        if inc not in incidents:
-            raise ValueError(f"label of {item[0]}:{item[1]} names incident {inc!r}, not in the incidents file")
-        if only is None or only(inc, incidents[inc]):
-            items_of[inc].append(item)
+        label = str(lab["incident"])
+        if label not in incidents:
+            raise ValueError(f"label of {item[0]}:{item[1]} names incident {label!r}, not in the incidents file")
+        if only is None or only(label, incidents[label]):
+            items_of[label].append(item)
     if category_map is not None:
         missing = sorted({str(incidents[i]["category"]) for i in items_of} - set(category_map))
         if missing:

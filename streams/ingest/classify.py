@@ -41,11 +41,6 @@ CATEGORY_CONFLICTS = Counter("gridhub_category_conflicts_total",
                              "Reports whose category sources disagreed, by how it was settled",
                              ["source", "kind"])
 
-#: Longest keyword span looked up, in characters: longer than every keyword in the file (the
-#: longest is 6-7 characters) with room for a deployment's own longer phrases.
-MAX_KEYWORD_CHARS = 10
-
-
 @dataclass(frozen=True)
 class Decision:
     """The resolved category and why."""
@@ -68,6 +63,7 @@ class Classifier:
             for word, weight in cat.keywords:
                 self._index.setdefault(word, []).append((cat.code, weight))
         self._order = {code: i for i, code in enumerate(tax.categories)}
+        self._lengths = sorted({len(w) for w in self._index})
         self._cut: Callable[[str], list[str]] | None = None
 
     # ------------------------------------------------------------------ tokenisation
@@ -85,21 +81,29 @@ class Classifier:
         return self._cut
 
     def words(self, text: str) -> set[str]:
-        """Every keyword of the taxonomy found in ``text``."""
+        """Every keyword of the taxonomy found in ``text``.
+
+        ``chars``: every substring occurrence.  ``jieba``: an occurrence counts unless it lies
+        inside one longer word of the segmentation (停车 inside 停车场, 雨水 inside 雨水篦子, 坑 inside
+        坑道): a keyword may span words, because segmentation is ambiguous (油烟熏 cuts as 油 / 烟熏,
+        and 油烟 is still there).
+        """
         if not text:
             return set()
         if self.tokenizer == "chars":
             return {w for w in self._index if w in text}
-        tokens = self._jieba()(text)
+        owner: list[tuple[int, int]] = []  # per character: (start, end) of the word it belongs to
+        pos = 0
+        for token in self._jieba()(text):
+            owner.extend([(pos, pos + len(token))] * len(token))
+            pos += len(token)
         found: set[str] = set()
-        for i in range(len(tokens)):
-            span = ""
-            for token in tokens[i:]:
-                span += token
-                if len(span) > MAX_KEYWORD_CHARS:
-                    break
-                if span in self._index:
-                    found.add(span)
+        for at in range(len(text)):
+            start, end = owner[at]
+            for n in self._lengths:
+                word = text[at:at + n]
+                if len(word) == n and word in self._index and not (at + n <= end and end - start > n):
+                    found.add(word)
         return found
 
     def scores(self, text: str) -> dict[str, float]:
