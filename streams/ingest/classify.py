@@ -41,6 +41,10 @@ CATEGORY_CONFLICTS = Counter("gridhub_category_conflicts_total",
                              "Reports whose category sources disagreed, by how it was settled",
                              ["source", "kind"])
 
+#: Grammatical particles that jieba's dictionary glues to a word (熏黑了, 堵住的): not a new word.
+PARTICLES = frozenset("了着过的得地")
+
+
 @dataclass(frozen=True)
 class Decision:
     """The resolved category and why."""
@@ -85,25 +89,35 @@ class Classifier:
 
         ``chars``: every substring occurrence.  ``jieba``: an occurrence counts unless it lies
         inside one longer word of the segmentation (停车 inside 停车场, 雨水 inside 雨水篦子, 坑 inside
-        坑道): a keyword may span words, because segmentation is ambiguous (油烟熏 cuts as 油 / 烟熏,
-        and 油烟 is still there).
+        坑道; a trailing particle is no new word: 熏黑了).  It may span words, because segmentation is
+        ambiguous (油烟熏 cuts as 油 / 烟熏 and 油烟 is still there), but then it must start or end
+        where a word does (南路 / 面馆 has no 路面).
         """
         if not text:
             return set()
         if self.tokenizer == "chars":
             return {w for w in self._index if w in text}
         owner: list[tuple[int, int]] = []  # per character: (start, end) of the word it belongs to
+        ends: set[int] = set()
         pos = 0
         for token in self._jieba()(text):
             owner.extend([(pos, pos + len(token))] * len(token))
             pos += len(token)
+            ends.add(pos)
         found: set[str] = set()
         for at in range(len(text)):
             start, end = owner[at]
             for n in self._lengths:
                 word = text[at:at + n]
-                if len(word) == n and word in self._index and not (at + n <= end and end - start > n):
-                    found.add(word)
+                if len(word) < n or word not in self._index:
+                    continue
+                if at + n <= end and end - start > n:
+                    # inside one longer word: another word (停车场), unless only a particle follows (熏黑了)
+                    if not (at == start and end - at == n + 1 and text[end - 1] in PARTICLES):
+                        continue
+                elif at != start and at + n not in ends:
+                    continue  # across words but aligned with neither end (南路|面馆 is not 路面)
+                found.add(word)
         return found
 
     def scores(self, text: str) -> dict[str, float]:
