@@ -47,7 +47,8 @@ from gridhub.core.timeutil import BEIJING  # 12345 times are Beijing time withou
 from gridhub.core.reference import divisions
 from gridhub.core.reference.geo import gcj02_to_wgs84, in_zhejiang
 from streams.ingest import pii
-from streams.ingest.taxonomy import taxonomy
+from streams.ingest import classify
+from streams.ingest.taxonomy import CONSULTATION
 
 #: Fixed namespace of report ids: uuid5(NAMESPACE_DNS, "reports.gridhub"). Never change it:
 #: every stored report id (Kafka, ClickHouse, archives) is derived from it.
@@ -439,7 +440,9 @@ def _four_platforms(doc: _Doc, ctx: _Context) -> Normalized:
     report = _empty_report(ctx.source, event_id, ctx)
     report.update(
         county_code=county, street_code=street, village_code=village, grid_code=doc.text("gridCode"),
-        category=taxonomy().four_platforms(code, cat_name), source_category_code=code,
+        category=classify.resolve(ctx.source, code=code, name=cat_name, county=county, title=doc.text("title"),
+                                  text=description).category,
+        source_category_code=code,
         source_category_name=cat_name, title=_masked(doc.text("title"), names),
         text=pii.mask_text(description, names), address=_masked(doc.text("address"), names),
         lng=lng, lat=lat, occurred_at=occurred, reported_at=reported, severity=_severity(doc.text("urgency")),
@@ -468,16 +471,22 @@ def _hotline(doc: _Doc, ctx: _Context) -> Normalized:
     appeal, status = doc.text("appealType"), doc.text("status")
     code, cat_name = doc.text("categoryCode"), doc.text("categoryName")
 
+    # Answered directly by the hotline (CONTRACTS.md 1.2): recorded, never dispatched, and never an
+    # incident whatever its text talks about (a question about a flooded underpass is not a flood).
+    direct = appeal in NON_DISPATCH_APPEALS and status == CLOSED_DIRECTLY
+    category = CONSULTATION if direct else classify.resolve(
+        ctx.source, code=code, name=cat_name, county=county, title=doc.text("title"), text=content).category
+
     report = _empty_report(ctx.source, order_no, ctx)
     report.update(
-        county_code=county, street_code=street, category=taxonomy().hotline(code, cat_name),
+        county_code=county, street_code=street, category=category,
         source_category_code=code, source_category_name=cat_name, title=_masked(doc.text("title"), names),
         text=pii.mask_text(content, names), address=_masked(doc.text("address"), names), lng=lng, lat=lat,
         reported_at=accepted, severity=_severity(doc.text("urgency")), status=status,
         # Answered directly by the hotline (CONTRACTS.md 1.2): recorded, never dispatched.  The flag
         # describes this delivery; fusion decides only for a new case, so a dispatched order that
         # later turns 已办结 is not recalled.
-        dispatchable=not (appeal in NON_DISPATCH_APPEALS and status == CLOSED_DIRECTLY),
+        dispatchable=not direct,
         reporter_hash=pii.reporter_hash(ctx.pii_key, phone, caller),
         reporter_masked=pii.masked_reporter(caller, phone), channel=doc.text("channel"), appeal_type=appeal,
         deadline=_deadline_ms(deadline_text) if deadline_text else None,
@@ -557,7 +566,9 @@ def _sensors(doc: _Doc, ctx: _Context) -> Normalized:
     report = _empty_report(ctx.source, source_ref, ctx)
     report.update(
         kind=kind, county_code=loc["county"], street_code=loc["street"], village_code=loc["village"],
-        category=taxonomy().sensor(device_type), source_category_code=device_type,
+        # The text is generated, so it only chooses among the device type's categories (by address).
+        category=classify.resolve(ctx.source, device_type=device_type, text=address).category,
+        source_category_code=device_type,
         source_category_name=label, title=f"{label}{what}",
         text=f"{label}设备 {device_id} {what}{reading}" + (f"，地址：{address}" if address else ""),
         address=address, lng=loc["lng"], lat=loc["lat"], occurred_at=at, reported_at=at,

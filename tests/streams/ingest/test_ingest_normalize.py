@@ -110,14 +110,35 @@ def test_four_platforms_unknown_platform() -> None:
     assert "unknown platform '城管平台'" in rejected("four-platforms", four(platform="城管平台"))
 
 
+#: A description that names no kind of problem, so only the source's category decides.
+NEUTRAL = {"title": "巡查上报", "description": "月河街道人民路1号，网格员张三（13812345678）现场查看后上报。"}
+
+
 def test_four_platforms_category_by_name_when_code_unknown() -> None:
-    r = run("four-platforms", four(categoryCode="7777", categoryName="违法建设")).report
+    r = run("four-platforms", four(categoryCode="7777", categoryName="违法建设", **NEUTRAL)).report
     assert r is not None and r["category"] == "illegal_construction"
 
 
 def test_unknown_category_is_other_not_dropped() -> None:
-    r = run("four-platforms", four(categoryCode="7777", categoryName="外星人")).report
+    r = run("four-platforms", four(categoryCode="7777", categoryName="外星人", **NEUTRAL)).report
     assert r is not None and r["category"] == "other" and r["source_category_name"] == "外星人"
+
+
+def test_content_fills_and_overrides_the_source_category() -> None:
+    """The text decides when the source's category is unknown or contradicted (streams/ingest/classify.py)."""
+    r = run("four-platforms", four(categoryCode="7777", categoryName="外星人")).report  # text: 占道经营
+    assert r is not None and r["category"] == "street_vending"
+    r = run("four-platforms", four(categoryCode="0302", categoryName="违法建设")).report  # name wins over code,
+    assert r is not None and r["category"] == "street_vending"                        # the text over both
+    h = run("hotline-12345", hotline(categoryName="城乡建设/市政设施/路灯照明", title="红绿灯坏了",
+                                     content="人民路口的红绿灯不亮了，一直黄闪，车子抢着过很危险。")).report
+    assert h is not None and h["category"] == "traffic"
+
+
+def test_direct_answers_are_consultations_whatever_the_text() -> None:
+    h = run("hotline-12345", hotline(appealType="咨询", status="已办结", categoryName="公安交警/道路通行/路况咨询",
+                                     content="下穿通道积水这么深，还能不能开车过去？")).report
+    assert h is not None and h["category"] == "consultation" and h["dispatchable"] is False
 
 
 def test_village_must_belong_to_street() -> None:

@@ -85,8 +85,12 @@ def test_fire_alarm_goes_to_fire_and_emergency_at_once(deployed) -> None:  # typ
     plan = deployed.plan(case(category="fire", sources=["sensors"]))
     assert plan is not None
     assert [(a.agency, a.role) for a in plan.assignments] == [("330502.xfjy", "lead"), ("330502.yjgl", "assist")]
+    assert plan.lead.rule == "fire-alarm" and plan.lead.sign_ms == 5 * 60_000
     human = deployed.plan(case(category="fire", sources=["hotline-12345"]))
-    assert human is not None and [a.agency for a in human.assignments] == ["330502.xfjy"]
+    assert human is not None and [a.agency for a in human.assignments] == ["330502.xfjy", "330502.yjgl"]
+    assert human.lead.rule == "fire"
+    hazard = deployed.plan(case(category="fire_hazard", sources=["four-platforms"]))
+    assert hazard is not None and [a.agency for a in hazard.assignments] == ["330502.xfjy"]
 
 
 def test_return_goes_to_next_rule_then_centre_then_city(deployed) -> None:  # type: ignore[no-untyped-def]
@@ -99,7 +103,7 @@ def test_return_goes_to_next_rule_then_centre_then_city(deployed) -> None:  # ty
 
 
 def test_town_without_street_falls_back_to_centre(deployed) -> None:  # type: ignore[no-untyped-def]
-    plan = deployed.plan(case(category="dispute", street_code=None))
+    plan = deployed.plan(case(category="public_service", street_code=None))
     assert plan is not None and plan.lead.agency == "330502.zzzx" and plan.lead.reason == "rule:township"
 
 
@@ -286,3 +290,51 @@ def test_reload_applies_good_edits_and_keeps_last_good_rules(tmp_path: Path) -> 
     assert holder.maybe_reload() is False
     assert holder.last_error is not None and "unknown agency 'nosuch'" in holder.last_error
     assert holder.current.plan(case()).lead.agency == "330502.town-330502001"  # last good rules kept
+
+
+def test_every_category_has_a_rule_whose_lead_is_the_taxonomy_lead(deployed) -> None:  # type: ignore[no-untyped-def]
+    """deploy/categories.yaml and deploy/routing.yaml agree: no category silently falls to triage."""
+    from streams.ingest.taxonomy import taxonomy
+
+    tax = taxonomy()
+    assert deployed.categories == frozenset(tax.categories)
+    for code, cat in tax.categories.items():
+        for source in ("four-platforms", "hotline-12345"):
+            plan = deployed.plan(case(category=code, sources=[source]))
+            assert plan is not None
+            if code in ("other", "consultation"):
+                assert plan.lead.reason == "triage" and plan.lead.agency == "330502.zzzx", code
+                continue
+            assert plan.lead.reason.startswith("rule:"), (code, plan.lead)
+            # `town` = the case's own township platform (CONTRACTS 2: town-<streetCode>)
+            lead = "330502.town-330502001" if cat.lead == "town" else f"330502.{cat.lead}"
+            assert plan.lead.agency == lead, (code, plan.lead.agency, cat.lead)
+            assert deployed.catalog.exists(lead), lead
+
+
+@pytest.mark.parametrize("category,lead,assist", [
+    ("gas_leak", "zjj", ["xfjy", "yjgl"]),               # 燃气: 住建 with 消防 on site and 应急
+    ("special_equipment", "scjg", ["xfjy"]),             # 电梯困人: 特种设备监察, 消防 frees the people
+    ("waterlogging", "zjj", ["yjgl"]),                   # 城市内涝 (drainage) ...
+    ("flood", "slj", ["yjgl"]),                          # ... is not a river level (水利)
+    ("highway_damage", "jtys", []),                      # 国省道 ...
+    ("road_damage", "zjj", []),                          # ... are not municipal roads
+    ("social_noise", "gaj", []),                         # 社会生活噪声 ...
+    ("noise", "zhzf", []),                               # ... vs construction noise
+    ("cooking_fume", "zhzf", []),                        # 餐饮油烟 ...
+    ("air_pollution", "sthj", []),                       # ... vs industrial exhaust
+    ("construction_waste", "zhzf", []),
+    ("wage_arrears", "zzzx", ["town-330502001"]),
+    ("dispute", "zzzx", ["town-330502001"]),
+    ("land_use", "zrzy", []),
+    ("health", "wsjk", []),
+    ("culture_market", "whsc", []),
+    ("agriculture", "nync", []),
+    ("traffic", "gaj", []),
+    ("work_safety", "yjgl", []),
+])
+def test_dev_set_categories_route_to_the_expected_agencies(deployed, category: str, lead: str,  # type: ignore[no-untyped-def]
+                                                           assist: list[str]) -> None:
+    plan = deployed.plan(case(category=category, sources=["hotline-12345"]))
+    assert plan is not None
+    assert [a.agency for a in plan.assignments] == [f"330502.{lead}"] + [f"330502.{a}" for a in assist]

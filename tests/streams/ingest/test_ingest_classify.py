@@ -1,0 +1,116 @@
+"""The category classifier: source candidates weighed against the free text (pure, no Kafka).
+
+The sentences are written for these tests in the ways different people describe one kind of
+problem; none is copied from the dev set.
+"""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import REGISTRY
+
+from streams.ingest import classify
+from streams.ingest.classify import Classifier
+from streams.ingest.taxonomy import SourceCategory, taxonomy
+
+
+def conflicts(source: str, kind: str) -> float:
+    return REGISTRY.get_sample_value("gridhub_category_conflicts_total", {"source": source, "kind": kind}) or 0.0
+
+
+@pytest.mark.parametrize("text,category", [
+    # one kind of problem, many ways to say it
+    ("小区门口马路上的窨井盖不见了，晚上很危险", "manhole"),
+    ("路边下水道的盖子被人拿走了，留下一个大洞", "manhole"),
+    ("人行道上有块铁盖子翘起来，踩上去哐哐响", "manhole"),
+    ("雨水篦子碎了，电瓶车轮子卡进去摔了一跤", "manhole"),
+    ("学校门口每天放学都有人摆摊卖烤肠", "street_vending"),
+    ("三轮车流动摊贩把人行道全占了", "street_vending"),
+    ("包工头拖欠我们十几个工人三个月工资，明天要去讨薪", "wage_arrears"),
+    ("老板跑了工钱一直不给，工人都聚集在厂门口", "wage_arrears"),
+    ("电梯突然停在两层楼中间，困人了，里面有老人", "special_equipment"),
+    ("路口地下冒水，像是爆管了，整个小区停水", "utilities"),
+    ("自来水管破了，水一直往外冒", "utilities"),
+    ("楼下饭店排烟管对着我家窗户，油烟熏得没法开窗", "cooking_fume"),
+    ("化工厂晚上偷偷排废气，刺鼻的味道", "air_pollution"),
+    ("楼上天天打麻将到凌晨，吵得睡不着", "social_noise"),
+    ("工地半夜还在打桩，轰隆隆的", "noise"),
+    ("下穿通道积水很深，车子熄火了", "waterlogging"),
+    ("河道水位涨得很快，快漫过堤岸了", "flood"),
+    ("红绿灯坏了，路口一直黄闪", "traffic"),
+    ("320国道有个大坑，货车开过去很颠", "highway_damage"),
+    ("小区里面的路坑坑洼洼，路面破损严重", "road_damage"),
+    ("厨房里一股煤气味，可能漏气了", "gas_leak"),
+    ("仓库着火了，浓烟很大", "fire"),
+    ("楼道里电瓶车飞线充电，把安全出口都堵住了", "fire_hazard"),
+    ("村里有人在没有资质的黑诊所给人挂水", "health"),
+    ("有人在基本农田上填土硬化搞停车场", "land_use"),
+    ("沟渠里扔了好几只病死鸡", "agriculture"),
+    ("网吧让未成年人通宵上网", "culture_market"),
+    ("半夜有卡车来偷倒装修垃圾和渣土", "construction_waste"),
+    ("河里死鱼一大片，水面一层白沫", "water_pollution"),
+])
+def test_text_fills_a_missing_category(text: str, category: str) -> None:
+    d = taxonomy() and classify.classifier().decide(SourceCategory((), "none"), text)
+    assert d.category == category, (d.top, text)
+    assert d.via == "text" and d.conflicts == ("text_filled",)
+
+
+def test_nothing_to_go_on_is_other() -> None:
+    d = classify.classifier().decide(SourceCategory((), "none"), "请尽快处理，谢谢")
+    assert d.category == "other" and d.via == "none"
+
+
+def test_source_wins_unless_the_text_clearly_says_otherwise() -> None:
+    clf = classify.classifier()
+    # one stray word of another category does not override the source
+    d = clf.decide(SourceCategory(("street_vending",), "name"), "菜场门口摆摊，地上都是垃圾")
+    assert d.category == "street_vending" and d.via == "source"
+    # a signal failure filed under street lights
+    d = clf.decide(SourceCategory(("road_damage",), "segment"), "十字路口红绿灯不亮了，一直黄闪，车子乱开")
+    assert d.category == "traffic" and d.conflicts == ("text_overrode",)
+    # a shared name (噪声扰民): the text chooses between its categories; none said: the first
+    noise = ("noise", "social_noise")
+    assert clf.decide(SourceCategory(noise, "name"), "楼上邻居深夜唱歌，音响开得很大").category == "social_noise"
+    assert clf.decide(SourceCategory(noise, "name"), "夜间施工，混凝土泵车一直响").category == "noise"
+    assert clf.decide(SourceCategory(noise, "name"), "很吵").category == "noise"
+
+
+def test_consultations_are_never_reclassified() -> None:
+    d = classify.classifier().decide(SourceCategory(("consultation",), "segment"), "昨晚楼道着火了，烟感是谁维护的？")
+    assert d.category == "consultation"
+
+
+def test_sensor_text_only_chooses_among_the_device_candidates() -> None:
+    d = classify.resolve("sensors", device_type="water_level", text="梧桐街道环城路铁路下穿通道最低点")
+    assert d.category == "waterlogging"
+    d = classify.resolve("sensors", device_type="water_level", text="某某河闸口上游水位站")
+    assert d.category == "flood"
+    d = classify.resolve("sensors", device_type="smoke", text="一楼仓库，经营户说有人偷倒垃圾")
+    assert d.category == "fire"  # the text may never move a sensor out of its device type
+
+
+def test_jieba_matches_on_word_boundaries_chars_on_substrings() -> None:
+    words = Classifier(taxonomy(), "jieba").words
+    chars = Classifier(taxonomy(), "chars").words
+    text = "景区停车场旁边有人在卖东西"
+    assert "停车" in chars(text) and "停车" not in words(text)  # 停车场 is a place, not parking
+    text = "路口的雨水篦子堵了"
+    assert "雨水" in chars(text) and "雨水" not in words(text) and "雨水篦子" in words(text)
+
+
+def test_conflicts_are_counted() -> None:
+    before = {(s, k): conflicts(s, k) for s, k in (("four-platforms", "code_vs_name"), ("four-platforms", "text_overrode"),
+                                              ("hotline-12345", "text_filled"), ("four-platforms", "unknown_code"))}
+    # the template's 0302 is 占道经营; another deployment sends 0302 for 火情: the name wins
+    d = classify.resolve("four-platforms", code="0302", name="火情", county="330402", text="三楼阳台起火冒烟")
+    assert d.category == "fire"
+    d = classify.resolve("four-platforms", code="9876", name="道路破损", county="330402",
+                         text="检查井的井盖破碎下陷，车子压上去哐当响")
+    assert d.category == "manhole"
+    d = classify.resolve("hotline-12345", name="其他/其他", text="下水道的盖子没了，一个大洞")
+    assert d.category == "manhole"
+    assert conflicts("four-platforms", "code_vs_name") == before[("four-platforms", "code_vs_name")] + 1
+    assert conflicts("four-platforms", "unknown_code") == before[("four-platforms", "unknown_code")] + 1
+    assert conflicts("four-platforms", "text_overrode") == before[("four-platforms", "text_overrode")] + 1
+    assert conflicts("hotline-12345", "text_filled") == before[("hotline-12345", "text_filled")] + 1
