@@ -56,6 +56,24 @@ class FusionConfig:
     expire_after_closed_ms: int
     max_report_ids: int
     max_shingles: int
+    #: concept -> words (issue 13: what a report is about, whatever its category)
+    concepts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: status words of a source that say the problem was handled (substring match)
+    closing_statuses: tuple[str, ...] = ()
+    #: ... and the words that say it was reviewed with the reporter (回访)
+    reviewed_statuses: tuple[str, ...] = ()
+    #: space evidence of two points within the radius + geocoding tolerance but no shared name
+    near_point: float = 0.0
+    #: text that says the caller already reported it ("打过电话", "反映过")
+    callback_words: tuple[str, ...] = ()
+    #: score added when two human reports come from the same reporter (phone hash)
+    same_reporter: float = 0.0
+    #: coordinates further apart than this never join, whatever the names say, metres
+    far_m: float = 1500.0
+    #: how far a 12345 geocode (GCJ-02 from the operator's map, landmark / road level) may be
+    #: from the true point; a pair beyond the category radius but within radius + this is
+    #: "near" and needs a shared name to join, metres
+    geocode_tolerance_m: float = 0.0
     _group_of: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def rule(self, category: str) -> CategoryRule:
@@ -115,6 +133,14 @@ def parse_config(data: dict[str, Any]) -> FusionConfig:
         expire_after_closed_ms=int(float(data["expire_after_closed_h"]) * _H),
         max_report_ids=int(data["max_report_ids"]),
         max_shingles=int(data["max_shingles"]),
+        concepts={str(k): tuple(str(w) for w in v) for k, v in (data.get("concepts") or {}).items()},
+        closing_statuses=tuple(str(x) for x in data.get("closing_statuses") or ()),
+        reviewed_statuses=tuple(str(x) for x in data.get("reviewed_statuses") or ()),
+        near_point=float(data.get("near_point", 0.0)),
+        callback_words=tuple(str(x) for x in data.get("callback_words") or ()),
+        same_reporter=float(data.get("same_reporter", 0.0)),
+        far_m=float(data.get("far_m", 1500.0)),
+        geocode_tolerance_m=float(data.get("geocode_tolerance_m", 0.0)),
         _group_of=group_of,
     )
 

@@ -76,7 +76,7 @@ class FusionEngine:
             if report.get(name) in (None, ""):
                 raise ValueError(f"report without {name}")
         st = JsonState(kv)
-        f = rules.features(report)
+        f = rules.features(report, self.cfg)
         result = FusionResult()
         result.expired = self._advance_watermark(st, f.county, min(f.t, int(report.get("received_at") or f.t)))
         skey = f"s:{report['source']}|{report['source_ref']}"
@@ -200,16 +200,19 @@ class FusionEngine:
             radius = self.cfg.rule(f.category).radius_m if f.category != "other" else self.cfg.max_radius_m()
             for cx, cy in cells_within(f.lat, f.lng, radius, self.cfg.cell_m):
                 ids.extend(st.get(f"g:{f.county}:{cx}:{cy}") or ())
-            if f.street:
-                ids.extend(st.get(f"n:{f.county}:{f.street}") or ())
-        elif f.street:
-            ids.extend(st.get(f"t:{f.county}:{f.street}") or ())
+            for town in sorted(f.towns):
+                ids.extend(st.get(f"n:{f.county}:{town}") or ())
+        else:
+            for town in sorted(f.towns):
+                ids.extend(st.get(f"t:{f.county}:{town}") or ())
         if f.addr_full:
             ids.extend(st.get(f"a:{f.county}:{f.addr_full}") or ())
-        if f.addr_road:
-            ids.extend(st.get(f"r:{f.county}:{f.addr_road}") or ())
+        for road in sorted(f.roads | ({f.addr_road} if f.addr_road else set())):
+            ids.extend(st.get(f"r:{f.county}:{road}") or ())
         for place in sorted(f.places):
             ids.extend(st.get(f"p:{f.county}:{place}") or ())
+        for village in sorted(f.villages):
+            ids.extend(st.get(f"v:{f.county}:{village}") or ())
         seen: set[str] = set()
         cases: list[dict[str, Any]] = []
         for case_id in ids:
@@ -234,6 +237,7 @@ class FusionEngine:
             "dispatchable": bool(report.get("dispatchable", True)), "device_ids": [], "version": 0,
             "updated_at": f.t, "opener": f.report_id, "human": f.human, "sh": [],
             "fulls": [], "roads": [], "places": [], "streets": [], "recovered": {}, "closed_at": None, "idx": [],
+            "vills": [], "shops": [], "concepts": [], "reporters": [], "src_closed_at": None,
         }
         self._add_report(case, report, f)
         return case
@@ -262,6 +266,17 @@ class FusionEngine:
         for place in sorted(f.places):
             if place not in case["places"] and len(case["places"]) < 2 * MAX_PLACES:
                 case["places"].append(place)
+        for name, values in (("roads", f.roads), ("aroads", f.addr_roads), ("streets", f.towns), ("vills", f.villages), ("shops", f.shops),
+                             ("concepts", f.concepts), ("reporters", {f.reporter} if f.reporter else set())):
+            have = case.setdefault(name, [])
+            for value in sorted(values):
+                if value not in have and len(have) < 2 * MAX_PLACES:
+                    have.append(value)
+        if f.closing and f.human and case.get("src_closed_at") is None:
+            # a source says the problem was handled: later reports are a new incident
+            case["src_closed_at"] = int(report.get("received_at") or f.t)
+        if f.reviewed and f.human and case.get("src_reviewed_at") is None:
+            case["src_reviewed_at"] = int(report.get("received_at") or f.t)
         if case["street"] is None and f.street:
             case["street"] = f.street
         if case["address"] is None and report.get("address"):
@@ -324,6 +339,7 @@ class FusionEngine:
         keys += [f"r:{county}:{v}" for v in case["roads"]]
         keys += [f"p:{county}:{v}" for v in case["places"]]
         keys += [f"t:{county}:{v}" for v in case["streets"]]
+        keys += [f"v:{county}:{v}" for v in case.get("vills") or ()]
         if case["lat"] is None:
             keys += [f"n:{county}:{v}" for v in case["streets"]]
         return keys
