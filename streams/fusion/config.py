@@ -58,6 +58,8 @@ class FusionConfig:
     max_shingles: int
     #: concept -> words (issue 13: what a report is about, whatever its category)
     concepts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: concepts that say how a problem shows, not what it is
+    generic_concepts: frozenset[str] = frozenset()
     #: status words of a source that say the problem was handled (substring match)
     closing_statuses: tuple[str, ...] = ()
     #: ... and the words that say it was reviewed with the reporter (回访)
@@ -134,6 +136,7 @@ def parse_config(data: dict[str, Any]) -> FusionConfig:
         max_report_ids=int(data["max_report_ids"]),
         max_shingles=int(data["max_shingles"]),
         concepts={str(k): tuple(str(w) for w in v) for k, v in (data.get("concepts") or {}).items()},
+        generic_concepts=frozenset(str(x) for x in data.get("generic_concepts") or ()),
         closing_statuses=tuple(str(x) for x in data.get("closing_statuses") or ()),
         reviewed_statuses=tuple(str(x) for x in data.get("reviewed_statuses") or ()),
         near_point=float(data.get("near_point", 0.0)),

@@ -266,7 +266,8 @@ class FusionEngine:
         for place in sorted(f.places):
             if place not in case["places"] and len(case["places"]) < 2 * MAX_PLACES:
                 case["places"].append(place)
-        for name, values in (("roads", f.roads), ("aroads", f.addr_roads), ("streets", f.towns), ("vills", f.villages), ("shops", f.shops),
+        for name, values in (("roads", f.roads), ("aroads", f.addr_roads), ("avills", f.addr_villages),
+                             ("heads", f.title_concepts - self.cfg.generic_concepts), ("streets", f.towns), ("vills", f.villages), ("shops", f.shops),
                              ("concepts", f.concepts), ("reporters", {f.reporter} if f.reporter else set())):
             have = case.setdefault(name, [])
             for value in sorted(values):

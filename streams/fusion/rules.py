@@ -9,14 +9,16 @@ including the hard negatives that must stay separate cases.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from streams.fusion.config import FusionConfig
 from streams.fusion.geo import haversine_m
 from streams.fusion.text import (address_key, concepts_in, content, fold, jaccard, places, roads_in, shingles, shops_in,
-                                 strip_divisions, towns_in, villages_in)
+                                 strip_local, towns_in, villages_in)
 
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]")
 HUMAN_SOURCES = frozenset({"four-platforms", "hotline-12345"})
 #: Case states after which no new report joins (routing announces them on case-lifecycle).
 CLOSED_STATES = frozenset({"resolved", "reviewed", "closed"})
@@ -47,9 +49,12 @@ class Features:
     #: the roads of the address field alone (free text names roads in passing)
     addr_roads: frozenset[str] = frozenset()
     villages: frozenset[str] = frozenset()
+    addr_villages: frozenset[str] = frozenset()
     shops: frozenset[str] = frozenset()
     towns: frozenset[str] = frozenset()
     concepts: frozenset[str] = frozenset()
+    #: concepts of the title alone (what the reporter put first), generic ones included
+    title_concepts: frozenset[str] = frozenset()
     reporter: str | None = None
     #: the text says the caller reported it before ("上午打过电话")
     callback: bool = False
@@ -85,7 +90,7 @@ def features(report: dict[str, Any], cfg: FusionConfig | None = None) -> Feature
     county = report["county_code"]
     address = report.get("address")
     text = " ".join(x for x in (report.get("title"), report.get("text")) if x)
-    if human and lat is not None and address and not strip_divisions(fold(address)):
+    if human and lat is not None and address and not _CJK_RUN.search(strip_local(address, county)):
         # The address is only a county / township name: the operator's map geocoded it to the
         # township seat, kilometres from the incident. Such a point is no evidence of place.
         lat = lng = None
@@ -112,9 +117,10 @@ def features(report: dict[str, Any], cfg: FusionConfig | None = None) -> Feature
         dispatchable=bool(report.get("dispatchable", True)),
         roads=frozenset(roads_in(address, county) | (roads_in(text, county) if human else set())),
         addr_roads=frozenset(roads_in(address, county)),
-        villages=vnames, shops=frozenset(shops_in(both)) if human else frozenset(),
+        villages=vnames, addr_villages=frozenset(villages_in(address, county)) if human else frozenset(), shops=frozenset(shops_in(address)) if human else frozenset(),
         towns=frozenset(towns),
         concepts=concepts_in(text, vocabulary) if human else frozenset(),
+        title_concepts=concepts_in(report.get("title"), vocabulary) if human else frozenset(),
         reporter=report.get("reporter_hash") if human else None,
         callback=human and bool(cfg) and any(w in fold(text) for w in (cfg.callback_words if cfg else ())),
         closing=bool(cfg) and bool(status) and any(w in status for w in (cfg.closing_statuses if cfg else ())),
@@ -156,7 +162,8 @@ def is_open_for(case: dict[str, Any], f: Features) -> bool:
         return True
     if case["status"] in CLOSED_STATES or case.get("src_reviewed_at") is not None:
         return False
-    return bool(f.reporter) and f.reporter in (case.get("reporters") or ())
+    # a caller's follow-up (12345); a grid worker reports every problem of the grid
+    return f.source == "hotline-12345" and bool(f.reporter) and f.reporter in (case.get("reporters") or ())
 
 
 def time_gap(case: dict[str, Any], t: int) -> int:
@@ -224,6 +231,10 @@ def spatial_score(cfg: FusionConfig, case: dict[str, Any], f: Features, radius_m
         name = cfg.same_township
     else:
         name = 0.0
+    addr_vills = set(case.get("avills") or ())
+    if (f.addr_villages and addr_vills and not f.addr_villages & addr_vills
+            and not (shared_place or shared_road or same_address)):
+        name, contradicted = 0.0, True  # 洋桥村 vs 缪家村
     addr_roads = set(case.get("aroads") or ())
     if (f.addr_roads and addr_roads and not f.addr_roads & addr_roads
             and not (shared_place or shared_village or same_address)):
@@ -251,6 +262,14 @@ def topic_score(cfg: FusionConfig, case: dict[str, Any], f: Features) -> float:
     disjoint are two problems, whatever the categories say.
     """
     mine, theirs = f.concepts, frozenset(case.get("concepts") or ())
+    specific_mine, specific_theirs = mine - cfg.generic_concepts, theirs - cfg.generic_concepts
+    if specific_mine and specific_theirs:
+        mine, theirs = specific_mine, specific_theirs
+    heads, case_heads = f.title_concepts - cfg.generic_concepts, frozenset(case.get("heads") or ())
+    if heads and case_heads and not heads & case_heads and not mine <= theirs:
+        # the title names a problem the case's titles do not, and the text adds one the case
+        # does not know: a second problem found at the same place ("while handling the lift")
+        return 0.0
     overlap = 0.0
     if mine and theirs:
         shared = mine & theirs

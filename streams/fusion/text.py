@@ -286,7 +286,7 @@ def strip_local(address: str, county: str | None) -> str:
 # to their last two characters on every side alike (长纤塘路 -> 纤塘路), so keys still match.
 _ROAD_ANY = re.compile(r"(\d{2,3}(?:国道|省道))|([\u4e00-\u9fff]{2})([东西南北中]?)(大道|公路|路|街(?!道)|巷)")
 # characters that are no part of a road's name: function words, directions said before it
-_ROAD_STOP = set("在的了有是与及和跟到从往向靠近边那这个说条上里过去来就都也还又把被给对址要摆段口门号马")
+_ROAD_STOP = set("在的了有是与及和跟到从往向靠近边那这个说条上里过去来就都也还又把被给对址要摆段口门号马字袋")
 
 
 def roads_in(text: str | None, county: str | None) -> set[str]:
@@ -317,7 +317,7 @@ def concepts_in(text: str | None, vocabulary: dict[str, tuple[str, ...]]) -> fro
 
 # A shop named by what it sells: 2-3 characters before 店 / 馆 (小炒店, 烤鱼店, 面馆, 快餐店).
 _SHOP = re.compile(r"([\u4e00-\u9fff]{2,3}?)(店|馆)(?![员主家里内外])")
-_SHOP_NOT = set("的在了有是那这某个家一该上说我们他她它商酒饭宾旅")
+_SHOP_NOT = set("的在了有是那这某个家一该上说我们他她它商酒饭宾旅路街门边周沿")
 
 
 def shops_in(text: str | None) -> set[str]:
