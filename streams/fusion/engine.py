@@ -266,7 +266,7 @@ class FusionEngine:
         for place in sorted(f.places):
             if place not in case["places"] and len(case["places"]) < 2 * MAX_PLACES:
                 case["places"].append(place)
-        for name, values in (("roads", f.roads), ("aroads", f.addr_roads), ("avills", f.addr_villages),
+        for name, values in (("roads", f.roads), ("aroads", f.addr_roads), ("avills", f.addr_villages), ("aplaces", f.addr_places),
                              ("heads", f.title_concepts - self.cfg.generic_concepts), ("streets", f.towns), ("vills", f.villages), ("shops", f.shops),
                              ("concepts", f.concepts), ("reporters", {f.reporter} if f.reporter else set())):
             have = case.setdefault(name, [])

@@ -50,6 +50,7 @@ class Features:
     addr_roads: frozenset[str] = frozenset()
     villages: frozenset[str] = frozenset()
     addr_villages: frozenset[str] = frozenset()
+    addr_places: frozenset[str] = frozenset()
     shops: frozenset[str] = frozenset()
     towns: frozenset[str] = frozenset()
     concepts: frozenset[str] = frozenset()
@@ -117,7 +118,8 @@ def features(report: dict[str, Any], cfg: FusionConfig | None = None) -> Feature
         dispatchable=bool(report.get("dispatchable", True)),
         roads=frozenset(roads_in(address, county) | (roads_in(text, county) if human else set())),
         addr_roads=frozenset(roads_in(address, county)),
-        villages=vnames, addr_villages=frozenset(villages_in(address, county)) if human else frozenset(), shops=frozenset(shops_in(address)) if human else frozenset(),
+        villages=vnames, addr_places=frozenset(places(address, county)) if human else frozenset(),
+        addr_villages=frozenset(villages_in(address, county)) if human else frozenset(), shops=frozenset(shops_in(address)) if human else frozenset(),
         towns=frozenset(towns),
         concepts=concepts_in(text, vocabulary) if human else frozenset(),
         title_concepts=concepts_in(report.get("title"), vocabulary) if human else frozenset(),
@@ -231,6 +233,10 @@ def spatial_score(cfg: FusionConfig, case: dict[str, Any], f: Features, radius_m
         name = cfg.same_township
     else:
         name = 0.0
+    addr_places = set(case.get("aplaces") or ())
+    if (f.addr_places and addr_places and not f.addr_places & addr_places
+            and not (shared_village or shared_road or same_address)):
+        name, contradicted = 0.0, True  # 嘉绿苑 vs 翠苑一区: two named estates
     addr_vills = set(case.get("avills") or ())
     if (f.addr_villages and addr_vills and not f.addr_villages & addr_vills
             and not (shared_place or shared_road or same_address)):

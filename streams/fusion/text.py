@@ -275,9 +275,15 @@ def strip_local(address: str, county: str | None) -> str:
     give the roads ``南溪东路`` and ``茶园路``."""
     out = strip_divisions(fold(address))
     if county:
-        for pattern in (_village_pattern(county), _town_pattern(county)):
-            if pattern is not None:
-                out = pattern.sub(" ", out)
+        town = _town_pattern(county)
+        # a township's short name only as a prefix ("塘汇茶园路"): inside a name it is part of
+        # it ("翠苑一区" in 翠苑街道)
+        match = town.match(out) if town is not None else None
+        if match is not None:
+            out = out[match.end():]
+        village = _village_pattern(county)
+        if village is not None:
+            out = village.sub(" ", out)
     return out
 
 
