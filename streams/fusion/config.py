@@ -58,12 +58,17 @@ class FusionConfig:
     max_shingles: int
     #: concept -> words (issue 13: what a report is about, whatever its category)
     concepts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: topic evidence of an equal category alone (no shared concept or words): one source's
+    #: filing, weaker than what the texts say
+    category_only: float = 1.0
     #: concepts that say how a problem shows, not what it is
     generic_concepts: frozenset[str] = frozenset()
     #: status words of a source that say the problem was handled (substring match)
     closing_statuses: tuple[str, ...] = ()
     #: ... and the words that say it was reviewed with the reporter (回访)
     reviewed_statuses: tuple[str, ...] = ()
+    #: after a source's 办结, reports this close to it in event time still join, ms
+    resolved_grace_ms: int = 0
     #: space evidence of two points within the radius + geocoding tolerance but no shared name
     near_point: float = 0.0
     #: text that says the caller already reported it ("打过电话", "反映过")
@@ -136,9 +141,11 @@ def parse_config(data: dict[str, Any]) -> FusionConfig:
         max_report_ids=int(data["max_report_ids"]),
         max_shingles=int(data["max_shingles"]),
         concepts={str(k): tuple(str(w) for w in v) for k, v in (data.get("concepts") or {}).items()},
+        category_only=float(data.get("category_only", 1.0)),
         generic_concepts=frozenset(str(x) for x in data.get("generic_concepts") or ()),
         closing_statuses=tuple(str(x) for x in data.get("closing_statuses") or ()),
         reviewed_statuses=tuple(str(x) for x in data.get("reviewed_statuses") or ()),
+        resolved_grace_ms=int(float(data.get("resolved_grace_h", 0)) * _H),
         near_point=float(data.get("near_point", 0.0)),
         callback_words=tuple(str(x) for x in data.get("callback_words") or ()),
         same_reporter=float(data.get("same_reporter", 0.0)),

@@ -121,7 +121,8 @@ def features(report: dict[str, Any], cfg: FusionConfig | None = None) -> Feature
         villages=vnames, addr_places=frozenset(places(address, county)) if human else frozenset(),
         addr_villages=frozenset(villages_in(address, county)) if human else frozenset(), shops=frozenset(shops_in(address)) if human else frozenset(),
         towns=frozenset(towns),
-        concepts=concepts_in(text, vocabulary) if human else frozenset(),
+        # a sensor's text is generated from its type ("智慧烟感设备 ... 告警"): its concepts are the device's
+        concepts=concepts_in(text, vocabulary),
         title_concepts=concepts_in(report.get("title"), vocabulary) if human else frozenset(),
         reporter=report.get("reporter_hash") if human else None,
         callback=human and bool(cfg) and any(w in fold(text) for w in (cfg.callback_words if cfg else ())),
@@ -148,19 +149,22 @@ def same_record(entry: dict[str, Any] | None, version: int) -> SameRecord:
 
 # --- rule 2: sensors ---------------------------------------------------------------------------
 
-def is_open(case: dict[str, Any], t: int | None = None) -> bool:
-    """Routing has not resolved / closed the case, nor has a source said it was handled before ``t``."""
+def is_open(case: dict[str, Any], t: int | None = None, grace_ms: int = 0) -> bool:
+    """Routing has not resolved / closed the case, nor has a source said it was handled
+    (more than ``grace_ms`` before event time ``t``)."""
     if case["status"] in CLOSED_STATES:
         return False
+    if case.get("src_reviewed_at") is not None and t is not None and t > int(case["src_reviewed_at"]):
+        return False
     handled = case.get("src_closed_at")
-    return handled is None or t is None or t <= int(handled)
+    return handled is None or t is None or t <= int(handled) + grace_ms
 
 
-def is_open_for(case: dict[str, Any], f: Features) -> bool:
+def is_open_for(case: dict[str, Any], f: Features, cfg: FusionConfig) -> bool:
     """:func:`is_open`, except that a source's 已办结 (resolved, not yet reviewed) leaves the case
     open to its own reporters: "the lift was fixed but I want to complain about the upkeep" is a
     follow-up of the same incident; after the 回访 (review) it is closed to everyone."""
-    if is_open(case, f.t):
+    if is_open(case, f.t, cfg.resolved_grace_ms):
         return True
     if case["status"] in CLOSED_STATES or case.get("src_reviewed_at") is not None:
         return False
@@ -286,9 +290,9 @@ def topic_score(cfg: FusionConfig, case: dict[str, Any], f: Features) -> float:
     if a == "other" or b == "other":
         cat = 0.0
     elif a == b:
-        cat = 1.0
+        cat = cfg.category_only
     else:
-        cat = cfg.compatibility(a, b)
+        cat = cfg.category_only * cfg.compatibility(a, b)
     text = jaccard(f.shingles, frozenset(case.get("sh") or ())) if f.human and case.get("human") else 0.0
     evidence = max(overlap, cat, min(1.0, 3.0 * text))
     if not (mine and theirs) and cat == 0.0 and text < cfg.related_min_text_similarity:
@@ -307,7 +311,7 @@ class Score:
 
 def score(cfg: FusionConfig, case: dict[str, Any], f: Features) -> Score | None:
     """Rule 3: how well an open case explains the report, or None when it is no candidate."""
-    if not is_open_for(case, f) or case["county"] != f.county:
+    if not is_open_for(case, f, cfg) or case["county"] != f.county:
         return None
     if not f.dispatchable or not case.get("dispatchable", True):
         # a consultation the hotline answered directly is its own record, never part of an incident
@@ -339,12 +343,17 @@ def score(cfg: FusionConfig, case: dict[str, Any], f: Features) -> Score | None:
     if gap > window:
         return None
     space = spatial_score(cfg, case, f, radius)
+    same_reporter = bool(f.reporter) and f.reporter in (case.get("reporters") or ())
+    if same_reporter and f.callback and (not f.towns or f.towns & set(case.get("streets") or ())):
+        # "上午反映过工资的事情": the caller is talking about their own open report; where the
+        # operator geocoded the second call is no evidence against it
+        space = max(space, cfg.same_place)
     if space <= 0:
         return None
     tm = 1.0 - gap / window if window else 1.0
     w = cfg.human_weights if f.human and case.get("human") else cfg.sensor_weights
     value = w.space * space + w.text * topic + w.time * tm
-    if f.reporter and f.reporter in (case.get("reporters") or ()):
+    if same_reporter:
         value += cfg.same_reporter  # the same caller again: a callback
     elif f.callback:
         value += cfg.same_reporter / 2  # "上午打过电话": someone reported it already

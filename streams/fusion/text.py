@@ -276,10 +276,10 @@ def strip_local(address: str, county: str | None) -> str:
     out = strip_divisions(fold(address))
     if county:
         town = _town_pattern(county)
-        # a township's short name only as a prefix ("塘汇茶园路"): inside a name it is part of
-        # it ("翠苑一区" in 翠苑街道)
+        # a township's short name only as a prefix of a road ("塘汇茶园路"): elsewhere it may be part
+        # of a name ("翠苑一区" in 翠苑街道)
         match = town.match(out) if town is not None else None
-        if match is not None:
+        if match is not None and _ROAD_ANY.match(out[match.end():]):
             out = out[match.end():]
         village = _village_pattern(county)
         if village is not None:
