@@ -136,10 +136,21 @@ def features(report: dict[str, Any], cfg: FusionConfig | None = None) -> Feature
 SameRecord = Literal["new", "stale", "duplicate", "update"]
 
 
-def same_record(entry: dict[str, Any] | None, version: int) -> SameRecord:
-    """Rule 1: a known (source, source_ref) is never a new case; its version orders the deliveries."""
+def same_record(entry: dict[str, Any] | None, version: int, fp: str | None = None) -> SameRecord:
+    """Rule 1: a known (source, source_ref) is never a new case.
+
+    An identical document (same content fingerprint) is a duplicate whatever its version; a
+    lower version is stale (an older state redelivered after a newer one); a higher version,
+    or the same version with other content (a correction), is an update.
+    """
     if entry is None:
         return "new"
+    if fp is not None and entry.get("fp") is not None:
+        if fp == entry["fp"]:
+            return "duplicate"
+        if version < int(entry["v"]):
+            return "stale"
+        return "update"
     if version < int(entry["v"]):
         return "stale"
     if version == int(entry["v"]):
