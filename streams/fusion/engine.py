@@ -236,6 +236,9 @@ class FusionEngine:
             ids.extend(st.get(f"p:{f.county}:{place}") or ())
         for village in sorted(f.villages):
             ids.extend(st.get(f"v:{f.county}:{village}") or ())
+        if f.reporter:
+            # the caller's own open cases: a callback may be geocoded anywhere
+            ids.extend(st.get(f"h:{f.county}:{f.reporter}") or ())
         seen: set[str] = set()
         cases: list[dict[str, Any]] = []
         for case_id in ids:
@@ -364,6 +367,7 @@ class FusionEngine:
         keys += [f"p:{county}:{v}" for v in case["places"]]
         keys += [f"t:{county}:{v}" for v in case["streets"]]
         keys += [f"v:{county}:{v}" for v in case.get("vills") or ()]
+        keys += [f"h:{county}:{v}" for v in case.get("reporters") or ()]
         if case["lat"] is None:
             keys += [f"n:{county}:{v}" for v in case["streets"]]
         return keys
