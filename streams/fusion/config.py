@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gridhub.settings import REPO_ROOT
+from gridhub.yamlconf import ConfigError, line_of, load_yaml
 
 DEFAULT_PATH = REPO_ROOT / "deploy" / "fusion.yaml"
 
@@ -155,10 +156,121 @@ def parse_config(data: dict[str, Any]) -> FusionConfig:
     )
 
 
-def load_config(path: str | Path | None = None) -> FusionConfig:
-    """The fusion config at ``path``, ``$GRIDHUB_FUSION_CONFIG`` or ``deploy/fusion.yaml``."""
-    chosen = Path(path or os.environ.get("GRIDHUB_FUSION_CONFIG") or DEFAULT_PATH)
-    data = yaml.safe_load(chosen.read_text(encoding="utf-8"))
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _CategoryModel(_Strict):
+    window_h: float = Field(gt=0)
+    radius_m: float = Field(gt=0)
+
+
+class _WeightsModel(_Strict):
+    space: float = Field(ge=0, le=1)
+    text: float = Field(ge=0, le=1)
+    time: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> "_WeightsModel":
+        if abs(self.space + self.text + self.time - 1.0) > 1e-6:
+            raise ValueError(f"weights must sum to 1 (space + text + time = "
+                             f"{self.space + self.text + self.time:g})")
+        return self
+
+
+class _SensorModel(_Strict):
+    device_window_h: float = Field(gt=0)
+    realarm_after_recover_min: float = Field(ge=0)
+    storm_radius_m: float = Field(gt=0)
+    storm_window_min: float = Field(gt=0)
+
+
+class _AddressModel(_Strict):
+    same_address: float = Field(ge=0, le=1)
+    same_place: float = Field(ge=0, le=1)
+    same_road: float = Field(ge=0, le=1)
+    same_township: float = Field(ge=0, le=1)
+
+
+class FusionFile(_Strict):
+    """The schema of ``deploy/fusion.yaml``: every key typed and bounded, unknown keys refused
+    (a misspelt key would otherwise silently keep its default)."""
+
+    cell_m: float = Field(gt=0)
+    threshold: float = Field(gt=0, le=2)
+    weights: dict[Literal["human", "sensor"], _WeightsModel]
+    min_text_similarity: float = Field(ge=0, le=1)
+    related_min_text_similarity: float = Field(ge=0, le=1)
+    categories: dict[str, _CategoryModel]
+    groups: dict[str, list[str]] = {}
+    group_weight: float = Field(ge=0, le=1)
+    other_weight: float = Field(ge=0, le=1)
+    sensor: _SensorModel
+    address: _AddressModel
+    expire_after_last_seen_h: float = Field(gt=0)
+    expire_after_closed_h: float = Field(ge=0)
+    max_report_ids: int = Field(gt=0)
+    max_shingles: int = Field(gt=0)
+    concepts: dict[str, list[str]] = {}
+    generic_concepts: list[str] = []
+    category_only: float = Field(default=1.0, ge=0, le=1)
+    closing_statuses: list[str] = []
+    reviewed_statuses: list[str] = []
+    resolved_grace_h: float = Field(default=0.0, ge=0)
+    callback_words: list[str] = []
+    same_reporter: float = Field(default=0.0, ge=0, le=1)
+    far_m: float = Field(default=1500.0, gt=0)
+    geocode_tolerance_m: float = Field(default=0.0, ge=0)
+    near_point: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FusionFile":
+        if "default" not in self.categories:
+            raise ValueError("categories.default is required")
+        if set(self.weights) != {"human", "sensor"}:
+            raise ValueError("weights needs both human and sensor")
+        for name, words in self.concepts.items():
+            if not words or any(not str(w).strip() for w in words):
+                raise ValueError(f"concepts.{name}: a concept needs non-empty words")
+        unknown = [c for c in self.generic_concepts if c not in self.concepts]
+        if unknown:
+            raise ValueError(f"generic_concepts names unknown concepts: {', '.join(unknown)}")
+        return self
+
+
+def _error_line(data: Any, loc: tuple[Any, ...]) -> int | None:
+    """The line of the deepest key of ``loc`` the YAML loader recorded."""
+    line, node = line_of(data), data
+    for key in loc:
+        if isinstance(node, (dict, list)) and (key in node if isinstance(node, dict) else
+                                               isinstance(key, int) and 0 <= key < len(node)):
+            line = line_of(node, key) or line
+            node = node[key]
+        else:
+            break
+    return line
+
+
+def validate(data: Any, path: str | Path = "fusion.yaml") -> FusionConfig:
+    """Validate a parsed fusion file against :class:`FusionFile`; errors say ``file:line``."""
     if not isinstance(data, dict):
-        raise ValueError(f"{chosen}: the fusion config must be a YAML mapping")
+        raise ConfigError(path, line_of(data), "the fusion config must be a YAML mapping")
+    try:
+        FusionFile.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        loc = tuple(first["loc"])
+        where = ".".join(str(x) for x in loc) or "(top level)"
+        more = f" (and {len(errors) - 1} more: " + "; ".join(
+            f"line {_error_line(data, tuple(e['loc']))} {'.'.join(str(x) for x in e['loc'])}"
+            for e in errors[1:4]) + ")" if len(errors) > 1 else ""
+        raise ConfigError(path, _error_line(data, loc), f"{where}: {first['msg']}{more}") from None
     return parse_config(data)
+
+
+def load_config(path: str | Path | None = None) -> FusionConfig:
+    """The fusion config at ``path``, ``$GRIDHUB_FUSION_CONFIG`` or ``deploy/fusion.yaml``,
+    validated (:class:`FusionFile`): a bad value raises :class:`ConfigError` naming ``file:line``."""
+    chosen = Path(path or os.environ.get("GRIDHUB_FUSION_CONFIG") or DEFAULT_PATH)
+    return validate(load_yaml(chosen), chosen)
