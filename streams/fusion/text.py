@@ -292,7 +292,7 @@ def strip_local(address: str, county: str | None) -> str:
 # to their last two characters on every side alike (长纤塘路 -> 纤塘路), so keys still match.
 _ROAD_ANY = re.compile(r"(\d{2,3}(?:国道|省道))|([\u4e00-\u9fff]{2})([东西南北中]?)(大道|公路|路|街(?!道)|巷)")
 # characters that are no part of a road's name: function words, directions said before it
-_ROAD_STOP = set("在的了有是与及和跟到从往向靠近边那这个说条上里过去来就都也还又把被给对址要摆段口门号马字袋")
+_ROAD_STOP = set("在的了有是与及和跟到从往向靠近边那这个说条上里过去来就都也还又把被给对址要摆段口门号马字袋侧")
 
 
 def roads_in(text: str | None, county: str | None) -> set[str]:
@@ -305,8 +305,8 @@ def roads_in(text: str | None, county: str | None) -> set[str]:
             found.add(m.group(1))
             continue
         stem = m.group(2)
-        if any(c in _ROAD_STOP for c in stem):
-            continue
+        if any(c in _ROAD_STOP for c in stem) or t[m.end():m.end() + 1] in ("边", "旁"):
+            continue  # "东侧路边": the roadside, not a road named 东侧路
         found.add(stem + m.group(3) + m.group(4))
     return found
 
