@@ -297,6 +297,10 @@ def topic_score(cfg: FusionConfig, case: dict[str, Any], f: Features) -> float:
         if not shared:
             return 0.0
         overlap = len(shared) / min(len(mine), len(theirs))
+        if heads and case_heads and not heads & case_heads:
+            # the text touches the case's problem but the title names another: the weaker
+            # candidate (a case whose titles name the same problem wins)
+            overlap *= 0.5
     a, b = f.category, case["category"]
     if a == "other" or b == "other":
         cat = 0.0
