@@ -37,12 +37,35 @@ Item = tuple[str, str]  # (source, source_ref)
 
 
 @dataclass
+class Row:
+    """One report as the explanation shows it: enough to read a miss without opening the files."""
+
+    source: str
+    ref: str
+    time: str
+    category: str
+    address: str
+    text: str
+
+    def line(self) -> str:
+        return f"{self.source[:6]:6} {self.ref[-22:]:22} {self.time} {self.category[:16]:16} " \
+               f"{self.address[:20]:20} | {self.text}"
+
+
+@dataclass
 class Confusion:
-    """A case that merged several incidents, or an incident split over several cases."""
+    """A case that merged several incidents, or an incident split over several cases.
+
+    ``parts`` lists (incident or case id, how many items); ``rows`` every item of the group
+    (grouped by part, side by side); ``cost`` the B-cubed F1 points the confusion costs, which
+    is what the list is sorted by.
+    """
 
     key: str
-    parts: list[tuple[str, int]]  # (incident or case id, how many reports)
+    parts: list[tuple[str, int]]
     examples: list[str]
+    rows: list[tuple[str, Row]] = field(default_factory=list)
+    cost: float = 0.0
 
 
 @dataclass
@@ -57,15 +80,28 @@ class EvalResult:
     merged: list[Confusion] = field(default_factory=list)
     split: list[Confusion] = field(default_factory=list)
     reject_reasons: Counter[str] = field(default_factory=Counter)
+    #: labelled items scored / labelled items (the dev-set format scores only mapped items)
+    coverage: float = 1.0
+    #: records labelled as not an incident (heartbeat, maintenance, consultation) that were
+    #: linked to a case shared with another item: must be 0
+    non_incident_linked: list[str] = field(default_factory=list)
+    #: B-cubed per group of items (e.g. the dev set's modules), when the caller gives groups
+    by_group: dict[str, BCubed] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "precision": round(self.scores.precision, 4), "recall": round(self.scores.recall, 4),
-            "f1": round(self.scores.f1, 4), "items": self.scores.items, "records": self.records,
+            "f1": round(self.scores.f1, 4), "items": self.scores.items, "coverage": round(self.coverage, 4),
+            "records": self.records,
             "reports": self.reports, "rejected": self.rejected, "unlabelled": self.unlabelled,
             "cases": self.cases, "incidents": self.incidents,
-            "merged": [{"case": c.key, "incidents": c.parts, "examples": c.examples} for c in self.merged],
-            "split": [{"incident": c.key, "cases": c.parts, "examples": c.examples} for c in self.split],
+            "non_incident_linked": self.non_incident_linked,
+            "by_group": {g: {"precision": round(s.precision, 4), "recall": round(s.recall, 4),
+                             "f1": round(s.f1, 4), "items": s.items} for g, s in sorted(self.by_group.items())},
+            "merged": [{"case": c.key, "incidents": c.parts, "examples": c.examples, "cost": round(c.cost, 4)}
+                       for c in self.merged],
+            "split": [{"incident": c.key, "cases": c.parts, "examples": c.examples, "cost": round(c.cost, 4)}
+                      for c in self.split],
             "reject_reasons": dict(self.reject_reasons.most_common(10)),
         }
 
@@ -122,17 +158,60 @@ def _source_ref(source: str, doc: dict[str, Any]) -> str | None:
     return str(doc[key]) if key and key in doc else None
 
 
+def read_devset(directory: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                dict[str, dict[str, Any]], dict[str, str]]:
+    """A labelled set in the dev set's layout: records, labels, registry and incident -> module.
+
+    ``records.jsonl`` and ``labels.jsonl`` are required; ``registry.jsonl`` (device registry) and
+    ``incidents.json`` (per incident: ``module``, used to report the score per module, which is
+    how a rule tuned on some modules is checked on the others) are optional.
+    """
+    root = Path(directory)
+    records = list(read_jsonl(root / "records.jsonl"))
+    labels = list(read_jsonl(root / "labels.jsonl"))
+    registry: dict[str, dict[str, Any]] = {}
+    if (root / "registry.jsonl").exists():
+        registry = {str(r["deviceId"]): r for r in read_jsonl(root / "registry.jsonl")}
+    groups: dict[str, str] = {}
+    if (root / "incidents.json").exists():
+        incidents = json.loads((root / "incidents.json").read_text(encoding="utf-8"))
+        groups = {str(k): str(v.get("module") or "") for k, v in incidents.items() if isinstance(v, dict)}
+    return records, labels, registry, groups
+
+
+def _fmt_time(ms: int | None) -> str:
+    if not ms:
+        return "-" * 11
+    return datetime.fromtimestamp(ms / 1000, BEIJING).strftime("%d %H:%M:%S")
+
+
+def _row(report: dict[str, Any]) -> Row:
+    text = " ".join(x for x in (report.get("title"), report.get("text")) if x).replace("\n", " ")
+    return Row(source=str(report["source"]), ref=str(report["source_ref"]),
+               time=_fmt_time(report.get("occurred_at") or report.get("reported_at")),
+               category=str(report.get("category") or "other"), address=str(report.get("address") or "-"),
+               text=text[:60])
+
+
 def run(records: Iterable[dict[str, Any]], labels: Iterable[dict[str, Any]], *,
         config: FusionConfig | None = None, registry: dict[str, dict[str, Any]] | None = None,
-        worst: int = 5) -> EvalResult:
-    """Feed ``records`` through normalize -> FusionEngine and score the mapping against ``labels``."""
+        worst: int = 5, groups: dict[str, str] | None = None) -> EvalResult:
+    """Feed ``records`` through normalize -> FusionEngine and score the mapping against ``labels``.
+
+    Two label formats: the simulator's (``incident`` null = must stay alone; every label is an
+    item, an unmapped item is a singleton) and the dev set's, with ``kind``: only ``kind ==
+    "incident"`` labels are items, only the items the hub mapped to a case are scored and
+    ``coverage`` says how many that was (README of the dev set, "How to score"); a record of
+    another kind linked into a case with other records is listed in ``non_incident_linked``.
+    ``groups`` maps an incident label to a group (the dev set's module) for per-group scores.
+    """
     from streams.ingest.normalize import Rejected, normalize
 
     engine = FusionEngine(config or load_config())
     kv = MemoryKV()
     devices: dict[str, dict[str, Any]] = dict(registry or {})
     mapping: dict[Item, str | None] = {}
-    info: dict[Item, str] = {}
+    info: dict[Item, Row] = {}
     clock = 0
     n_records = n_reports = n_rejected = 0
     reasons: Counter[str] = Counter()
@@ -170,32 +249,72 @@ def run(records: Iterable[dict[str, Any]], labels: Iterable[dict[str, Any]], *,
             mapping[item] = result.linked[-1]["case_id"]
         else:
             mapping.setdefault(item, None)
-        info[item] = f"{out.report['category']} {(out.report.get('address') or '')[:24]} {out.report['text'][:40]}"
+        info.setdefault(item, _row(out.report))
+    label_list = list(labels)
+    # the dev set's kinds (incident / maintenance / heartbeat / consultation); the simulator's
+    # labels carry its own record kinds (report, update, ...) and are scored the old way
+    kinds = any(lab.get("kind") == "incident" for lab in label_list)
     truth: dict[Item, str] = {}
-    for lab in labels:
+    other_kind: dict[Item, str] = {}
+    for lab in label_list:
         item = (str(lab["source"]), str(lab["source_ref"]))
+        if kinds and lab.get("kind") != "incident":
+            other_kind[item] = str(lab.get("kind"))
+            continue
         truth[item] = lab["incident"] if lab.get("incident") is not None else f"none:{item[0]}:{item[1]}"
+    all_items = len(truth)
+    if kinds:
+        truth = {item: inc for item, inc in truth.items() if mapping.get(item)}
     predicted = {item: (mapping.get(item) or f"none:{item[0]}:{item[1]}") for item in truth}
-    unlabelled = sum(1 for item in mapping if item not in truth)
+    unlabelled = sum(1 for item in mapping if item not in truth and item not in other_kind)
+    case_sizes = Counter(c for c in mapping.values() if c)
+    non_incident = sorted(f"{k} {i[0]}:{i[1]}" for i, k in other_kind.items()
+                          if mapping.get(i) and case_sizes[mapping[i]] > 1)
     scores = bcubed(truth, predicted)
+    by_group: dict[str, BCubed] = {}
+    if groups:
+        for name in sorted({groups.get(t, "") for t in truth.values()}):
+            sub = [i for i in truth if groups.get(truth[i], "") == name]
+            by_group[name or "(none)"] = bcubed({i: truth[i] for i in sub}, {i: predicted[i] for i in sub})
+    n = max(1, len(truth))
     by_case: dict[str, Counter[str]] = defaultdict(Counter)
     by_incident: dict[str, Counter[str]] = defaultdict(Counter)
-    examples: dict[tuple[str, str], str] = {}
+    members: dict[tuple[str, str], list[Item]] = defaultdict(list)
     for item, case in predicted.items():
         if case.startswith("none:") and truth[item].startswith("none:"):
             continue
         by_case[case][truth[item]] += 1
         by_incident[truth[item]][case] += 1
-        examples.setdefault((case, truth[item]), f"{item[0]}:{item[1]} {info.get(item, '(no report)')}")
-    merged = sorted(((c, inc) for c, inc in by_case.items() if len(inc) > 1),
-                    key=lambda x: -sum(x[1].values()) + max(x[1].values()))
-    split = sorted(((i, cs) for i, cs in by_incident.items() if len(cs) > 1),
-                   key=lambda x: -sum(x[1].values()) + max(x[1].values()))
+        members[(case, truth[item])].append(item)
+
+    def cost(parts: Counter[str]) -> float:
+        total = sum(parts.values())
+        return sum(c * (1 - c / total) for c in parts.values()) / n
+
+    def rows(pairs: list[tuple[str, str]]) -> list[tuple[str, Row]]:
+        out: list[tuple[str, Row]] = []
+        for case, inc in pairs:
+            for item in members[(case, inc)]:
+                out.append((case, info.get(item) or Row(item[0], item[1], "-", "-", "(no report)", "")))
+        return out
+
+    def example(case: str, inc: str) -> str:
+        item = members[(case, inc)][0]
+        r = info.get(item)
+        return f"{item[0]}:{item[1]} " + (f"{r.category} {r.address[:24]} {r.text[:40]}" if r else "(no report)")
+
+    merged = sorted(((c, inc) for c, inc in by_case.items() if len(inc) > 1), key=lambda x: -cost(x[1]))
+    split = sorted(((i, cs) for i, cs in by_incident.items() if len(cs) > 1), key=lambda x: -cost(x[1]))
     return EvalResult(
         scores=scores, records=n_records, reports=n_reports, rejected=n_rejected, unlabelled=unlabelled,
         cases=len({c for c in predicted.values() if not c.startswith("none:")}),
         incidents=len({t for t in truth.values() if not t.startswith("none:")}),
-        merged=[Confusion(c, inc.most_common(), [examples[(c, i)] for i in inc][:4]) for c, inc in merged[:worst]],
-        split=[Confusion(i, cs.most_common(), [examples[(c, i)] for c in cs][:4]) for i, cs in split[:worst]],
-        reject_reasons=reasons,
+        merged=[Confusion(c, inc.most_common(), [example(c, i) for i in inc][:4],
+                          [(i, r) for i, (_, r) in zip([i for i, _ in inc.most_common() for _ in members[(c, i)]],
+                                                       rows([(c, i) for i, _ in inc.most_common()]))],
+                          cost(inc)) for c, inc in merged[:worst]],
+        split=[Confusion(i, cs.most_common(), [example(c, i) for c in cs][:4],
+                         rows([(c, i) for c, _ in cs.most_common()]), cost(cs)) for i, cs in split[:worst]],
+        reject_reasons=reasons, coverage=len(truth) / all_items if all_items else 1.0,
+        non_incident_linked=non_incident, by_group=by_group,
     )

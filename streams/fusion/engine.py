@@ -26,6 +26,7 @@ from streams.fusion.config import FusionConfig
 from streams.fusion.geo import cell_of, cells_within, haversine_m
 from streams.fusion.rules import Features, Score
 from streams.fusion.state import KV, JsonState
+from streams.ingest.versioning import CYCLE_SHIFT, FINISHED_RANK, fingerprint, is_reopen, rank_of
 
 #: uuid5 namespace of case ids (fixed forever: case ids are derived from it).
 CASE_NAMESPACE = uuid.UUID("8a7c1d52-6f0e-5b8e-9a61-0f3b2c4d5e61")
@@ -76,15 +77,17 @@ class FusionEngine:
             if report.get(name) in (None, ""):
                 raise ValueError(f"report without {name}")
         st = JsonState(kv)
-        f = rules.features(report)
+        f = rules.features(report, self.cfg)
         result = FusionResult()
         result.expired = self._advance_watermark(st, f.county, min(f.t, int(report.get("received_at") or f.t)))
         skey = f"s:{report['source']}|{report['source_ref']}"
         entry = st.get(skey)
-        kind = rules.same_record(entry, int(report["version"]))
+        fp = fingerprint(report)
+        report = {**report, "version": self._effective_version(entry, report)}
+        kind = rules.same_record(entry, int(report["version"]), fp)
         if kind != "new":
             assert entry is not None
-            return self._known_record(st, skey, entry, kind, report, f, result)
+            return self._known_record(st, skey, entry, kind, report, f, result, fp)
         if f.kind == "recover":
             return self._recover(st, skey, report, f, result)
         case: dict[str, Any] | None = None
@@ -148,26 +151,45 @@ class FusionEngine:
 
     # --- rule 1: known source records ---------------------------------------------------------
 
+    def _effective_version(self, entry: dict[str, Any] | None, report: dict[str, Any]) -> int:
+        """The report's version with the record's re-opening cycles above it.
+
+        A finished 12345 order (已办结 or later) that a later document explicitly re-opens
+        (重新办理 ...) starts a new cycle: its versions rank above every version of the
+        previous cycle, so the re-opened order's 办理中 is newer than the old 已回访.
+        """
+        version = int(report["version"])
+        cycle = int(entry.get("cyc", 0)) if entry else 0
+        if entry and is_reopen(report.get("status")) and rank_of(int(entry["v"])) >= FINISHED_RANK \
+                and int(entry["v"]) >> CYCLE_SHIFT == cycle:
+            cycle += 1
+        return (cycle << CYCLE_SHIFT) | version
+
     def _known_record(self, st: JsonState, skey: str, entry: dict[str, Any], kind: str,
-                      report: dict[str, Any], f: Features, result: FusionResult) -> FusionResult:
+                      report: dict[str, Any], f: Features, result: FusionResult, fp: str) -> FusionResult:
         case_id = entry.get("case")
         case = st.get(f"c:{case_id}") if case_id else None
         result.outcome = kind
         if kind == "update" and case is not None:
             events = self._update(case, report, f, entry)
-            self._link(st, skey, case, report, f, events, result)
+            self._link(st, skey, case, report, f, events, result, fp)
             return result
         if kind == "update":
             # the case already left fusion state (or it was an orphan recover): remember the version
-            st.set(skey, {**entry, "v": int(report["version"])})
+            st.set(skey, {**entry, "v": int(report["version"]), "fp": fp, "ra": report.get("received_at"),
+                          "cyc": int(report["version"]) >> CYCLE_SHIFT})
+        if kind == "stale":
+            return result  # an older state of the record: it changes nothing and is not re-emitted
         if case_id:
+            # the record as first emitted: same version and receipt time, so the same rows / ids
+            first = {**report, "version": int(entry["v"]), "received_at": entry.get("ra", report["received_at"])}
             if kind == "duplicate" and case is not None:
                 # Redelivery, possibly after a crash lost the first outputs: emit them again,
                 # with the same ids, so every consumer ends up with them exactly once.
                 result.cases.append(to_case_record(case))
                 for name in entry.get("ev", []):
-                    result.events.append(self._event(case, name, report))
-            result.linked.append({**report, "case_id": case_id})
+                    result.events.append(self._event(case, name, first))
+            result.linked.append({**(first if kind == "duplicate" else report), "case_id": case_id})
         return result
 
     # --- rule 2: sensors ----------------------------------------------------------------------
@@ -181,7 +203,8 @@ class FusionEngine:
         case = self._device_case(st, f) if f.device_id else None
         if case is None or not rules.recover_target(case, f, self.cfg):
             result.outcome = "orphan_recover"
-            st.set(skey, {"case": None, "v": int(report["version"]), "rid": f.report_id, "ev": []})
+            st.set(skey, {"case": None, "v": int(report["version"]), "rid": f.report_id, "ev": [],
+                          "fp": fingerprint(report), "ra": report.get("received_at")})
             self._schedule(st, f.county, skey, f.t + self.cfg.expire_after_last_seen_ms)
             return result
         recovered = case.setdefault("recovered", {})
@@ -200,16 +223,22 @@ class FusionEngine:
             radius = self.cfg.rule(f.category).radius_m if f.category != "other" else self.cfg.max_radius_m()
             for cx, cy in cells_within(f.lat, f.lng, radius, self.cfg.cell_m):
                 ids.extend(st.get(f"g:{f.county}:{cx}:{cy}") or ())
-            if f.street:
-                ids.extend(st.get(f"n:{f.county}:{f.street}") or ())
-        elif f.street:
-            ids.extend(st.get(f"t:{f.county}:{f.street}") or ())
+            for town in sorted(f.towns):
+                ids.extend(st.get(f"n:{f.county}:{town}") or ())
+        else:
+            for town in sorted(f.towns):
+                ids.extend(st.get(f"t:{f.county}:{town}") or ())
         if f.addr_full:
             ids.extend(st.get(f"a:{f.county}:{f.addr_full}") or ())
-        if f.addr_road:
-            ids.extend(st.get(f"r:{f.county}:{f.addr_road}") or ())
+        for road in sorted(f.roads | ({f.addr_road} if f.addr_road else set())):
+            ids.extend(st.get(f"r:{f.county}:{road}") or ())
         for place in sorted(f.places):
             ids.extend(st.get(f"p:{f.county}:{place}") or ())
+        for village in sorted(f.villages):
+            ids.extend(st.get(f"v:{f.county}:{village}") or ())
+        if f.reporter:
+            # the caller's own open cases: a callback may be geocoded anywhere
+            ids.extend(st.get(f"h:{f.county}:{f.reporter}") or ())
         seen: set[str] = set()
         cases: list[dict[str, Any]] = []
         for case_id in ids:
@@ -234,6 +263,7 @@ class FusionEngine:
             "dispatchable": bool(report.get("dispatchable", True)), "device_ids": [], "version": 0,
             "updated_at": f.t, "opener": f.report_id, "human": f.human, "sh": [],
             "fulls": [], "roads": [], "places": [], "streets": [], "recovered": {}, "closed_at": None, "idx": [],
+            "vills": [], "shops": [], "concepts": [], "reporters": [], "src_closed_at": None,
         }
         self._add_report(case, report, f)
         return case
@@ -262,6 +292,18 @@ class FusionEngine:
         for place in sorted(f.places):
             if place not in case["places"] and len(case["places"]) < 2 * MAX_PLACES:
                 case["places"].append(place)
+        for name, values in (("roads", f.roads), ("aroads", f.addr_roads), ("avills", f.addr_villages), ("aplaces", f.addr_places),
+                             ("heads", f.title_concepts - self.cfg.generic_concepts), ("streets", f.towns), ("vills", f.villages), ("shops", f.shops),
+                             ("concepts", f.concepts), ("reporters", {f.reporter} if f.reporter else set())):
+            have = case.setdefault(name, [])
+            for value in sorted(values):
+                if value not in have and len(have) < 2 * MAX_PLACES:
+                    have.append(value)
+        if f.closing and f.human and case.get("src_closed_at") is None:
+            # a source says the problem was handled: later reports are a new incident
+            case["src_closed_at"] = int(report.get("received_at") or f.t)
+        if f.reviewed and f.human and case.get("src_reviewed_at") is None:
+            case["src_reviewed_at"] = int(report.get("received_at") or f.t)
         if case["street"] is None and f.street:
             case["street"] = f.street
         if case["address"] is None and report.get("address"):
@@ -325,12 +367,14 @@ class FusionEngine:
         keys += [f"r:{county}:{v}" for v in case["roads"]]
         keys += [f"p:{county}:{v}" for v in case["places"]]
         keys += [f"t:{county}:{v}" for v in case["streets"]]
+        keys += [f"v:{county}:{v}" for v in case.get("vills") or ()]
+        keys += [f"h:{county}:{v}" for v in case.get("reporters") or ()]
         if case["lat"] is None:
             keys += [f"n:{county}:{v}" for v in case["streets"]]
         return keys
 
     def _link(self, st: JsonState, skey: str, case: dict[str, Any], report: dict[str, Any], f: Features,
-              events: list[str], result: FusionResult) -> None:
+              events: list[str], result: FusionResult, fp: str | None = None) -> None:
         """Write expiry, new index entries, device, case, stale-index removals, then the
         (source, source_ref) entry; emit the outputs.
 
@@ -358,7 +402,9 @@ class FusionEngine:
                 st.list_remove(key, case["case_id"])
         if events[0] != "report_updated":  # a first delivery: the entry lives 7 days of event time
             self._schedule(st, f.county, skey, f.t + self.cfg.expire_after_last_seen_ms)
-        st.set(skey, {"case": case["case_id"], "v": int(report["version"]), "rid": f.report_id, "ev": events})
+        st.set(skey, {"case": case["case_id"], "v": int(report["version"]), "rid": f.report_id, "ev": events,
+                      "fp": fp or fingerprint(report), "ra": report.get("received_at"),
+                      "cyc": int(report["version"]) >> CYCLE_SHIFT})
         result.cases.append(to_case_record(case))
         result.events.extend(self._event(case, name, report) for name in events)
         result.linked.append({**report, "case_id": case["case_id"]})

@@ -20,7 +20,9 @@ of the event being processed):
 ``a:<county>:<address>``     case ids at that normalised address (road + number)
 ``r:<county>:<road>``        case ids on that road
 ``p:<county>:<place>``       case ids at that named place (estate, landmark)
-``t:<county>:<street>``      case ids in that township
+``v:<county>:<village>``     case ids at that village / community (reference names)
+``h:<county>:<reporter>``    case ids of that reporter (keyed phone hash: callbacks)
+``t:<county>:<street>``      case ids in that township (street code, or named in the text)
 ``n:<county>:<street>``      case ids in that township that have no coordinates
 ``x:<county>:<hour>``        expiry bucket: ``c:``/``s:`` entries to re-check at that event-time hour
 ``w:<county>``               the county's event-time watermark and last swept hour

@@ -97,16 +97,25 @@ _PLACE_KINDS = tuple(sorted((
     # Hangzhou-style numbered estates: 翠苑一区, 朝晖三区
     "一区", "二区", "三区", "四区", "五区", "六区", "七区", "八区", "九区"), key=len, reverse=True))
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-_NOT_STEM = set("的在了有是与及旁边附近对面门口里内外侧号弄幢栋楼单元")
+_NOT_STEM = set("的在了有是与及旁边附近对面里内外侧号弄幢栋楼单元那这某个过求议到或去说把被给从往向让们我你他她该查卖")
 
 
-def places(text: str | None) -> set[str]:
+# Kinds that name one sort of place: an estate is called 小区, 花园 or 社区 by different people.
+_KIND_CLASS = {k: "小区" for k in ("小区", "花园", "新村", "公寓", "家园", "嘉园", "名邸", "华庭", "锦苑", "苑", "府",
+                                  "社区", "居委会", "一区", "二区", "三区", "四区", "五区", "六区", "七区", "八区", "九区")}
+_KIND_CLASS.update({k: "菜场" for k in ("农贸市场", "菜场", "市场")})
+
+
+def places(text: str | None, county: str | None = None) -> set[str]:
     """Named places in a text: a two-character stem plus a place word (``翠苑小区``, ``岩泉加油站``).
 
-    Most Chinese estate and landmark names are a two-character stem and a kind word; roads and
-    house numbers are cut out first so that ``春晖街岩泉加油站`` yields ``岩泉加油站``.
+    Most Chinese estate and landmark names are a two-character stem and a kind word; roads,
+    house numbers, division and village names are cut out first so that ``春晖街岩泉加油站``
+    yields ``岩泉加油站``.  Kinds that people use for one place interchangeably (小区 / 花园 /
+    社区; 菜场 / 农贸市场) are one class, so ``天宁寺小区`` and ``天宁寺社区`` are one place.
+    A stem with a function character (``那个菜场``, ``映过菜场``) is no name.
     """
-    t = strip_divisions(fold(text))
+    t = strip_local(text or "", county) if county else strip_divisions(fold(text))
     t = _ROAD.sub(" ", t)
     for word in ("附近", "旁边", "对面", "门口", "东侧", "西侧", "南侧", "北侧"):
         t = t.replace(word, " ")
@@ -116,14 +125,15 @@ def places(text: str | None) -> set[str]:
         pos = t.find(kind)
         while pos >= 0:
             end = pos + len(kind)
-            name_end = end
+            cls = _KIND_CLASS.get(kind, kind)
             if t[max(0, pos - 2):pos] in _PLACE_KINDS:
                 # "和园名邸小区": the estate is 和园名邸; 小区 only says what it is
-                pos, name_end = pos - 2, pos
+                pos = pos - 2
+                cls = _KIND_CLASS.get(t[pos:pos + 2], t[pos:pos + 2])
             stem = t[max(0, pos - 2):pos]
             if (len(stem) == 2 and all(_CJK.match(c) and c not in _NOT_STEM for c in stem)
                     and not taken.intersection(range(pos - 2, end))):
-                found.add(t[pos - 2:name_end])
+                found.add(stem + cls)
                 taken.update(range(pos - 2, end))
             pos = t.find(kind, end)
     return found
@@ -182,3 +192,149 @@ def jaccard(a: set[str] | frozenset[str], b: set[str] | frozenset[str]) -> float
         return 0.0
     inter = len(a & b)
     return inter / (len(a) + len(b) - inter)
+
+
+# --- places from the reference divisions: townships and villages (issue 13) ------------------
+
+@dataclass(frozen=True)
+class Gazetteer:
+    """Township and village names of the reference divisions, by county.
+
+    ``towns[county]`` maps a township's full name (``新塍镇``) and its short form (``新塍``, the
+    name without 街道 / 镇 / 乡, when at least two characters are left) to its code;
+    ``villages[county]`` maps a village / community full name (``普光村``, ``南溪社区``) to
+    (village code, township code).  Short village names are not used: ``南溪`` is also a road.
+    """
+
+    towns: dict[str, dict[str, str]]
+    villages: dict[str, dict[str, tuple[str, str]]]
+
+
+_TOWN_SUFFIXES = ("街道", "镇", "乡")
+_VILLAGE_SUFFIX = re.compile(r"(村|社区|居委会|村委会)$")
+
+
+@lru_cache(maxsize=1)
+def gazetteer() -> Gazetteer:
+    towns: dict[str, dict[str, str]] = {}
+    villages: dict[str, dict[str, tuple[str, str]]] = {}
+    with open(_REF / "townships.csv", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            name, code, county = row["name"].strip(), row["code"], row["areaCode"]
+            names = towns.setdefault(county, {})
+            names[name] = code
+            for suffix in _TOWN_SUFFIXES:
+                if name.endswith(suffix) and len(name) - len(suffix) >= 2:
+                    names.setdefault(name[: -len(suffix)], code)
+    with open(_REF / "villages.csv", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            name = row["name"].strip()
+            # "洋桥村委会" is said "洋桥村", "格林社区居委会" "格林社区", "白洋居委会" "白洋社区"
+            for short in (name, re.sub(r"村委会$", "村", name), re.sub(r"(社区)?居委会$", "社区", name)):
+                if len(short) >= 3 and _VILLAGE_SUFFIX.search(short):
+                    villages.setdefault(row["areaCode"], {}).setdefault(short, (row["code"], row["streetCode"]))
+    return Gazetteer(towns, villages)
+
+
+@lru_cache(maxsize=64)
+def _town_pattern(county: str) -> re.Pattern[str] | None:
+    names = sorted(gazetteer().towns.get(county, {}), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, names))) if names else None
+
+
+@lru_cache(maxsize=64)
+def _village_pattern(county: str) -> re.Pattern[str] | None:
+    names = sorted(gazetteer().villages.get(county, {}), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, names))) if names else None
+
+
+def towns_in(text: str | None, county: str) -> set[str]:
+    """Township codes of ``county`` named in a text (full or short name, or through a village)."""
+    t = fold(text)
+    out: set[str] = set()
+    pattern = _town_pattern(county)
+    if t and pattern is not None:
+        names = gazetteer().towns[county]
+        out.update(names[m.group(0)] for m in pattern.finditer(t))
+    out.update(street for _, street in villages_in(t, county).values())
+    return out
+
+
+def villages_in(text: str | None, county: str) -> dict[str, tuple[str, str]]:
+    """Village / community names of ``county`` in a text -> (village code, township code)."""
+    t = fold(text)
+    pattern = _village_pattern(county)
+    if not t or pattern is None:
+        return {}
+    names = gazetteer().villages[county]
+    return {m.group(0): names[m.group(0)] for m in pattern.finditer(t)}
+
+
+def strip_local(address: str, county: str | None) -> str:
+    """Remove division names (province .. township) and the county's village / community names
+    and township short names wherever they stand, so that ``南溪社区南溪东路`` and ``塘汇茶园路``
+    give the roads ``南溪东路`` and ``茶园路``."""
+    out = strip_divisions(fold(address))
+    if county:
+        town = _town_pattern(county)
+        # a township's short name only as a prefix of a road ("塘汇茶园路"): elsewhere it may be part
+        # of a name ("翠苑一区" in 翠苑街道)
+        match = town.match(out) if town is not None else None
+        if match is not None and _ROAD_ANY.match(out[match.end():]):
+            out = out[match.end():]
+        village = _village_pattern(county)
+        if village is not None:
+            out = village.sub(" ", out)
+    return out
+
+
+# A road name: a two-character stem, an optional direction and a road word (南江路, 中环东路,
+# 亭桥南路), or a numbered national / provincial road (320国道, 01省道).  Longer stems are cut
+# to their last two characters on every side alike (长纤塘路 -> 纤塘路), so keys still match.
+_ROAD_ANY = re.compile(r"(\d{2,3}(?:国道|省道))|([\u4e00-\u9fff]{2})([东西南北中]?)(大道|公路|路|街(?!道)|巷)")
+# characters that are no part of a road's name: function words, directions said before it
+_ROAD_STOP = set("在的了有是与及和跟到从往向靠近边那这个说条上里过去来就都也还又把被给对址要摆段口门号马字袋侧")
+
+
+def roads_in(text: str | None, county: str | None) -> set[str]:
+    """Road names in an address or text (``320国道``, ``南溪东路``): a clause may name two roads
+    (``双溪路与中环东路交叉口``); words around them are not part of the key."""
+    t = strip_local(text or "", county)
+    found: set[str] = set()
+    for m in _ROAD_ANY.finditer(t):
+        if m.group(1):
+            found.add(m.group(1))
+            continue
+        stem = m.group(2)
+        if any(c in _ROAD_STOP for c in stem) or t[m.end():m.end() + 1] in ("边", "旁"):
+            continue  # "东侧路边": the roadside, not a road named 东侧路
+        found.add(stem + m.group(3) + m.group(4))
+    return found
+
+
+# --- concepts: what the problem is, in any of its words ---------------------------------------
+
+def concepts_in(text: str | None, vocabulary: dict[str, tuple[str, ...]]) -> frozenset[str]:
+    """The concepts of ``vocabulary`` (concept -> words) whose words occur in the text."""
+    t = fold(text)
+    if not t:
+        return frozenset()
+    return frozenset(name for name, words in vocabulary.items() if any(w in t for w in words))
+
+
+# A shop named by what it sells: 2-3 characters before 店 / 馆 (小炒店, 烤鱼店, 面馆, 快餐店).
+_SHOP = re.compile(r"([\u4e00-\u9fff]{2,3}?)(店|馆)(?![员主家里内外])")
+_SHOP_NOT = set("的在了有是那这某个家一该上说我们他她它商酒饭宾旅路街门边周沿")
+
+
+def shops_in(text: str | None) -> set[str]:
+    """Kinds of shop a text names (``烧烤店``, ``面馆``): two reports about one shop name it alike;
+    two shops of different kinds on one street are two places."""
+    out: set[str] = set()
+    for m in _SHOP.finditer(fold(text)):
+        stem = m.group(1)
+        while stem and stem[0] in _SHOP_NOT:
+            stem = stem[1:]
+        if (len(stem) >= 2 or (stem and m.group(2) == "馆")) and not any(c in _SHOP_NOT for c in stem):
+            out.add(stem[-2:] + m.group(2))
+    return out

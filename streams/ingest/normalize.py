@@ -16,10 +16,13 @@ Why the choices below:
   redelivery or a later version of the same record gets the same id, so every
   stage downstream can be idempotent on it (CONTRACTS.md 1: "Neither may
   create a second case").
-* ``version`` is ``received_at_ms``.  The sources carry no revision number and
-  their status texts are not totally ordered (a 12345 order can be re-opened),
-  so the later delivery wins.  The agents pass the *Kafka record timestamp* of
-  the raw record, so a replay of a raw topic reproduces the same versions.
+* ``version`` orders the deliveries of one record as the source means them
+  (``streams/ingest/versioning.py``): 12345 by its status progression, then the
+  receipt time; four platforms by status, then ``reportTime``; sensors by the
+  receipt time.  A stale version redelivered after a newer one stays older; an
+  identical redelivery is recognised by fusion's content fingerprint.  The agents
+  pass the *Kafka record timestamp* of the raw record as the receipt time, so a
+  replay of a raw topic reproduces the same versions.
 * Time bounds: documents dated more than :data:`MAX_FUTURE_MS` after receipt
   or more than :data:`MAX_AGE_MS` before it are rejected; those are clock or
   unit errors (seconds for milliseconds, a UTC time taken for Beijing time is
@@ -49,6 +52,8 @@ from gridhub.core.reference.geo import gcj02_to_wgs84, in_zhejiang
 from streams.ingest import pii
 from streams.ingest import classify
 from streams.ingest.taxonomy import CONSULTATION
+from streams.ingest.taxonomy import taxonomy
+from streams.ingest.versioning import version_of
 
 #: Fixed namespace of report ids: uuid5(NAMESPACE_DNS, "reports.gridhub"). Never change it:
 #: every stored report id (Kafka, ClickHouse, archives) is derived from it.
@@ -133,7 +138,10 @@ def normalize(source: str, value: bytes, *, registry: Mapping[str, dict[str, Any
         pii_key = get_settings().pii_key.encode("utf-8")
     ctx = _Context(source, int(time.time() * 1000) if received_at_ms is None else received_at_ms,
                    pii_key, registry or {})
-    return adapter(_Doc(_parse(value)), ctx)
+    out = adapter(_Doc(_parse(value)), ctx)
+    if out.report is not None:
+        out.report["version"] = version_of(out.report)  # the source's own order (versioning.py)
+    return out
 
 
 def report_id(source: str, source_ref: str) -> str:

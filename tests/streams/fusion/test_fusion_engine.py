@@ -41,8 +41,9 @@ def test_rule1_update_never_opens_a_case_and_redelivery_repeats_the_same_ids() -
     [c2] = h.feed(newer)  # even moved 600 m: the same record is never a new case
     assert c2 == c1 and "report_updated" in events(h)
     assert h.results[-1].cases[0]["version"] > h.results[0].cases[0]["version"]
-    [c3] = h.feed(r)  # an older version delivered late: linked, changes nothing
-    assert c3 == c1 and events(h) == [] and h.results[-1].outcome == "stale"
+    [c3] = h.feed(r)  # an older version delivered late: changes nothing, emits nothing (issue 13)
+    assert c3 is None and events(h) == [] and h.results[-1].outcome == "stale"
+    assert h.results[-1].linked == [] and h.results[-1].cases == []
 
 
 def test_update_of_the_opener_recategorises_and_relocates() -> None:

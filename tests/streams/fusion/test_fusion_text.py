@@ -21,8 +21,12 @@ def test_township_names_are_not_roads() -> None:
 
 def test_places_are_estates_and_landmarks() -> None:
     assert places("春晖街岩泉加油站附近") == {"岩泉加油站"}
-    assert places("和园名邸小区门口") == {"和园名邸"}
-    assert places("湖州市吴兴区康山街道解放路92号紫金嘉园10幢") == {"紫金嘉园"}
+    # estate words are one class: 和园名邸小区 / 和园小区 / 和园社区 are one place
+    assert places("和园名邸小区门口") == {"和园小区"}
+    assert places("湖州市吴兴区康山街道解放路92号紫金嘉园10幢") == {"紫金小区"}
+    assert places("天宁寺小区5幢") == places("天宁寺花园") == {"宁寺小区"}
+    assert places("南溪东路那个菜场边上") == set()  # "那个" is no name
+    assert places("嘉善县魏塘南门菜场门口", "330421") == {"南门菜场"}
     assert places("楼道里有烟") == set()
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from streams.ingest.versioning import status_rank
+
 from gridhub.core.codec import codec
 from gridhub.core.reference.geo import haversine_m, wgs84_to_gcj02
 from streams.ingest.normalize import (MAX_DOCUMENT_BYTES, REPORT_NAMESPACE, Normalized, Rejected, normalize,
@@ -85,7 +87,8 @@ def test_four_platforms_report() -> None:
     assert (r["county_code"], r["street_code"], r["grid_code"]) == ("330502", "330502001", "330502001001-03")
     assert r["category"] == "street_vending" and r["severity"] == 2
     assert r["reported_at"] == NOW - 60_000 and r["occurred_at"] == NOW - 3_600_000
-    assert r["received_at"] == NOW and r["version"] == NOW
+    # version: the status rank above the report time (streams/ingest/versioning.py, issue 13)
+    assert r["received_at"] == NOW and r["version"] == (status_rank("four-platforms", r["status"]) << 42) | r["reported_at"]
     assert (r["lng"], r["lat"]) == (120.093, 30.893)
     assert r["platform"] == "综合执法" and r["attachments"] == ["https://img.example.org/1.jpg"]
     codec("Report").decode(codec("Report").encode(r))  # schema-valid
