@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     clickhouse_user: str = "default"
     clickhouse_password: str = ""
     clickhouse_database: str = "gridhub"
+    # Empty: one server.  A remote_servers cluster name (`gridhub` in deploy/k8s/clickhouse.yaml): the
+    # tables are Replicated + Distributed and migrations run on every replica (docs/scaling.md).
+    clickhouse_cluster: str = ""
 
     # --- MQTT ----------------------------------------------------------------
     mqtt_host: str = "127.0.0.1"
