@@ -162,10 +162,10 @@ class ReplicatedClickHouse(Infra):
         share_classpath_cache(self.parent_settings, self.settings)
         return super().up(progress)
 
-    def replica_settings(self, number: int, **update: Any) -> Settings:
-        """Settings of a hub process whose ClickHouse is replica ``number`` of this cluster."""
+    def replica_settings(self, number: int, base: Settings | None = None, **update: Any) -> Settings:
+        """``base`` (default: the settings given) for a hub process whose ClickHouse is replica ``number``."""
         replica = self.replicas[number - 1]
-        return self.parent_settings.model_copy(update={
+        return (base or self.parent_settings).model_copy(update={
             "clickhouse_host": replica.host, "clickhouse_port": replica.tcp_port,
             "clickhouse_http_port": replica.http_port, "clickhouse_cluster": self.cluster, **update})
 
