@@ -49,3 +49,6 @@ GATEWAY_REQUESTS = Counter("gridhub_gateway_requests_total", "HTTP requests answ
                            ["route", "method", "status"])
 GATEWAY_REQUEST_SECONDS = Histogram("gridhub_gateway_request_duration_seconds", "HTTP request latency of the gateway",
                                     ["route", "method"], buckets=_REQUEST_BUCKETS)
+SINK_RETRIES = Counter("gridhub_sink_retries_total",
+                       "ClickHouse sink back-offs (server away, too many parts, dead letters not acknowledged)",
+                       ["what"])

@@ -57,7 +57,7 @@ from connectors.clickhouse.rows import DEAD_LETTERS, TABLES, Row, RowError, Topi
 from gridhub.dlq import dead_letter_headers
 from gridhub.logging import get_logger
 from gridhub.metrics import DEAD_LETTERS as DEAD_LETTER_COUNT
-from gridhub.metrics import SINK_BATCH_SECONDS, SINK_ROWS
+from gridhub.metrics import SINK_BATCH_SECONDS, SINK_RETRIES, SINK_ROWS
 from gridhub.settings import Settings
 
 log = get_logger(__name__)
@@ -310,6 +310,7 @@ class ClickHouseSink(Sink):
     async def _backoff(self, attempt: int, what: str, error: Exception) -> None:
         delay = min(self.conf.backoff_max, self.conf.backoff_initial * 2 ** min(attempt, 16))
         self.retries += 1
+        SINK_RETRIES.labels(what).inc()
         log.warning("ch_sink.retry", what=what, attempt=attempt + 1, delay_s=delay, error=str(error))
         await self.sleep(delay)
 
