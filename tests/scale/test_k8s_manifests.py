@@ -295,3 +295,33 @@ def test_images_of_one_product_share_one_release() -> None:
     assert tags["clickhouse/clickhouse-server"] == tags["clickhouse/clickhouse-keeper"]
     assert re.fullmatch(r"4\.0\.\d+", tags["apache/kafka"])
     assert re.fullmatch(r"2\.0\.\d+", tags["eclipse-mosquitto"])
+
+
+def test_every_file_a_hub_container_reads_is_mounted() -> None:
+    """Settings read every GRIDHUB_*_FILE at start: one unmounted secret and the pod crash-loops."""
+    config = _config()
+    checked = 0
+    for doc in DOCS:
+        if doc["kind"] not in ("Deployment", "Job"):
+            continue
+        spec = doc["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for container in spec["containers"]:
+            if not any(e.get("configMapRef", {}).get("name") == "gridhub-config" for e in container.get("envFrom", [])):
+                continue
+            env = {**config, **{e["name"]: e.get("value", "") for e in container.get("env", [])}}
+            # Secrets (read by Settings at start) and the Kafka CA (every hub process talks to Kafka);
+            # the MQTT CA only where an MQTT client runs (the Deployments).
+            files = [v for k, v in env.items() if v and (k.endswith(("_FILE", "_CAFILE"))) and
+                     (k != "GRIDHUB_MQTT_CA_FILE" or doc["kind"] == "Deployment")]
+            mounts = container.get("volumeMounts", [])
+            for path in files:
+                mount = next((m for m in mounts if path.startswith(m["mountPath"].rstrip("/") + "/")), None)
+                assert mount is not None, f"{doc['metadata']['name']}: {path} is not on a mounted volume"
+                source = volumes[mount["name"]].get("secret", {})
+                key = path[len(mount["mountPath"].rstrip("/")) + 1:]
+                items = source.get("items")
+                assert items is None or key in {i["path"] for i in items}, \
+                    f"{doc['metadata']['name']}: {path} is not among the mounted items of {source['secretName']}"
+                checked += 1
+    assert checked >= 20
