@@ -145,3 +145,26 @@ def test_cluster_ddl_refuses_a_single_node_database(replicated: ReplicatedClickH
     finally:
         backend.execute("DROP DATABASE IF EXISTS gh_single_then_cluster")
         backend.close()
+
+
+def test_replica_configs_name_the_cluster_the_coordinator_and_the_macros(tmp_path: Any) -> None:
+    """The generated configs alone (no servers): what `gridhub infra up --clickhouse-replicas 2` writes."""
+    import xml.etree.ElementTree as ET
+
+    # Field defaults, not Settings(): CI may move the dev ports through GRIDHUB_* variables.
+    cluster = ReplicatedClickHouse(Settings.model_construct(), 2, run_dir=tmp_path)
+    assert [r.ports() for r in cluster.replicas] == [[29000, 28123, 29009], [29010, 28133, 29019]]
+    for number, replica in enumerate(cluster.replicas, start=1):
+        replica.prepare()
+        xml = ET.parse(replica.home / "config.d" / "cluster.xml").getroot()
+        hosts = [(r.findtext("host"), r.findtext("port")) for r in xml.findall("./remote_servers/gridhub/shard/replica")]
+        assert hosts == [("127.0.0.1", "29000"), ("127.0.0.1", "29010")]
+        assert xml.findtext("./remote_servers/gridhub/shard/internal_replication") == "true"
+        assert xml.findtext("./zookeeper/node/port") == str(cluster.zookeeper.port)
+        assert (xml.findtext("./macros/shard"), xml.findtext("./macros/replica")) == ("01", f"replica-{number}")
+    cluster.zookeeper.prepare()
+    zoo = dict(line.split("=", 1) for line in (cluster.zookeeper.config_file).read_text().splitlines()
+               if line and not line.startswith("#"))
+    assert zoo["clientPort"] == "22181" and zoo["dataDir"] == str(cluster.zookeeper.data_dir)
+    settings = cluster.replica_settings(2, Settings(namespace="x"))
+    assert (settings.clickhouse_port, settings.clickhouse_cluster, settings.namespace) == (29010, "gridhub", "x")
