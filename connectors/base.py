@@ -25,7 +25,7 @@ from mode import Service
 from gridhub.core.dlq import dead_letter_headers
 from gridhub.core.errors import DataError, RetriableError
 from gridhub.core.logging import get_logger
-from gridhub.core.metrics import DEAD_LETTERS
+from gridhub.core.metrics import DEAD_LETTERS, SINK_RETRIES
 from gridhub.core.settings import Settings
 
 __all__ = ["DataError", "RawRecord", "Refused", "RetriableError", "Sink", "SinkRunner", "Source"]
@@ -172,6 +172,7 @@ class SinkRunner(Service):
     async def _backoff(self, attempt: int, what: str, error: Exception) -> None:
         delay = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 16))
         self.retries += 1
+        SINK_RETRIES.labels(f"{self.stage}.{what}").inc()
         log.warning("sink_runner.retry", stage=self.stage, what=what, attempt=attempt + 1, delay_s=delay,
                     error=str(error))
         await self.sleep(delay)

@@ -19,6 +19,10 @@ any_file /usr/bin/clickhouse /usr/sbin/clickhouse-server /usr/bin/clickhouse-ser
 any_file /usr/sbin/mosquitto /usr/bin/mosquitto || missing+=(mosquitto)
 have mosquitto_pub || missing+=(mosquitto-clients)
 have chromium || missing+=(chromium)
+# ZooKeeper for the local replicated ClickHouse (gridhub infra up --clickhouse-replicas 2), Prometheus +
+# promtool for the scrape and alert-rule tests (tests/deploy/test_prometheus.py).
+[ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
+{ have prometheus && have promtool; } || missing+=(prometheus)
 have java || missing+=(openjdk-17-jre-headless)
 have mvn || missing+=(maven)
 have make || missing+=(make)

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from gridhub.core.logging import configure_logging
-from gridhub.core.settings import get_settings
+from gridhub.core.settings import SettingsError, get_settings
 
 COMMANDS: dict[str, str] = {
     "infra": "gridhub.infra.cli:infra",
@@ -51,5 +51,9 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="gridhub")
 def main() -> None:
     """gridhub: fuse, route, land and replay the 141 system's incident feeds."""
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except SettingsError as error:  # one line an operator can act on, exit status 2 (usage error)
+        click.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.log_format)

@@ -18,10 +18,13 @@ import asyncio
 import time
 from typing import Any, Iterable, Mapping
 
+from faust import Sensor
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from gridhub.core.logging import get_logger
-from gridhub.core.metrics import CONSUMER_LAG
+from gridhub.core.metrics import (CONSUMER_LAG, FAUST_ASSIGNED_PARTITIONS, FAUST_COMMIT_SECONDS, FAUST_MESSAGES_IN,
+                             FAUST_REBALANCE_SECONDS, FAUST_REBALANCES, FAUST_REBALANCING, FAUST_SEND_ERRORS,
+                             FAUST_STREAM_LAG)
 from gridhub.core.settings import Settings
 
 log = get_logger(__name__)
@@ -53,6 +56,63 @@ def health_status(*, crashed: bool, stopping: bool, rebalancing_since: float | N
     if rebalancing_since is not None and now - rebalancing_since > stall_after_s:
         return "stalled"
     return "ok"
+
+
+def ready_status(health: str, *, rebalancing: bool, assigned: int | None) -> str:
+    """Pure: ``ok`` when the worker should get traffic (``/readyz``), else why not.
+
+    Ready = healthy, not in a rebalance, and holding partitions of the consumer group: a worker
+    without an assignment (still joining, or more workers than partitions) processes nothing of
+    what its gateway accepts, so the gateway Service should send elsewhere.
+    """
+    if health != "ok":
+        return health
+    if rebalancing:
+        return "rebalancing"
+    if not assigned:
+        return "no partitions assigned"
+    return "ok"
+
+
+def stream_lag(read: Mapping[Any, int], ends: Mapping[Any, int]) -> dict[tuple[str, int], int]:
+    """Pure: records between the last offset read and the high watermark, per partition Faust knows both of."""
+    out = {}
+    for tp, end in ends.items():
+        last = read.get(tp)
+        if last is not None:
+            out[(tp.topic, tp.partition)] = max(0, end - last - 1)
+    return out
+
+
+class WorkerSensor(Sensor):
+    """Faust's sensor events as Prometheus metrics with units in their names (gridhub/metrics.py).
+
+    Faust ships a Prometheus sensor, but its names carry no units (``_latency`` in ms, counters
+    without ``_total``) and it replaces the app's monitor; this one is added beside it.
+    """
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        FAUST_MESSAGES_IN.labels(tp.topic).inc()
+
+    def on_commit_initiated(self, consumer: Any) -> Any:
+        return time.monotonic()
+
+    def on_commit_completed(self, consumer: Any, state: Any) -> None:
+        if isinstance(state, float):
+            FAUST_COMMIT_SECONDS.observe(time.monotonic() - state)
+
+    def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
+        FAUST_SEND_ERRORS.inc()
+
+    def on_rebalance_start(self, app: Any) -> dict[str, Any]:
+        FAUST_REBALANCES.inc()
+        FAUST_REBALANCING.set(1)
+        return {"time_start": time.monotonic()}
+
+    def on_rebalance_end(self, app: Any, state: dict[str, Any]) -> None:
+        FAUST_REBALANCING.set(0)
+        if state and "time_start" in state:
+            FAUST_REBALANCE_SECONDS.observe(time.monotonic() - state["time_start"])
 
 
 def compute_lag(committed: Mapping[TopicPart, int | None], ends: Mapping[TopicPart, int]) -> dict[TopicPart, int]:
@@ -127,6 +187,7 @@ def install(app: Any, settings: Settings) -> None:
     if getattr(app, "_gridhub_health_installed", False):
         return
     app._gridhub_health_installed = True
+    app.sensors.add(WorkerSensor())
     probe = LagProbe(settings)
     state: dict[str, Any] = {"lag_total": None, "lag_measured_at": None, "lag_error": None,
                              "rebalancing_since": None}
@@ -151,9 +212,40 @@ def install(app: Any, settings: Settings) -> None:
                 "lag_error": state["lag_error"]}
         return web.json(body, status=200 if status == "ok" else 503)
 
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        # Readiness (deploy/k8s/hub.yaml): healthy AND holding partitions of the consumer group.
+        health = health_status(crashed=bool(getattr(app, "crashed", False)),
+                               stopping=bool(getattr(app, "should_stop", False)),
+                               rebalancing_since=state["rebalancing_since"], now=time.monotonic(),
+                               stall_after_s=settings.rebalance_stall_seconds)
+        assigned = _assigned(app)
+        status = ready_status(health, rebalancing=bool(getattr(app, "rebalancing", False)),
+                              assigned=None if assigned is None else len(assigned))
+        body = {"status": status, "assigned_partitions": None if assigned is None else len(assigned)}
+        return web.json(body, status=200 if status == "ok" else 503)
+
     @app.timer(interval=REBALANCE_WATCH_S)
     async def watch_rebalance() -> None:
-        """When the current rebalance began (monotonic seconds), for the ``stalled`` status."""
+        """When the current rebalance began (monotonic seconds), for the ``stalled`` status; Faust's stream lag."""
+        assigned = _assigned(app)
+        if assigned is not None:
+            FAUST_ASSIGNED_PARTITIONS.set(len(assigned))
+        monitor = getattr(app, "monitor", None)
+        if monitor is not None and monitor.tp_end_offsets is not None:
+            lags = stream_lag(monitor.tp_read_offsets or {}, monitor.tp_end_offsets)
+            mine = assigned or set()
+            for topic, partition in list(state.setdefault("lag_shown", set())):
+                if (topic, partition) not in lags or (topic, partition) not in mine:
+                    try:
+                        FAUST_STREAM_LAG.remove(topic, str(partition))
+                    except KeyError:
+                        pass
+                    state["lag_shown"].discard((topic, partition))
+            for (topic, partition), value in lags.items():
+                if (topic, partition) in mine:
+                    FAUST_STREAM_LAG.labels(topic, str(partition)).set(value)
+                    state["lag_shown"].add((topic, partition))
         if not getattr(app, "rebalancing", False):
             state.update(rebalancing_since=None, stall_logged=False)
         elif state["rebalancing_since"] is None:
@@ -187,5 +279,5 @@ def install(app: Any, settings: Settings) -> None:
             shown.add((topic, partition))
         state.update(lag_total=sum(lag.values()), lag_measured_at=int(time.time() * 1000), lag_error=None)
 
-    del metrics, healthz, update_consumer_lag, watch_rebalance  # registered on the app; nothing else refers to them
+    del metrics, healthz, readyz, update_consumer_lag, watch_rebalance  # registered on the app; nothing else refers to them
     app._gridhub_lag_probe = probe

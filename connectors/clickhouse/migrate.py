@@ -12,6 +12,24 @@ write a new migration instead.
 Placeholders: ``{db}`` the target database; ``{lcstring}``
 ``LowCardinality(String)`` from 19.9 on (where it needs no setting), else
 ``String``.
+
+**Replicated (``--cluster NAME``).**  The files are written once, for one
+node.  With a cluster name, :func:`cluster_statements` rewrites each fact table
+``CREATE TABLE {db}.t (...) ENGINE = ReplacingMergeTree(v) ...`` into
+
+* ``{db}.t_local``: ``ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/<db>/t', '{replica}', v)``
+  (the ``{shard}`` / ``{replica}`` macros come from each server's config), and
+* ``{db}.t``: ``Distributed(NAME, <db>, t_local, cityHash64(<ORDER BY columns>))``, the
+  contract name analysts, the views and the sink use.  Every version of one
+  row has the same ORDER BY key, so it lands on one shard and ``FINAL`` stays
+  correct per shard.
+
+Views and the ledger are per server.  :func:`migrate_cluster` applies the
+files on *every* replica the cluster lists (``system.clusters``), each over its
+own connection: never through a load balancer, which would create the tables
+on whichever replica it picked.  ``ON CLUSTER`` DDL is not used: it needs each
+server to recognise itself in ``remote_servers`` by address, which pod
+networking and a one-machine test both break.
 """
 
 from __future__ import annotations
@@ -21,10 +39,11 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from connectors.clickhouse.backend import Backend
+from connectors.clickhouse.backend import Backend, DriverBackend
 from gridhub.core.logging import get_logger
-from gridhub.core.settings import REPO_ROOT
+from gridhub.core.settings import REPO_ROOT, Settings
 
 log = get_logger(__name__)
 
@@ -77,12 +96,55 @@ def check_database_name(database: str) -> str:
     return database
 
 
-def render(text: str, database: str, server_version: tuple[int, ...]) -> list[str]:
-    """The statements of one migration file, placeholders filled, comments dropped."""
+def render(text: str, database: str, server_version: tuple[int, ...], cluster: str | None = None) -> list[str]:
+    """The statements of one migration file, placeholders filled, comments dropped.
+
+    With ``cluster``, fact tables become replicated + Distributed (:func:`cluster_statements`).
+    """
     lcstring = "LowCardinality(String)" if server_version >= LOW_CARDINALITY_SINCE else "String"
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
     body = body.replace("{db}", check_database_name(database)).replace("{lcstring}", lcstring)
-    return [stmt.strip() for stmt in re.split(r";\s*(?:\n|$)", body) if stmt.strip()]
+    statements = [stmt.strip() for stmt in re.split(r";\s*(?:\n|$)", body) if stmt.strip()]
+    if cluster:
+        return [out for stmt in statements for out in cluster_statements(stmt, database, cluster)]
+    return statements
+
+
+_CREATE_TABLE = re.compile(
+    r"^CREATE TABLE (?P<ine>IF NOT EXISTS )?(?P<db>\w+)\.(?P<table>\w+)\s*(?P<body>\(.*\))\s*"
+    r"ENGINE\s*=\s*(?P<engine>\w*MergeTree)(?:\((?P<args>[^)]*)\))?(?P<rest>.*)$", re.S)
+_ORDER_BY = re.compile(r"ORDER BY\s+(\([^)]*\)|[\w.]+)")
+_ALTER_TABLE = re.compile(r"^ALTER TABLE (?P<db>\w+)\.(?P<table>\w+)\s+(?P<rest>.*)$", re.S)
+
+
+def zookeeper_path(database: str, table: str) -> str:
+    """Where a replicated table keeps its parts list in ZooKeeper / Keeper (one per shard and table)."""
+    return f"/clickhouse/tables/{{shard}}/{database}/{table}"
+
+
+def cluster_statements(statement: str, database: str, cluster: str) -> list[str]:
+    """One single-node statement as the statements of a replicated cluster (module docstring)."""
+    check_database_name(cluster)
+    create = _CREATE_TABLE.match(statement)
+    if create:
+        table, engine, rest = create["table"], create["engine"], create["rest"]
+        order = _ORDER_BY.search(rest)
+        if order is None:
+            raise MigrationError(f"{table}: a MergeTree table without ORDER BY cannot be sharded")
+        key = order.group(1).strip("()")
+        args = ", ".join(a for a in (f"'{zookeeper_path(database, table)}'", "'{replica}'",
+                                     (create["args"] or "").strip()) if a)
+        ine = create["ine"] or ""
+        return [
+            f"CREATE TABLE {ine}{database}.{table}_local {create['body']}\n"
+            f"ENGINE = Replicated{engine}({args}){rest}",
+            f"CREATE TABLE {ine}{database}.{table} AS {database}.{table}_local\n"
+            f"ENGINE = Distributed({cluster}, {database}, {table}_local, cityHash64({key}))",
+        ]
+    alter = _ALTER_TABLE.match(statement)
+    if alter:  # a column added later: on the replicated table first, then on the Distributed one
+        return [f"ALTER TABLE {database}.{alter['table']}_local {alter['rest']}", statement]
+    return [statement]
 
 
 def _ledger_ddl(database: str) -> str:
@@ -96,13 +158,38 @@ def applied_migrations(backend: Backend, database: str) -> dict[int, str]:
     return {int(version): str(checksum) for version, checksum in result.rows}
 
 
-def migrate(backend: Backend, database: str, directory: Path = MIGRATIONS_DIR) -> MigrateResult:
-    """Apply every migration not yet recorded in ``database``; idempotent."""
+def _engines(backend: Backend, database: str) -> dict[str, str]:
+    result = backend.query(f"SELECT name, engine FROM system.tables WHERE database = '{database}'")
+    return {str(name): str(engine) for name, engine in result.rows}
+
+
+def _check_mode(backend: Backend, database: str, cluster: str | None) -> None:
+    """Refuse to mix modes: ``IF NOT EXISTS`` would silently keep a single-node table in a cluster."""
+    engines = _engines(backend, database)
+    for name, engine in engines.items():
+        if name == "schema_migrations" or engine in ("View", "MaterializedView"):
+            continue
+        replicated = engine == "Distributed" or engine.startswith("Replicated")
+        if cluster and not replicated:
+            raise MigrationError(f"{database}.{name} is a single-node {engine} table; a cluster needs "
+                                 "Replicated tables: migrate into a new database and replay")
+        if not cluster and replicated:
+            raise MigrationError(f"{database}.{name} is a {engine} table: run `gridhub ch migrate --cluster NAME`")
+
+
+def migrate(backend: Backend, database: str, directory: Path = MIGRATIONS_DIR,
+            cluster: str | None = None) -> MigrateResult:
+    """Apply every migration not yet recorded in ``database``; idempotent.
+
+    ``cluster``: this server is one replica of that cluster (``remote_servers``); create replicated
+    and Distributed tables (module docstring).  Run it on every replica: :func:`migrate_cluster`.
+    """
     check_database_name(database)
     version = backend.server_version()
     version_text = ".".join(map(str, version))
     backend.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
     backend.execute(_ledger_ddl(database))
+    _check_mode(backend, database, cluster)
     done = applied_migrations(backend, database)
     result = MigrateResult(database, version_text)
     for migration in load_migrations(directory):
@@ -112,7 +199,7 @@ def migrate(backend: Backend, database: str, directory: Path = MIGRATIONS_DIR) -
                 raise MigrationError(f"{label} changed after it was applied to {database}; add a new migration")
             result.already.append(label)
             continue
-        for statement in render(migration.text, database, version):
+        for statement in render(migration.text, database, version, cluster):
             backend.execute(statement)
         backend.insert(f"{database}.schema_migrations", [{
             "version": migration.version, "name": migration.name, "checksum": migration.checksum,
@@ -120,3 +207,37 @@ def migrate(backend: Backend, database: str, directory: Path = MIGRATIONS_DIR) -
         log.info("ch.migration_applied", database=database, migration=label, server_version=version_text)
         result.applied.append(label)
     return result
+
+
+def cluster_replicas(backend: Backend, cluster: str) -> list[tuple[str, int]]:
+    """``(host, port)`` of every replica of every shard of ``cluster``, as the server's config lists them."""
+    check_database_name(cluster)
+    result = backend.query(f"SELECT host_name, port FROM system.clusters WHERE cluster = '{cluster}' "
+                           "ORDER BY shard_num, replica_num")
+    if not result.rows:
+        raise MigrationError(f"cluster {cluster!r} is not in this server's remote_servers (system.clusters)")
+    return [(str(host), int(port)) for host, port in result.rows]
+
+
+def migrate_cluster(settings: Settings, database: str, cluster: str, directory: Path = MIGRATIONS_DIR,
+                    **client_options: Any) -> list[tuple[str, MigrateResult]]:
+    """Migrate ``database`` on every replica of ``cluster``, one direct connection each.
+
+    The replica list comes from the server at ``settings.clickhouse_host``; any replica's
+    ``remote_servers`` names them all.  Returns ``("host:port", result)`` per replica.
+    """
+    first = DriverBackend.from_settings(settings, **client_options)
+    try:
+        replicas = cluster_replicas(first, cluster)
+    finally:
+        first.close()
+    results = []
+    for host, port in replicas:
+        backend = DriverBackend.from_settings(settings.model_copy(update={"clickhouse_host": host,
+                                                                          "clickhouse_port": port}),
+                                              **client_options)
+        try:
+            results.append((f"{host}:{port}", migrate(backend, database, directory, cluster)))
+        finally:
+            backend.close()
+    return results

@@ -108,6 +108,13 @@ class ClickHouseSink(Sink):
         from connectors.clickhouse.backend import DriverBackend
         from connectors.clickhouse.migrate import migrate
 
+        if self.settings.clickhouse_cluster:
+            # Every replica over its own connection, never through the (load-balanced) host we insert into.
+            from connectors.clickhouse.migrate import migrate_cluster
+
+            self._call(lambda client: migrate_cluster(self.settings, self.database, self.settings.clickhouse_cluster,
+                                                      connect_timeout=5, send_receive_timeout=60))
+            return
         self._call(lambda client: migrate(DriverBackend(client), self.database))
 
     def _insert_blocking(self, table: str, rows: list[Row]) -> None:

@@ -10,6 +10,7 @@ Endpoints (docs/connectors.md has the full reference):
 * ``POST /v1/feedback``: agency feedback (签收/退单/进展/延期/办结), shape-checked
   and put on ``feedback`` keyed by ``caseId``.
 * ``GET /healthz``.
+* ``GET /openapi.json``: the contract, deploy/openapi.yaml (connectors/gateway/contract.py).
 
 The gateway only checks what it needs to key a document (that it is a JSON
 object with its source id).  Everything deeper is the normalize stage's job,
@@ -28,6 +29,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from connectors.base import RawRecord, RetriableError
+from connectors.gateway.contract import openapi_json, request_metrics
 from connectors.kafka_io import RawProducer
 from gridhub.core.dlq import dead_letter_headers
 from gridhub.core.logging import get_logger
@@ -234,6 +236,7 @@ def make_app(settings: Settings, producer: RawProducer, *, max_body: int = DEFAU
     dlq_topic = settings.topic(DLQ)
     # client_max_size above our own limit: read_body() enforces max_body and answers our JSON 413.
     app = web.Application(client_max_size=max_body + 1)
+    app.middlewares.append(request_metrics)  # gridhub_gateway_requests_total / _request_duration_seconds
 
     async def deliver(records: list[RawRecord]) -> web.Response | None:
         try:
@@ -353,4 +356,5 @@ def make_app(settings: Settings, producer: RawProducer, *, max_body: int = DEFAU
     app.router.add_post("/v1/ingest/{source}", ingest)
     app.router.add_post("/v1/feedback", feedback)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/openapi.json", openapi_json)
     return app

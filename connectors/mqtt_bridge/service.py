@@ -75,6 +75,15 @@ def to_record(settings: Settings, mqtt_topic: str, payload: bytes) -> RawRecord:
     return RawRecord(raw_topic, device_id.encode("utf-8"), payload)
 
 
+def configure_connection(client: mqtt.Client, settings: Settings) -> None:
+    """The broker login and TLS from settings (production Mosquitto refuses anonymous clients)."""
+    if settings.mqtt_username:
+        client.username_pw_set(settings.mqtt_username, settings.mqtt_password or None)
+    if settings.mqtt_tls:
+        # Verifies the broker's certificate and host name against the CA (system CAs when none is given).
+        client.tls_set(ca_certs=settings.mqtt_ca_file or None)
+
+
 class MqttBridge(Source):
     """Subscribes to the sensor topics and forwards every message to ``raw.sensors``."""
 
@@ -132,6 +141,7 @@ class MqttBridge(Source):
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message_thread(loop)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
+        configure_connection(client, self.settings)
         # keepalive 30 s: a dead TCP connection is noticed within ~45 s and the loop reconnects.
         client.connect_async(self.host, self.port, keepalive=30)
         client.loop_start()

@@ -22,14 +22,17 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, OffsetSpec
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, StrictBool, StrictInt, StrictStr, ValidationError,
+                      field_validator)
 
 from gridhub.core.logging import get_logger
 from gridhub.core.settings import REPO_ROOT, Settings, get_settings
+from gridhub.core.yamlconf import ConfigError, line_of, load_yaml
 
 log = get_logger(__name__)
 
@@ -129,6 +132,108 @@ class EnsureReport:
 
 # --- the spec ------------------------------------------------------------------------
 
+#: A topic config value: Kafka stores strings; a YAML number is accepted and written as its text.
+ConfigValue = StrictStr | StrictInt
+#: Kafka's cleanup policies (a changelog may say "compact,delete").
+CLEANUP_POLICIES = {"delete", "compact", "compact,delete", "delete,compact"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _WithConfigs(_Strict):
+    configs: dict[str, ConfigValue] = Field(default_factory=dict)
+
+    @field_validator("configs")
+    @classmethod
+    def _known_values(cls, configs: dict[str, Any]) -> dict[str, Any]:
+        policy = configs.get("cleanup.policy")
+        if policy is not None and str(policy).replace(" ", "") not in CLEANUP_POLICIES:
+            raise ValueError(f"cleanup.policy {policy!r} is not one of delete, compact, compact,delete")
+        for key, value in configs.items():
+            # Kafka's *.ms / *.bytes settings are whole numbers (-1: unlimited).
+            if key.endswith((".ms", ".bytes")) and not str(value).lstrip("-").isdigit():
+                raise ValueError(f"{key} must be a whole number, not {value!r}")
+        return configs
+
+
+class TopicEntry(_WithConfigs):
+    """One topic or pattern of deploy/topics.yaml."""
+
+    partitions: PositiveInt | Literal["existing"] | None = None
+    replication_factor: PositiveInt | None = None
+    # false: only the entry's own configs (topics another tool configures, like Faust's changelogs).
+    use_defaults: StrictBool = True
+
+
+class Defaults(_WithConfigs):
+    partitions: PositiveInt | None = None
+    replication_factor: PositiveInt | None = None
+
+
+class MinInsyncReplicas(_Strict):
+    when_replication_factor_at_least: PositiveInt
+    value: StrictStr
+
+
+class TopicsFile(_Strict):
+    """The typed model of deploy/topics.yaml: an unknown key or a wrong type is an error with file:line."""
+
+    defaults: Defaults = Field(default_factory=Defaults)
+    min_insync_replicas: MinInsyncReplicas | None = None
+    topics: dict[str, TopicEntry | None] = Field(default_factory=dict)
+    patterns: dict[str, TopicEntry | None] = Field(default_factory=dict)
+
+
+def _line_at(data: Any, loc: Sequence[Any]) -> int | None:
+    """The line of the deepest node of ``loc`` the loader recorded (pydantic's error location)."""
+    line = line_of(data)
+    node = data
+    for key in loc:
+        if isinstance(node, dict) and key in node:
+            line = line_of(node, key) or line
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+            line = line_of(node, key) or line
+            node = node[key]
+        else:
+            break
+    return line
+
+
+def _plain(value: Any) -> Any:
+    """LineDict / LineList -> dict / list (the cache hands out deep copies of plain data)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def validate_spec(path: Path, data: Any) -> dict[str, Any]:
+    """``data`` (from :func:`gridhub.core.yamlconf.load_yaml`) checked against :class:`TopicsFile`."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, line_of(data), "must be a YAML mapping (defaults, min_insync_replicas, topics, "
+                                               "patterns)")
+    try:
+        TopicsFile.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        loc = [part for part in first["loc"] if not isinstance(part, str) or not part.startswith(("literal[",
+               "int", "str", "bool", "function-", "constrained-"))]
+        where = ".".join(str(part) for part in loc)
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif loc and loc[-1] in ("partitions", "replication_factor"):
+            message = f"{first.get('input')!r} is not a positive whole number" + (
+                " (or existing)" if loc[-1] == "partitions" and loc[0] != "defaults" else "")
+        raise ConfigError(path, _line_at(data, loc), f"{where}: {message}") from None
+    return dict(_plain(data))
+
 def load_spec(path: Path | None = None) -> dict[str, Any]:
     """deploy/topics.yaml (or ``path``) as a mapping; parsed again only when the file changes.
 
@@ -143,10 +248,7 @@ def load_spec(path: Path | None = None) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=8)
 def _parse_spec(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: must be a YAML mapping")
-    return data
+    return validate_spec(path, load_yaml(path))
 
 
 def _physical(settings: Settings, name: str) -> str:

@@ -15,20 +15,30 @@ namespace gives the contract names of CONTRACTS.md (``raw.sensors``,
 
 from __future__ import annotations
 
+import difflib
 import os
+import types
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # gridhub/core/settings.py -> repo root
 
 
+class SettingsError(ValueError):
+    """A setting an operator got wrong, as one line naming the variable (or config key), value and what is allowed.
+
+    ``gridhub`` prints it as ``error: ...`` and exits with status 2 (a usage error), instead of
+    pydantic's multi-line traceback naming a field the operator never typed.
+    """
+
+
 class _YamlFileSource(PydanticBaseSettingsSource):
-    """Reads the optional YAML file named by ``GRIDHUB_CONFIG``."""
+    """Reads the optional YAML file named by ``GRIDHUB_CONFIG``; an unknown key is an error (a typo is not ignored)."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
@@ -39,7 +49,13 @@ class _YamlFileSource(PydanticBaseSettingsSource):
             return {}
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: the config file must be a YAML mapping")
+            raise SettingsError(f"GRIDHUB_CONFIG={path}: the config file must be a YAML mapping of settings")
+        known = set(self.settings_cls.model_fields)
+        for key in data:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else "; the keys are the settings' names (docs/infra.md)"
+                raise SettingsError(f"GRIDHUB_CONFIG={path}: unknown key {key!r}{hint}")
         return data
 
 
@@ -107,11 +123,22 @@ class Settings(BaseSettings):
     clickhouse_user: str = "default"
     clickhouse_password: str = ""
     clickhouse_database: str = "gridhub"
+    # Empty: one server.  A remote_servers cluster name (`gridhub` in deploy/k8s/clickhouse.yaml): the
+    # tables are Replicated + Distributed and migrations run on every replica (docs/scaling.md).
+    clickhouse_cluster: str = ""
 
     # --- MQTT ----------------------------------------------------------------
     mqtt_host: str = "127.0.0.1"
     # 11883: 1883 + 10000.
     mqtt_port: int = 11883
+    # The bridge's login (production Mosquitto has allow_anonymous false: deploy/k8s/mosquitto.yaml).
+    # Empty username: connect anonymously (the local dev broker).
+    mqtt_username: str = ""
+    mqtt_password: str = Field(default="", repr=False)
+    # TLS to the broker (port 8883 in deploy/k8s/mosquitto.yaml); the CA file verifies its certificate
+    # (empty: the system's CAs).
+    mqtt_tls: bool = False
+    mqtt_ca_file: str = ""
 
     # --- hub services ----------------------------------------------------------
     app_id: str = "gridhub"
@@ -136,7 +163,7 @@ class Settings(BaseSettings):
     pii_key: str = Field(default="gridhub-dev-pii-key", repr=False)
     routing_rules: Path = REPO_ROOT / "deploy" / "routing.yaml"
     log_level: str = "INFO"
-    log_format: str = Field(default="auto", description="auto | json | console")
+    log_format: Literal["auto", "json", "console"] = Field(default="auto", description="auto | json | console")
 
     @classmethod
     def settings_customise_sources(
@@ -193,7 +220,68 @@ class Settings(BaseSettings):
         return f"{self.clickhouse_database}_{self.namespace.replace('-', '_').replace('.', '_')}"
 
 
+def _allowed(field_name: str) -> str:
+    """What a field accepts, in words an operator understands (from its type and constraints)."""
+    info = Settings.model_fields[field_name]
+    annotation = info.annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(str(v) for v in get_args(annotation))
+    words = {int: "an integer", float: "a number", bool: "true or false", Path: "a path", str: "text"}
+    text = words.get(annotation, getattr(annotation, "__name__", str(annotation))) if isinstance(annotation, type) \
+        else str(annotation)
+    bounds = []
+    for meta in info.metadata:
+        for attr, word in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                bounds.append(f"{word} {value}")
+    return text + (" " + " and ".join(bounds) if bounds else "")
+
+
+def _origin(field_name: str) -> str:
+    """Where a field's value came from: its environment variable, its _FILE variable or the config file."""
+    variable = f"GRIDHUB_{field_name.upper()}"
+    if variable in os.environ:
+        return variable
+    if os.environ.get(f"{variable}_FILE"):
+        return f"{variable}_FILE={os.environ[f'{variable}_FILE']} (content)"
+    if os.environ.get("GRIDHUB_CONFIG"):
+        return f"GRIDHUB_CONFIG={os.environ['GRIDHUB_CONFIG']} key {field_name}"
+    return variable
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line for all the bad values: ``GRIDHUB_X='value': not allowed (allowed: ...)``; secrets are never shown."""
+    parts = []
+    for item in error.errors():
+        field_name = str(item["loc"][0]) if item["loc"] else ""
+        if field_name not in Settings.model_fields:
+            parts.append(str(item["msg"]))
+            continue
+        origin = _origin(field_name)
+        secret = not Settings.model_fields[field_name].repr
+        value = "<hidden>" if secret or "(content)" in origin else repr(item.get("input"))
+        where = origin if "(content)" in origin else f"{origin}={value}"
+        reason = str(item["msg"]).split(", unable")[0]
+        parts.append(f"{where}: {reason[:1].lower()}{reason[1:]} (allowed: {_allowed(field_name)})")
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """``Settings(**overrides)``, with every configuration mistake as one :class:`SettingsError` line."""
+    try:
+        return Settings(**overrides)
+    except SettingsError:
+        raise
+    except ValidationError as error:
+        raise SettingsError(describe_error(error)) from None
+    except ValueError as error:  # the sources' own errors (an unreadable _FILE)
+        raise SettingsError(str(error)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (read once)."""
-    return Settings()
+    """The process-wide settings (read once); raises :class:`SettingsError` for a bad value."""
+    return load_settings()

@@ -41,7 +41,18 @@ secure_option = click.option("--secure", is_flag=True,
                              help="a separate Kafka with SCRAM logins and ACLs in <run dir>/secure (own ports)")
 
 
-def _manager(brokers: int, secure: bool = False) -> Infra:
+#: ``--clickhouse-replicas N`` (N > 1): ZooKeeper + N ClickHouse replicas (gridhub/infra/replicated.py).
+replicas_option = click.option("--clickhouse-replicas", "replicas", default=1, show_default=True,
+                               type=click.IntRange(1, 5),
+                               help="N > 1: ZooKeeper and N ClickHouse replicas of cluster `gridhub` "
+                                    "in <run dir>/replicated (own ports)")
+
+
+def _manager(brokers: int, secure: bool = False, replicas: int = 1) -> Infra:
+    if replicas > 1:
+        from gridhub.infra.replicated import ReplicatedClickHouse
+
+        return ReplicatedClickHouse(get_settings(), replicas)
     if secure:
         from gridhub.infra.secure import SecureInfra
 
@@ -56,9 +67,10 @@ def _manager(brokers: int, secure: bool = False) -> Infra:
 @infra.command("up")
 @brokers_option
 @secure_option
-def up(brokers: int, secure: bool) -> None:
+@replicas_option
+def up(brokers: int, secure: bool, replicas: int) -> None:
     """Install what is missing, start what is not running, wait until all are healthy."""
-    manager = _manager(brokers, secure)
+    manager = _manager(brokers, secure, replicas)
     try:
         manager.up(progress=_progress)
     except InfraError as error:
@@ -69,9 +81,10 @@ def up(brokers: int, secure: bool) -> None:
 @infra.command("down")
 @brokers_option
 @secure_option
-def down(brokers: int, secure: bool) -> None:
+@replicas_option
+def down(brokers: int, secure: bool, replicas: int) -> None:
     """Stop every server started from this run dir."""
-    manager = _manager(brokers, secure)
+    manager = _manager(brokers, secure, replicas)
     try:
         manager.down(progress=_progress)
     except InfraError as error:
@@ -94,9 +107,10 @@ def install_cmd() -> None:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object (for scripts)")
 @brokers_option
 @secure_option
-def status(as_json: bool, brokers: int, secure: bool) -> None:
+@replicas_option
+def status(as_json: bool, brokers: int, secure: bool, replicas: int) -> None:
     """Connection facts and health of each server; exit code 0 even when unhealthy."""
-    manager = _manager(brokers, secure)
+    manager = _manager(brokers, secure, replicas)
     data = manager.status()
     if as_json:
         click.echo(json.dumps(data, sort_keys=True))
@@ -106,7 +120,7 @@ def status(as_json: bool, brokers: int, secure: bool) -> None:
         item = data[key]
         if key.startswith("kafka"):
             endpoint = item["bootstrap"]
-        elif key == "clickhouse":
+        elif key.startswith("clickhouse"):
             endpoint = f"{item['host']}:{item['port']} (http {item['http_port']})"
         else:
             endpoint = f"{item['host']}:{item['port']}"

@@ -23,9 +23,24 @@ class MosquittoServer(LocalServer):
     start_timeout = 30.0
     stop_timeout = 15.0
 
-    def __init__(self, settings: Settings, name: str | None = None, port: int | None = None) -> None:
+    def __init__(self, settings: Settings, name: str | None = None, port: int | None = None,
+                 password_file: Path | None = None, certfile: Path | None = None,
+                 keyfile: Path | None = None) -> None:
         super().__init__(settings, name)
         self.port = port or settings.mqtt_port
+        #: mosquitto_passwd file: no anonymous clients (as deploy/k8s/mosquitto.yaml); the health check
+        #: logs in with settings.mqtt_username / mqtt_password.
+        self.password_file = password_file
+        #: TLS on the listener (settings.mqtt_ca_file verifies it in the health check).
+        self.certfile, self.keyfile = certfile, keyfile
+
+    def _connect(self, client: Any) -> None:
+        """Connect a paho client with the settings' login and TLS (the same as the MQTT bridge's)."""
+        if self.settings.mqtt_username:
+            client.username_pw_set(self.settings.mqtt_username, self.settings.mqtt_password or None)
+        if self.settings.mqtt_tls:
+            client.tls_set(ca_certs=self.settings.mqtt_ca_file or None)
+        client.connect(self.host, self.port, keepalive=10)
 
     @property
     def host(self) -> str:
@@ -48,6 +63,9 @@ class MosquittoServer(LocalServer):
             # Started as root, mosquitto 2 would switch to user "mosquitto", which
             # cannot write the run dir; keep whoever started it.
             "user": getpass.getuser(),
+            "auth": (f"allow_anonymous false\npassword_file {self.password_file}" if self.password_file
+                     else "allow_anonymous true"),
+            "tls": (f"certfile {self.certfile}\nkeyfile {self.keyfile}" if self.certfile and self.keyfile else ""),
         })
 
     def command(self) -> list[str]:
@@ -64,7 +82,7 @@ class MosquittoServer(LocalServer):
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gridhub-health-{uuid.uuid4().hex[:8]}")
         client.on_subscribe = lambda *_args: subscribed.set()
         client.on_message = lambda _c, _u, msg: got.set() if msg.payload == payload else None
-        client.connect(self.host, self.port, keepalive=10)
+        self._connect(client)
         client.loop_start()
         try:
             client.subscribe(topic, qos=1)
@@ -91,7 +109,7 @@ class MosquittoServer(LocalServer):
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gridhub-version-{uuid.uuid4().hex[:8]}")
         client.on_message = on_message
         try:
-            client.connect(self.host, self.port, keepalive=10)
+            self._connect(client)
             client.loop_start()
             client.subscribe("$SYS/broker/version", qos=0)
             got.wait(5)

@@ -20,6 +20,7 @@ from gridhub.core import topics as T
 from gridhub.core.kafka_admin import (admin_client, describe, end_offsets, ensure_topics, load_spec,
                                       namespace_topics)
 from gridhub.core.logging import get_logger
+from gridhub.core.yamlconf import ConfigError
 from gridhub.core.settings import Settings
 from gridhub.ops.archive import CODECS, MANIFEST, export_archive, import_archive, load_manifest, verify_archive
 from gridhub.ops.common import Headers, fmt_ms, parse_time, preview, render_table, settings_for
@@ -56,7 +57,11 @@ def topics_ensure(names: tuple[str, ...], dry_run: bool, strict: bool, namespace
     otherwise creates each on first use, in the middle of the stream.
     """
     settings = settings_for(namespace)
-    spec = load_spec(spec_path) if spec_path else None
+    try:
+        # The default spec too: a broken deploy/topics.yaml is one file:line error, not a traceback.
+        spec = load_spec(spec_path)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None if spec_path else None
     if counties and not with_dispatch:
         raise click.UsageError("--county selects the agencies of --dispatch; add --dispatch")
     dispatch_names: list[str] = []

@@ -77,7 +77,8 @@ def test_kafka_three_brokers_rf3_min_isr2() -> None:
     assert props["allow.everyone.if.no.acl.found"] == "false"
     assert "StandardAuthorizer" in props["authorizer.class.name"]
     assert set(props["listener.security.protocol.map"].split(",")) == {
-        "CLIENT:SASL_SSL", "CONTROLLER:SSL", "REPLICATION:SSL"}, "no plaintext listener in production"
+        "CLIENT:SASL_SSL", "CONTROLLER:SSL", "REPLICATION:SSL", "EXTERNAL:SASL_SSL"}, \
+        "no plaintext listener in production"
     pdb = find("PodDisruptionBudget", "kafka")
     assert pdb["spec"]["maxUnavailable"] == 1, "two brokers down would refuse acks=all writes (min ISR 2)"
 
@@ -148,3 +149,179 @@ def test_every_referenced_secret_is_documented(secret: str) -> None:
     text = "\n".join(p.read_text(encoding="utf-8") for p in K8S.glob("*.yaml"))
     assert f"secretName: {secret}" in text or f"name: {secret}" in text
     assert secret in (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+
+
+# --- the schemas, and the wiring issue 17 found broken ------------------------------------------
+
+#: Kubernetes releases the manifests must be valid for: the upstream-supported minors (three at a time).
+K8S_VERSIONS = ["1.35.0", "1.36.0", "1.37.0"]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_document_validates_against_the_kubernetes_schemas(version: str) -> None:
+    import kubernetes_validate
+
+    errors = []
+    for doc in DOCS:
+        if doc["kind"] == "Kustomization":
+            continue
+        body = {k: v for k, v in doc.items() if k != "__file"}
+        try:
+            # strict: an unknown (misspelt) field is an error too, not silently dropped by the API server.
+            kubernetes_validate.validate(body, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            errors.append(f"{doc['__file']} {doc['kind']}/{doc['metadata']['name']}: "
+                          f"{'.'.join(map(str, error.path))}: {error.message}")
+    assert not errors, "\n".join(errors)
+    assert sum(1 for d in DOCS if d["kind"] != "Kustomization") >= 30
+
+
+def _config() -> dict[str, str]:
+    return find("ConfigMap", "gridhub-config")["data"]
+
+
+def _env(deployment: dict[str, Any]) -> dict[str, str]:
+    """Effective GRIDHUB_* values of the deployment's first container (ConfigMap, then its own env)."""
+    container = next(containers(deployment))
+    out = dict(_config()) if any("configMapRef" in e for e in container.get("envFrom", [])) else {}
+    out.update({e["name"]: e.get("value", "") for e in container.get("env", []) if "value" in e})
+    return out
+
+
+def _port(doc: dict[str, Any], name: str) -> int:
+    for port in doc["spec"]["ports"]:
+        if port["name"] == name:
+            return int(port["port"])
+    raise AssertionError(f"{doc['metadata']['name']} has no port {name}")
+
+
+def _container_port(deployment: dict[str, Any], name: str) -> int:
+    for port in next(containers(deployment)).get("ports", []):
+        if port["name"] == name:
+            return int(port["containerPort"])
+    raise AssertionError(f"{deployment['metadata']['name']} has no container port {name}")
+
+
+def test_mqtt_bridge_logs_in_over_tls_to_a_broker_that_requires_it() -> None:
+    conf = find("ConfigMap", "mosquitto-config")["data"]["mosquitto.conf"]
+    lines = dict(line.split(None, 1) for line in conf.splitlines() if line and not line.startswith("#"))
+    assert lines["allow_anonymous"] == "false" and lines["password_file"].startswith("/mosquitto/secret/")
+    assert lines["certfile"].startswith("/mosquitto/tls/") and lines["keyfile"].startswith("/mosquitto/tls/")
+    assert int(lines["autosave_interval"]) <= 300, "queued QoS 1 messages saved often, not only at shutdown"
+    listener = int(lines["listener"])
+    assert _port(find("Service", "mosquitto"), "mqtts") == listener
+    bridge = _env(find("Deployment", "gridhub-mqtt-bridge"))
+    assert int(bridge["GRIDHUB_MQTT_PORT"]) == listener
+    assert bridge["GRIDHUB_MQTT_HOST"] == "mosquitto"
+    assert bridge["GRIDHUB_MQTT_TLS"] == "true" and bridge["GRIDHUB_MQTT_CA_FILE"].startswith("/var/run/secrets/")
+    assert bridge["GRIDHUB_MQTT_USERNAME"] and bridge["GRIDHUB_MQTT_PASSWORD_FILE"].startswith("/var/run/secrets/")
+    workers = _env(find("Deployment", "gridhub-worker"))
+    assert workers["GRIDHUB_MQTT_PORT"] == "0", "only the bridge connects (one persistent session)"
+
+
+def test_clickhouse_replicas_reach_each_other_and_are_migrated_one_by_one() -> None:
+    sts = find("StatefulSet", "clickhouse")
+    env = {e["name"]: e for e in next(containers(sts))["env"]}
+    host = env["INTERSERVER_HOST"]["value"]
+    headless = sts["spec"]["serviceName"]
+    assert host.startswith("$(POD_NAME).") and f".{headless}." in host, "a name the other replica can resolve"
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    cluster = ET.fromstring(find("ConfigMap", "clickhouse-config")["data"]["cluster.xml"])
+    name = cluster.find("./remote_servers/*")
+    assert name is not None
+    hosts = [r.findtext("host") for r in cluster.findall("./remote_servers/*/shard/replica")]
+    assert hosts == [f"clickhouse-{i}.{headless}" for i in range(sts["spec"]["replicas"])]
+    assert cluster.find("./macros/shard") is not None and cluster.find("./macros/replica") is not None
+
+    config = _config()
+    assert config["GRIDHUB_CLICKHOUSE_CLUSTER"] == name.tag
+    assert config["GRIDHUB_CH_SINK_MIGRATE"] == "false", "the sink must not migrate through the Service"
+    job = find("Job", "gridhub-ch-migrate")
+    args = next(containers(job))["args"]
+    assert args[:3] == ["gridhub", "ch", "migrate"] and args[args.index("--cluster") + 1] == name.tag
+    job_env = _env(job)
+    assert job_env["GRIDHUB_CLICKHOUSE_HOST"] in hosts, "migrations connect to a replica, not the Service"
+    users = find("ConfigMap", "clickhouse-config")["data"]["insert-sync.xml"]
+    assert ET.fromstring(users).findtext("./profiles/default/insert_distributed_sync") == "1"
+
+
+def test_every_broker_has_an_external_listener_for_agencies() -> None:
+    sts = find("StatefulSet", "kafka")
+    props = properties(find("ConfigMap", "kafka-config")["data"]["server.properties.template"])
+    assert "EXTERNAL://:9095" in props["listeners"].split(",")
+    assert "EXTERNAL://@EXTERNAL@" in props["advertised.listeners"].split(",")
+    external = find("ConfigMap", "kafka-external")["data"]
+    start = find("ConfigMap", "kafka-config")["data"]["start.sh"]
+    assert "/etc/kafka/external/${HOST}" in start and "@EXTERNAL@" in start
+    for i in range(sts["spec"]["replicas"]):
+        service = find("Service", f"kafka-{i}-external")
+        assert service["spec"]["type"] in ("LoadBalancer", "NodePort")
+        assert service["spec"]["selector"] == {"statefulset.kubernetes.io/pod-name": f"kafka-{i}"}
+        assert service["spec"]["ports"][0]["targetPort"] == "external"
+        assert external[f"kafka-{i}"].endswith(f":{service['spec']['ports'][0]['port']}")
+    assert len(set(external.values())) == sts["spec"]["replicas"], "one advertised address per broker"
+    policy = find("NetworkPolicy", "kafka")
+    assert {"ports": [{"port": 9095}]} in policy["spec"]["ingress"]
+
+
+def test_metrics_are_bound_to_the_pod_ip_and_scraped_and_probes_are_http() -> None:
+    config = _config()
+    assert config["GRIDHUB_WEB_BIND"] == "0.0.0.0"
+    for name in ("gridhub-worker", "gridhub-mqtt-bridge"):
+        deployment = find("Deployment", name)
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+        assert int(annotations["prometheus.io/port"]) == _container_port(deployment, "web") \
+            == int(_env(deployment)["GRIDHUB_WEB_PORT"])
+        container = next(containers(deployment))
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "web"}
+    worker = next(containers(find("Deployment", "gridhub-worker")))
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "web"}
+    assert _container_port(find("Deployment", "gridhub-worker"), "gateway") == int(config["GRIDHUB_GATEWAY_PORT"])
+    assert find("Service", "gridhub-gateway")["spec"]["ports"][0]["targetPort"] == "gateway"
+    metrics = find("NetworkPolicy", "metrics")
+    assert metrics["spec"]["ingress"][0]["ports"] == [{"port": int(config["GRIDHUB_WEB_PORT"])}]
+
+
+def test_hub_ports_agree_with_the_servers() -> None:
+    config = _config()
+    assert int(config["GRIDHUB_KAFKA_PORT"]) == _port(find("Service", "kafka"), "client")
+    assert int(config["GRIDHUB_CLICKHOUSE_PORT"]) == _port(find("Service", "clickhouse"), "native")
+    assert config["GRIDHUB_KAFKA_HOST"] == "kafka" and config["GRIDHUB_CLICKHOUSE_HOST"] == "clickhouse"
+
+
+def test_images_of_one_product_share_one_release() -> None:
+    tags = {c["image"].rpartition(":")[0]: c["image"].rpartition(":")[2] for d in DOCS for c in containers(d)}
+    assert tags["clickhouse/clickhouse-server"] == tags["clickhouse/clickhouse-keeper"]
+    assert re.fullmatch(r"4\.0\.\d+", tags["apache/kafka"])
+    assert re.fullmatch(r"2\.0\.\d+", tags["eclipse-mosquitto"])
+
+
+def test_every_file_a_hub_container_reads_is_mounted() -> None:
+    """Settings read every GRIDHUB_*_FILE at start: one unmounted secret and the pod crash-loops."""
+    config = _config()
+    checked = 0
+    for doc in DOCS:
+        if doc["kind"] not in ("Deployment", "Job"):
+            continue
+        spec = doc["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for container in spec["containers"]:
+            if not any(e.get("configMapRef", {}).get("name") == "gridhub-config" for e in container.get("envFrom", [])):
+                continue
+            env = {**config, **{e["name"]: e.get("value", "") for e in container.get("env", [])}}
+            # Secrets (read by Settings at start) and the Kafka CA (every hub process talks to Kafka);
+            # the MQTT CA only where an MQTT client runs (the Deployments).
+            files = [v for k, v in env.items() if v and (k.endswith(("_FILE", "_CAFILE"))) and
+                     (k != "GRIDHUB_MQTT_CA_FILE" or doc["kind"] == "Deployment")]
+            mounts = container.get("volumeMounts", [])
+            for path in files:
+                mount = next((m for m in mounts if path.startswith(m["mountPath"].rstrip("/") + "/")), None)
+                assert mount is not None, f"{doc['metadata']['name']}: {path} is not on a mounted volume"
+                source = volumes[mount["name"]].get("secret", {})
+                key = path[len(mount["mountPath"].rstrip("/")) + 1:]
+                items = source.get("items")
+                assert items is None or key in {i["path"] for i in items}, \
+                    f"{doc['metadata']['name']}: {path} is not among the mounted items of {source['secretName']}"
+                checked += 1
+    assert checked >= 20
