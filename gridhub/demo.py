@@ -4,12 +4,23 @@
 2. create the topics and ClickHouse tables of a fresh namespace, so a demo
    never mixes with earlier data;
 3. run every hub service (``gridhub run``) in a worker subprocess;
-4. produce simulated traffic of all three sources with ground-truth labels
-   (``gridhub simulate``);
-5. wait until the pipeline has landed every report in ClickHouse;
+4. produce simulated traffic of all three sources with ground-truth labels,
+   and simulated agencies and citizens that close the loop
+   (``gridhub simulate --closed-loop``): 签收, 退单, 延期, 办结, missed
+   deadlines (督办) and 12345 回访;
+5. wait until the pipeline has landed every report in ClickHouse and the
+   lifecycle log has stopped moving;
 6. print what happened, measured from the real outputs: reports and cases
    per source, the dedupe ratio, fusion quality against the labels (B-cubed),
-   dispatches per agency, lifecycle events and dead letters.
+   dispatches per agency, lifecycle events, the loop's figures (signed,
+   resolved, on time, overdue, escalated, returned, satisfaction rate) and
+   dead letters.
+
+Compressed time: a one-minute demo covers days.  The worker and the
+simulator share the hub's compressed clock (:mod:`gridhub.clock`, speed
+``--speed``); the worker's clock runs ``HUB_LAG_SECONDS`` behind the
+simulator's, so an agency's in-time answer, which needs a few wall seconds
+through Kafka, never arrives after the hub fired its deadline.
 
 Nothing is faked: every figure is a query on the namespace's ClickHouse
 database or a count of records on its Kafka topics.
@@ -36,6 +47,13 @@ log = get_logger(__name__)
 #: How long the landed-report count may stay flat before the pipeline counts as drained.
 #: 15 s: three of the sink's 1 s flushes plus Faust's commit interval (2.8 s) with room to spare.
 QUIET_SECONDS = 15.0
+#: Wall seconds the worker's clock lags the simulator's: above the pipeline's latency from a raw
+#: record to its dispatch reaching the simulated agency (1-5 s on this 2-core class of host, more
+#: under load) plus the longest 签收 window divided by the speed (2 h / 3600 = 2 s).
+HUB_LAG_SECONDS = 20.0
+#: Upper bound of the worker's start (WorkerProcess ready_timeout below): the compressed clock is
+#: fixed before the worker starts, and must not reach wall time before the demo ends.
+READY_TIMEOUT = 180.0
 
 
 def _echo_step(text: str) -> None:
@@ -87,6 +105,33 @@ def _table(title: str, rows: list[tuple[Any, ...]], headers: tuple[str, ...]) ->
         click.echo("  " + "  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
 
 
+def loop_figures(ch: Any, db: str) -> dict[str, Any]:
+    """The closed loop's figures, from the lifecycle log and the views (schemas/migrations)."""
+    signed, resolved, on_time, overdue = ch.execute(
+        f"SELECT countIf(is_signed), countIf(is_resolved), countIf(is_resolved AND NOT resolve_overdue), "
+        f"countIf(sign_overdue OR resolve_overdue) FROM {db}.dispatch_facts WHERE dispatch_role = 'lead'")[0]
+    escalated, returned, extended, reviews, satisfied, closed = ch.execute(
+        f"SELECT countIf(event = 'escalated'), countIf(event = 'returned'), countIf(event = 'extended'), "
+        f"countIf(event = 'reviewed'), countIf(event = 'reviewed' AND satisfaction IN ('满意', '基本满意')), "
+        f"countIf(event = 'closed') FROM {db}.case_events FINAL")[0]
+    return {"signed": signed, "resolved": resolved, "on_time": on_time, "overdue": overdue,
+            "escalated": escalated, "returned": returned, "extended": extended, "reviewed": reviews,
+            "closed": closed, "satisfaction_rate": round(satisfied / reviews, 4) if reviews else None}
+
+
+def _wait_for_events(ch: Any, database: str, timeout_s: float) -> int:
+    """Poll until the lifecycle log stopped growing for QUIET_SECONDS (the loop's last answers landed)."""
+    count, last_change, deadline = -1, time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = ch.execute(f"SELECT count() FROM {database}.case_events FINAL")[0][0]
+        if now != count:
+            count, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change > QUIET_SECONDS:
+            break
+        time.sleep(1.0)
+    return int(count)
+
+
 def summarise(settings: Settings, labels_path: Path, landed: int) -> dict[str, Any]:
     """Print the demo's figures from ClickHouse and return them (for tests and --json)."""
     from clickhouse_driver import Client
@@ -104,6 +149,7 @@ def summarise(settings: Settings, labels_path: Path, landed: int) -> dict[str, A
         dispatches = ch.execute(f"SELECT agency, role, count() FROM {db}.dispatches FINAL "
                                 f"GROUP BY agency, role ORDER BY count() DESC, agency LIMIT 12")
         events = ch.execute(f"SELECT event, count() FROM {db}.case_events FINAL GROUP BY event ORDER BY count() DESC")
+        loop = loop_figures(ch, db)
         dead = ch.execute(f"SELECT stage, count() FROM {db}.dead_letters GROUP BY stage ORDER BY stage")
         mapping = {(s, r): c for s, r, c in ch.execute(f"SELECT source, source_ref, case_id FROM {db}.report_case_map")}
     finally:
@@ -120,6 +166,7 @@ def summarise(settings: Settings, labels_path: Path, landed: int) -> dict[str, A
         "bcubed": {"precision": round(quality.precision, 4), "recall": round(quality.recall, 4),
                    "f1": round(quality.f1, 4)},
         "dispatches": sum(n for _, _, n in dispatches), "dead_letters": sum(n for _, n in dead),
+        "loop": loop,
     }
     _table("Reports by source", [(s, n, c) for s, n, c in by_source], ("source", "reports", "cases"))
     click.echo(f"\ncases: {cases} (from {landed} reports: {figures['dedupe_ratio']} reports per case; "
@@ -129,6 +176,8 @@ def summarise(settings: Settings, labels_path: Path, landed: int) -> dict[str, A
                f"not landed")
     _table("Top dispatches (agency, role)", [tuple(r) for r in dispatches], ("agency", "role", "dispatches"))
     _table("Lifecycle events", [tuple(r) for r in events], ("event", "count"))
+    click.echo("\nClosed loop (lead dispatches; 满意率 = (满意 + 基本满意) / 回访): "
+               + ", ".join(f"{k} {v}" for k, v in loop.items()))
     _table("Dead letters by stage", [tuple(r) for r in dead] or [("(none)", 0)], ("stage", "count"))
     return figures
 
@@ -136,14 +185,18 @@ def summarise(settings: Settings, labels_path: Path, landed: int) -> dict[str, A
 @click.command("demo")
 @click.option("--rate", default=30.0, show_default=True, help="simulated records per second")
 @click.option("--duration", default=60.0, show_default=True, help="seconds of simulated traffic")
+@click.option("--speed", default=3600.0, show_default=True,
+              help="simulated seconds per real second (3600: each second of the demo is an hour)")
+@click.option("--tail", default=75.0, show_default=True,
+              help="seconds the agencies and citizens go on after the feeds (deadlines of days come due)")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--counties", default="330502,330503,330521",
               show_default=True, help="county codes to simulate (fewer counties: more incidents reported twice)")
 @click.option("--namespace", default=None, help="default: a fresh demo-<time> namespace")
 @click.option("--drain-timeout", default=300.0, show_default=True, help="seconds to wait for the pipeline to land")
 @click.option("--json", "as_json", is_flag=True, help="also print the figures as one JSON object")
-def demo(rate: float, duration: float, seed: int, counties: str, namespace: str | None,
-         drain_timeout: float, as_json: bool) -> None:
+def demo(rate: float, duration: float, speed: float, tail: float, seed: int, counties: str,
+         namespace: str | None, drain_timeout: float, as_json: bool) -> None:
     """Run the whole hub on simulated feeds and summarise what it did."""
     from clickhouse_driver import Client
 
@@ -156,7 +209,14 @@ def demo(rate: float, duration: float, seed: int, counties: str, namespace: str 
 
     base = get_settings()
     ns = namespace or f"demo-{datetime.now().strftime('%Y%m%d%H%M%S')}"
-    settings = base.model_copy(update={"namespace": ns})
+    if speed < 1:
+        raise click.BadParameter("--speed must be at least 1")
+    # The compressed clock meets wall time only after the demo's last record (gridhub/clock.py):
+    # worker start + feeds + tail + the lag, so every simulated time stays in the past.
+    sync_ms = int((time.time() + READY_TIMEOUT + duration + tail + 30) * 1000)
+    clock = {"clock_speed": speed, "clock_sync_ms": sync_ms}
+    settings = base.model_copy(update={"namespace": ns, **clock})
+    worker_settings = settings.model_copy(update={"clock_sync_ms": sync_ms + int(HUB_LAG_SECONDS * 1000)})
     out_dir = REPO_ROOT / "out" / ns
 
     _echo_step("infrastructure: Kafka, ClickHouse, Mosquitto")
@@ -174,15 +234,19 @@ def demo(rate: float, duration: float, seed: int, counties: str, namespace: str 
                f"already there {applied.already or 'none'}")
 
     _echo_step("hub worker: gridhub run (ingest, fusion, routing, ClickHouse sink, gateway, MQTT bridge)")
-    worker = WorkerProcess(settings, log_dir=settings.run_dir / "demo", ready_timeout=180.0)
+    worker = WorkerProcess(worker_settings, log_dir=settings.run_dir / "demo", ready_timeout=READY_TIMEOUT)
     worker.start()
     click.echo(f"worker ready (pid {worker.pid}, log {worker.log_path})")
     try:
-        _echo_step(f"simulated feeds: {rate:g} records/s for {duration:g} s")
+        _echo_step(f"simulated feeds: {rate:g} records/s for {duration:g} s, {speed:g}x time "
+                   f"({duration * speed / 3600:.0f} simulated hours), then agencies and citizens for {tail:g} s")
+        # Heartbeats stretched by speed/60 (at 3600x: smoke every 5 h), real NB-IoT intervals (0.5-24 h),
+        # so heartbeats do not swamp a compressed run.
         subprocess.run([GRIDHUB, "simulate", "--rate", str(rate), "--duration", str(duration), "--seed", str(seed),
-                        "--counties", counties, "--out", str(out_dir),
+                        "--counties", counties, "--out", str(out_dir), "--closed-loop", "--tail", str(tail),
+                        "--hub-lag", str(HUB_LAG_SECONDS), "--heartbeat-scale", str(max(1.0, speed / 60)),
                         *([] if sys.stderr.isatty() else ["--no-progress"])],
-                       env={**worker.env, "GRIDHUB_LOG_FORMAT": "console"}, check=True)
+                       env={**worker.env, **settings.as_env(), "GRIDHUB_LOG_FORMAT": "console"}, check=True)
         labels = out_dir / "labels.jsonl"
         expected = len(_expected_reports(labels))
         _echo_step("waiting for the pipeline to land every report")
@@ -190,6 +254,7 @@ def demo(rate: float, duration: float, seed: int, counties: str, namespace: str 
                     user=settings.clickhouse_user, password=settings.clickhouse_password)
         try:
             landed = _wait_for_landing(ch, settings.ch_database, expected, drain_timeout)
+            _wait_for_events(ch, settings.ch_database, drain_timeout)
         finally:
             ch.disconnect()
         if not worker.running():
@@ -200,5 +265,5 @@ def demo(rate: float, duration: float, seed: int, counties: str, namespace: str 
         worker.stop()
     if as_json:
         click.echo(json.dumps(figures, ensure_ascii=False))
-    click.echo(f"\nExplore it: GRIDHUB_NAMESPACE={ns} .venv/bin/gridhub report   "
+    click.echo(f"\nExplore it: GRIDHUB_NAMESPACE={ns} .venv/bin/gridhub report --html {out_dir / 'report.html'}   "
                f"(also: case show, dlq ls, replay --namespace; simulated inputs in {out_dir})")

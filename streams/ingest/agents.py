@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 from prometheus_client import Counter
 
-from gridhub import metrics
+from gridhub import clock, metrics
 from gridhub.codec import codec
 from gridhub.logging import get_logger
 from gridhub.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES, REPORTS
@@ -267,7 +267,7 @@ def silent_devices(states: dict[str, dict[str, Any]], registry: dict[str, dict[s
 
 @app.timer(interval=LIVENESS_SCAN_SECONDS, name="ingest-liveness")
 async def scan_liveness() -> None:
-    now_ms = int(time.time() * 1000)
+    now_ms = clock.now_ms(settings)  # wall time, or a demo's compressed clock (gridhub/clock.py)
     # Every worker runs the timer and may hold standby copies of other workers' partitions:
     # only the owner of a key's partition reports it.
     changelog = liveness.changelog_topic.get_topic_name()
