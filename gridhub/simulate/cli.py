@@ -9,11 +9,11 @@ speed and start).
 
 ``--closed-loop``: simulated agencies and citizens answer the hub's dispatches
 (:mod:`gridhub.simulate.loop`) for the feed's duration and ``--tail`` seconds
-more.  Time then comes from the hub's clock (:mod:`gridhub.clock`,
-``GRIDHUB_CLOCK_SPEED`` / ``GRIDHUB_CLOCK_SYNC_MS``): the feed starts at the
-clock's "now", ``--speed`` is the clock's speed, and each Kafka record carries
-its simulated delivery time (the time the hub receives it), so the worker, the
-feeds and the agencies share one compressed timeline.
+more.  The simulated clock (:func:`gridhub.clock.compressed_ms`) then meets
+the wall clock when the tail ends, so nothing is dated in the future, and each
+Kafka record carries its simulated delivery time (the time the hub receives
+it): a worker on event time (``GRIDHUB_CLOCK=event``) follows the same
+compressed timeline.
 """
 
 from __future__ import annotations
@@ -94,12 +94,9 @@ def _parse_start(text: str | None) -> int | None:
               help="also simulate agencies (feedback) and citizens (12345 回访) on the hub's clock")
 @click.option("--tail", default=0.0, show_default=True,
               help="with --closed-loop: seconds to keep the agencies and citizens running after the feeds")
-@click.option("--hub-lag", default=0.0, show_default=True,
-              help="with --closed-loop: seconds the hub worker's clock lags this one (GRIDHUB_CLOCK_SYNC_MS later)")
 def simulate(rate: float, duration: float, seed: int, speed: float, start: str | None, out_dir: Path | None,
              labels: Path | None, records: Path | None, counties: str, dry_run: bool, no_pace: bool,
-             no_progress: bool, realism: str, heartbeat_scale: float, closed_loop: bool, tail: float,
-             hub_lag: float) -> None:
+             no_progress: bool, realism: str, heartbeat_scale: float, closed_loop: bool, tail: float) -> None:
     """Simulated feeds of all three sources (four platforms, 12345, sensors) to the raw topics.
 
     Writes <out>/devices.csv (and loads it to registry.devices first), <out>/labels.jsonl
@@ -123,17 +120,16 @@ def simulate(rate: float, duration: float, seed: int, speed: float, start: str |
         raise click.BadParameter("--heartbeat-scale must be at least 1")
     timing = None
     if closed_loop:
-        from gridhub.clock import now_ms as hub_now
         from gridhub.simulate.loop import timing_from
 
-        timing = timing_from(settings, hub_lag)
-        speed = timing.speed
+        # The simulated clock meets the wall clock when the tail ends: nothing is ever dated ahead.
+        timing = timing_from(settings, speed, int((time.time() + duration + tail) * 1000))
         start = None
     sim_rate, sim_duration = rate / speed, duration * speed
     now_ms = int(time.time() * 1000)
     start_ms = _parse_start(start)
     if timing is not None:
-        start_ms = hub_now(settings)  # the shared compressed clock: always in the past, never ahead
+        start_ms = timing.now()
     elif start_ms is None:
         # The simulated window [start, start + duration*speed] ends at the run's end: every
         # document's time is at or before the moment it is sent.

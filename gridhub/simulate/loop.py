@@ -22,12 +22,14 @@ the hub, through the hub's public interfaces only:
   report -> case mapping; in production the 12345 platform learns it from the
   status replies of CONTRACTS 5).
 
-Time: each action has a simulated instant and is sent when the compressed clock
-(:mod:`gridhub.clock`) reaches it, never ahead of it.  The hub's clock may lag
-this one (``hub_lag_s``, so that pipeline latency, seconds of wall time and so
-hours of simulated time, never makes an in-time answer arrive after its deadline
-fired); a late answer is therefore sent only once the hub's clock has passed the
-deadline by more than a scan interval, and before the 督办 grace runs out again.
+Time: each action has a simulated instant and is sent when the simulator's
+compressed clock (:func:`gridhub.clock.compressed_ms`) reaches it, never ahead
+of it.  The hub runs on event time, a lag behind the events it has seen
+(``GRIDHUB_CLOCK=event``), so an in-time answer arrives before its deadline is
+due however loaded the machine is.  A late answer waits for the proof that the
+hub fired the deadline: the 督办 dispatch it sends up the chain for that very
+dispatch (``previousDispatchId``); only then is the late 签收 or 办结 sent, with
+the simulated time of that moment.
 """
 
 from __future__ import annotations
@@ -72,32 +74,24 @@ RESOLVE_NOTES = ("已现场处置完毕", "已整改到位，群众认可", "已
 class LoopTiming:
     """The hub's settings the agencies must respect (read from deploy/routing.yaml by :func:`timing_from`)."""
 
-    speed: float                 # simulated ms per wall ms (gridhub.clock)
-    sync_ms: int                 # this process's clock sync (gridhub.clock)
-    hub_lag_s: float = 0.0       # how far (wall s) the hub's clock lags this one
-    scan_s: float = 5.0          # routing's clock.scan_interval
+    speed: float                 # simulated ms per wall ms (gridhub.clock.compressed_ms)
+    sync_ms: int                 # the wall instant the simulated clock meets wall time
     grace_ms: int = 24 * HOUR    # routing's escalation.grace: the new deadline after a 督办
     max_extension_ms: int = 7 * 24 * HOUR  # routing's extension.max_each
 
     def now(self) -> int:
         return compressed_ms(int(time.time() * 1000), self.speed, self.sync_ms)
 
-    @property
-    def react_ms(self) -> int:
-        """Simulated time after a deadline by which the hub has surely fired it (lag + two scans + 2 s)."""
-        return int((self.hub_lag_s + 2 * self.scan_s + 2.0) * 1000 * max(1.0, self.speed))
 
 
-def timing_from(settings: Settings, hub_lag_s: float) -> LoopTiming:
+def timing_from(settings: Settings, speed: float, sync_ms: int) -> LoopTiming:
     import yaml
 
     from gridhub.yamlconf import parse_duration_ms
 
     doc = yaml.safe_load(settings.routing_rules.read_text(encoding="utf-8")) or {}
     return LoopTiming(
-        speed=settings.clock_speed, sync_ms=settings.clock_sync_ms or int(time.time() * 1000),
-        hub_lag_s=hub_lag_s,
-        scan_s=parse_duration_ms((doc.get("clock") or {}).get("scan_interval", "5s")) / 1000,
+        speed=speed, sync_ms=sync_ms,
         grace_ms=parse_duration_ms((doc.get("escalation") or {}).get("grace", "24h")),
         max_extension_ms=parse_duration_ms((doc.get("extension") or {}).get("max_each", "7d")),
     )
@@ -122,6 +116,8 @@ class LoopState:
     fates: Counter[str] = field(default_factory=Counter)
     case_orders: dict[str, set[str]] = field(default_factory=dict)
     withdrawn: set[str] = field(default_factory=set)
+    escalated: set[str] = field(default_factory=set)  # dispatch ids the hub escalated (督办) for being late
+    waiting: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # late actions awaiting their 督办
     seen: set[str] = field(default_factory=set)
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -133,11 +129,13 @@ def plan_dispatch(rng: random.Random, d: dict[str, Any],
     at = int(d["dispatchedAt"])
     sign_dl = int(d.get("signDeadline") or at + 2 * HOUR)
     resolve_dl = int(d.get("resolveDeadline") or at + 5 * 24 * HOUR)
-    sign_win, react = max(MINUTE, sign_dl - at), timing.react_ms
+    sign_win = max(MINUTE, sign_dl - at)
 
-    def fb(action: str, t: int, note: str | None = None, deadline: int | None = None) -> tuple[int, dict[str, Any]]:
+    def fb(action: str, t: int, note: str | None = None, deadline: int | None = None,
+           after_escalation: bool = False) -> tuple[int, dict[str, Any]]:
         return t, {"dispatchId": did, "caseId": case_id, "agency": agency, "action": action, "time": t,
-                   "note": note, "deadline": deadline, "_resolve_deadline": resolve_dl}
+                   "note": note, "deadline": deadline, "_resolve_deadline": resolve_dl,
+                   "_after_escalation": after_escalation}
 
     if d.get("role") != "lead":
         return "assist", [fb("sign", at + int(sign_win * rng.uniform(0.1, 0.5)))]
@@ -148,11 +146,11 @@ def plan_dispatch(rng: random.Random, d: dict[str, Any],
     if fate == "return":
         return fate, [fb("return", at + int(sign_win * rng.uniform(0.2, 0.8)), rng.choice(RETURN_NOTES))]
     if fate == "late_sign":
-        # after the hub fired the 签收 deadline (督办), before the grace it granted runs out
-        t_sign = sign_dl + react + int(rng.uniform(0.0, 0.25) * timing.grace_ms)
+        # after the hub fired the 签收 deadline (督办), well before the grace it granted runs out
+        t_sign = sign_dl + int(rng.uniform(0.05, 0.25) * timing.grace_ms)
     else:
         t_sign = at + int(sign_win * rng.uniform(0.05, 0.7))
-    out = [fb("sign", t_sign)]
+    out = [fb("sign", t_sign, after_escalation=fate == "late_sign")]
     if fate == "open":
         return fate, out
     deadline = resolve_dl
@@ -162,12 +160,12 @@ def plan_dispatch(rng: random.Random, d: dict[str, Any],
         deadline = resolve_dl + extra
         out.append(fb("extend", t_ext, rng.choice(EXTEND_NOTES), deadline))
     if fate == "late_resolve":
-        t_res = resolve_dl + react + int(rng.uniform(0.0, 0.25) * timing.grace_ms)
+        t_res = resolve_dl + int(rng.uniform(0.05, 0.25) * timing.grace_ms)
     else:
         start = max(t_sign, out[-1][0])
-        t_res = start + int(max(MINUTE, deadline - start) * rng.uniform(0.15, 0.85))
+        t_res = start + int(max(MINUTE, deadline - start) * rng.uniform(0.05, 0.5))  # most well inside
     t_res = max(t_res, t_sign + MINUTE)
-    out.append(fb("resolve", t_res, rng.choice(RESOLVE_NOTES)))
+    out.append(fb("resolve", t_res, rng.choice(RESOLVE_NOTES), after_escalation=fate == "late_resolve"))
     for _, action in out:
         action["_fate"] = fate
     return fate, out
@@ -208,8 +206,12 @@ class ClosedLoop:
         if d.get("action") == "withdraw":
             self.state.withdrawn.add(did)
             return
-        if did in self.state.seen or d.get("reason") == "escalation":
-            return  # a redelivery; or a 督办 copy to the centre, which supervises and does not sign
+        if d.get("reason") == "escalation":
+            # The hub fired a deadline of the dispatch this one supervises: its late answer may go now.
+            self.state.escalated.add(str(d.get("previousDispatchId")))
+            return  # the centre supervises (督办) and does not sign
+        if did in self.state.seen:
+            return  # a redelivery
         self.state.seen.add(did)
         rng = random.Random(f"{self.seed}|{did}")  # the same dispatch always meets the same fate
         fate, plan = plan_dispatch(rng, d, self.timing)
@@ -237,6 +239,11 @@ class ClosedLoop:
             if item["dispatchId"] in self.state.withdrawn:
                 self.state.sent["skipped_withdrawn"] += 1
                 return
+            if item["_after_escalation"] and item["dispatchId"] not in self.state.escalated:
+                self.state.waiting.append((at, item))  # the hub has not fired the deadline yet
+                return
+            if item["_after_escalation"]:
+                item = {**item, "time": max(int(item["time"]), self.timing.now())}  # answered when seen late
             body = {k: v for k, v in item.items() if not k.startswith("_") and k != "kind"}
             self.producer.send(self.settings.topic("feedback"), key=item["caseId"].encode("utf-8"),
                                value=json.dumps(body, ensure_ascii=False).encode("utf-8"))
@@ -284,6 +291,11 @@ class ClosedLoop:
                         else:
                             self._on_report(record)
                 now = self.timing.now()
+                ready = [w for w in self.state.waiting if w[1]["dispatchId"] in self.state.escalated]
+                if ready:
+                    self.state.waiting = [w for w in self.state.waiting if w not in ready]
+                    for at, item in ready:
+                        self._push(at, item)
                 while self._heap and self._heap[0][0] <= now:
                     at, _, item = heapq.heappop(self._heap)
                     self._send(at, item)
@@ -295,4 +307,5 @@ class ClosedLoop:
 
     def summary(self) -> dict[str, Any]:
         return {"sent": dict(self.state.sent), "lead_fates": dict(self.state.fates),
-                "pending": len(self._heap), "errors": dict(self.state.errors)}
+                "pending": len(self._heap), "waiting_for_escalation": len(self.state.waiting),
+                "errors": dict(self.state.errors)}
