@@ -231,7 +231,8 @@ def simulate(rate: float, duration: float, seed: int, speed: float, start: str |
         figures = loop.summary()
         click.echo("closed loop: feedback sent " + ", ".join(f"{k} {v}" for k, v in sorted(figures["sent"].items()))
                    + "; lead dispatch fates " + ", ".join(f"{k} {v}" for k, v in sorted(figures["lead_fates"].items()))
-                   + f"; {figures['pending']} actions not due yet")
+                   + f"; {figures['pending']} actions not due yet, {figures['waiting_for_escalation']} late answers "
+                   f"waiting for the hub's 督办")
         (out / "loop.json").write_text(json.dumps(figures, ensure_ascii=False), encoding="utf-8")
         if figures["errors"]:
             click.echo(f"closed loop errors: {figures['errors']}", err=True)

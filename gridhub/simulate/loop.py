@@ -118,6 +118,7 @@ class LoopState:
     withdrawn: set[str] = field(default_factory=set)
     escalated: set[str] = field(default_factory=set)  # dispatch ids the hub escalated (督办) for being late
     waiting: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # late actions awaiting their 督办
+    last_sent: dict[str, int] = field(default_factory=dict)  # dispatch id -> time of its last answer
     seen: set[str] = field(default_factory=set)
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -239,11 +240,18 @@ class ClosedLoop:
             if item["dispatchId"] in self.state.withdrawn:
                 self.state.sent["skipped_withdrawn"] += 1
                 return
-            if item["_after_escalation"] and item["dispatchId"] not in self.state.escalated:
-                self.state.waiting.append((at, item))  # the hub has not fired the deadline yet
+            did = item["dispatchId"]
+            held = any(w[1]["dispatchId"] == did for w in self.state.waiting)
+            if held or (item["_after_escalation"] and did not in self.state.escalated):
+                self.state.waiting.append((at, item))  # the hub has not fired the deadline yet: keep the order
                 return
+            t = int(item["time"])
             if item["_after_escalation"]:
-                item = {**item, "time": max(int(item["time"]), self.timing.now())}  # answered when seen late
+                t = max(t, self.timing.now())  # answered when the 督办 was seen
+            if did in self.state.last_sent:
+                t = max(t, self.state.last_sent[did] + MINUTE)  # one dispatch's answers never go back in time
+            self.state.last_sent[did] = t
+            item = {**item, "time": t}
             body = {k: v for k, v in item.items() if not k.startswith("_") and k != "kind"}
             self.producer.send(self.settings.topic("feedback"), key=item["caseId"].encode("utf-8"),
                                value=json.dumps(body, ensure_ascii=False).encode("utf-8"))
