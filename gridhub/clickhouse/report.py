@@ -159,6 +159,7 @@ td.n{text-align:right} .kpis{display:flex;flex-wrap:wrap;gap:10px}
 .kpi b{display:block;font-size:22px;color:#1d4f91} .kpi span{font-size:13px;color:#555}
 svg.chart{display:block;margin:8px 0} text{font-size:12px;fill:#333} .axis{stroke:#888} .grid{stroke:#e3e3e3}
 .empty{color:#888} .legend rect{stroke:none} details{margin:6px 0}
+text.town{font-size:15px;fill:#111} text.rank{fill:#888}
 """
 
 #: Colours of the index's parts (closure, on time, satisfaction, no recurrence) and of case states.
@@ -239,7 +240,7 @@ def township_index_svg(answer: Answer) -> str:
     by_county: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_county[str(r["county"])].append(r)
-    label_w, bar_w, row_h, head_h = 170, 620, 22, 30
+    label_w, bar_w, row_h, head_h = 220, 600, 24, 30
     height = 40 + sum(head_h + row_h * len(v) for v in by_county.values())
     parts = [f'<svg class="chart" data-chart="township_index" xmlns="http://www.w3.org/2000/svg" '
              f'width="{label_w + bar_w + 70}" height="{height}" role="img">']
@@ -257,7 +258,8 @@ def township_index_svg(answer: Answer) -> str:
                       None if _num(r.get("recurrence_rate")) is None else 1 - (_num(r.get("recurrence_rate")) or 0)]
             present = [w for w, v in zip(WEIGHTS, values) if v is not None]
             norm = sum(present) or 1.0
-            parts.append(f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{rank}. {_e(r["township"])}</text>')
+            parts.append(f'<text x="30" y="{y + 15}" text-anchor="end" class="rank">{rank}</text>'
+                         f'<text x="{label_w - 6}" y="{y + 16}" text-anchor="end" class="town">{_e(r["township"])}</text>')
             bx = float(label_w)
             for i, (w, v) in enumerate(zip(WEIGHTS, values)):
                 if v is None:
