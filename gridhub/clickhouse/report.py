@@ -275,21 +275,23 @@ def township_index_svg(answer: Answer) -> str:
 
 
 def heat_table(answer: Answer) -> str:
-    """Townships x categories, cells shaded by report count (a heat table, not one long list)."""
+    """Townships x categories, cells shaded by case count (a heat table, not one long list).
+
+    Cases, not reports: one smoke-alarm storm is a dozen reports and one incident."""
     rows = answer.dicts()
     if not rows:
         return '<p class="empty" data-chart="categories_by_township">无数据</p>'
     totals: dict[str, int] = defaultdict(int)
     for r in rows:
-        totals[str(r["category_name"])] += int(r["reports"])
+        totals[str(r["category_name"])] += int(r["cases"])
     columns = [c for c, _ in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))][:HEAT_COLUMNS]
     cells: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     towns: dict[tuple[str, str], int] = defaultdict(int)
     for r in rows:
         key = (str(r["county"]), str(r["township"]))
         col = str(r["category_name"]) if str(r["category_name"]) in columns else "其他类别"
-        cells[key][col] += int(r["reports"])
-        towns[key] += int(r["reports"])
+        cells[key][col] += int(r["cases"])
+        towns[key] += int(r["cases"])
     all_columns = columns + (["其他类别"] if any("其他类别" in v for v in cells.values()) else [])
     top = max(n for v in cells.values() for n in v.values()) or 1
     head = "<th>县（市、区）</th><th>乡镇（街道）</th>" + "".join(f"<th>{_e(c)}</th>" for c in all_columns) + "<th>合计</th>"
@@ -338,7 +340,7 @@ def line_chart(name: str, series: list[tuple[str, str, list[tuple[datetime, floa
     all_points = [p for _, _, pts in series for p in pts]
     if not all_points:
         return f'<p class="empty" data-chart="{_e(name)}">无数据</p>'
-    width, height, left, right, top_pad, bottom = 900, 300, 70, 20, 30, 60
+    width, height, left, right, top_pad, bottom = 900, 300, 70, 50, 30, 60
     t0 = min(t for t, _ in all_points)
     t1 = max(t for t, _ in all_points)
     span = max((t1 - t0).total_seconds(), 3600.0)
@@ -411,12 +413,20 @@ def map_svg(answer: Answer) -> str:
         towns[str(r["township"])].append((x, y))
         parts.append(f'<circle class="dot case-{state}" cx="{x:.1f}" cy="{y:.1f}" r="3.2" fill="{STATE_COLOURS[state]}" '
                      f'fill-opacity="0.75"><title>{_e(r["township"])} {_e(r["category_name"])}</title></circle>')
-    for town, pts in towns.items():  # the centre of a township's cases, labelled
-        cx = sorted(p[0] for p in pts)[len(pts) // 2]
+    placed: list[tuple[float, float, float, float]] = []
+    for town, pts in sorted(towns.items(), key=lambda kv: -len(kv[1])):  # busiest townships labelled first
+        cx = sorted(p[0] for p in pts)[len(pts) // 2]  # the centre (median) of a township's cases
         cy = sorted(p[1] for p in pts)[len(pts) // 2]
-        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="none" stroke="#333"/>'
-                     f'<text x="{cx + 6:.1f}" y="{cy - 6:.1f}" style="font-size:13px;font-weight:bold;'
-                     f'paint-order:stroke;stroke:#fff;stroke-width:3px">{_e(town)}</text>')
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="none" stroke="#333">'
+                     f'<title>{_e(town)}</title></circle>')
+        w, h = 13.0 * len(town) + 4, 16.0  # 13 px per CJK character at 13 px
+        for dx, dy in ((6, -6), (6, 16), (-w - 6, -6), (-w - 6, 16)):  # right-above, right-below, left...
+            box = (cx + dx, cy + dy - 13, cx + dx + w, cy + dy - 13 + h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                placed.append(box)
+                parts.append(f'<text x="{box[0]:.1f}" y="{cy + dy:.1f}" style="font-size:13px;font-weight:bold;'
+                             f'paint-order:stroke;stroke:#fff;stroke-width:3px">{_e(town)}</text>')
+                break  # no free spot: the circle keeps its name as a tooltip
     km = 1000 / 111_320 * scale  # pixels per km: one degree of latitude is 111.32 km
     bar_km = next((k for k in (1, 2, 5, 10, 20, 50) if k * km >= 60), 50)
     parts.append(f'<line x1="{pad}" y1="{height - 12}" x2="{pad + bar_km * km:.1f}" y2="{height - 12}" '
@@ -510,7 +520,7 @@ def render_html(answers: dict[str, Answer], period: Period, title_area: str) -> 
                                              ("closure_rate", "结案率"), ("on_time_rate", "按期办结率"),
                                              ("satisfaction_rate", "满意率"), ("recurrence_rate", "重复发生率"),
                                              ("township_index", "晾晒指数")]), "</details>"),
-        section("categories_by_township", "<p>各乡镇（街道）上报事件数，按类别；颜色越深件数越多。</p>",
+        section("categories_by_township", "<p>各乡镇（街道）案件数，按类别（前十类，其余合并为“其他类别”）；颜色越深件数越多。</p>",
                 heat_table(a["categories_by_township"])),
         section("reports_hourly",
                 line_chart("reports_hourly", [("上报数", "#3b78c4", [(t, v) for t, v, _ in volume]),

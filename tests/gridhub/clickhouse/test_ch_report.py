@@ -86,7 +86,7 @@ def test_empty_answers_say_so_in_chinese_and_the_page_has_no_script() -> None:
 
 
 def test_heat_table_is_townships_by_categories() -> None:
-    cols = ["county", "township", "category_name", "reports"]
+    cols = ["county", "township", "category_name", "cases"]
     rows_ = [("吴兴区", "月河街道", "噪声扰民", 3), ("吴兴区", "月河街道", "井盖", 1), ("南浔区", "练市镇", "噪声扰民", 5)]
     table = heat_table(Answer(NamedQuery("x", "x", ""), cols, rows_))
     assert table.count("<tr>") == 3 and "<th>噪声扰民</th><th>井盖</th>" in table
