@@ -236,6 +236,9 @@ def simulate(rate: float, duration: float, seed: int, speed: float, start: str |
         (out / "loop.json").write_text(json.dumps(figures, ensure_ascii=False), encoding="utf-8")
         if figures["errors"]:
             click.echo(f"closed loop errors: {figures['errors']}", err=True)
+        if loop.failed:
+            click.echo("the simulated agencies and citizens stopped early (see the log above)", err=True)
+            raise SystemExit(1)
     if errors:
         click.echo(f"NOT acknowledged by Kafka: {sum(errors.values())} records ({dict(errors)})", err=True)
         raise SystemExit(1)

@@ -187,7 +187,7 @@ class ClosedLoop:
         self._seq = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="closed-loop", daemon=True)
-        self._lock = threading.Lock()
+        self.failed = False
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -275,29 +275,48 @@ class ClosedLoop:
             self.state.sent["review" if "satisfaction" in item else "order_resolved"] += 1
 
     # --- the thread --------------------------------------------------------------------------------
+    def _assign(self, consumer: Any, topics: dict[str, str]) -> None:
+        """Every partition of both topics, from the beginning: no consumer group, so no join or
+        rebalance can leave the agencies without partitions (one process reads everything)."""
+        from kafka import TopicPartition
+
+        partitions: list[Any] = []
+        deadline = time.monotonic() + 60
+        for topic in topics:
+            found = consumer.partitions_for_topic(topic)
+            while not found and time.monotonic() < deadline and not self._stop.is_set():
+                time.sleep(0.5)  # created a moment ago: metadata not there yet
+                found = consumer.partitions_for_topic(topic)
+            if not found:
+                raise RuntimeError(f"topic {topic} has no partitions")
+            partitions += [TopicPartition(topic, p) for p in sorted(found)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+
     def _run(self) -> None:
         from kafka import KafkaConsumer
 
-        from gridhub.codec import DecodeError, codec
+        from gridhub.codec import codec
 
         topics = {self.settings.topic("dispatches"): "Dispatch", self.settings.topic("reports.linked"): "Report"}
         consumer = KafkaConsumer(
-            *topics, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.settings.topic("sim-agencies"),
-            auto_offset_reset="earliest", enable_auto_commit=True, metadata_max_age_ms=5000,
-            client_id="gridhub-sim-agencies", **self.settings.kafka_client_options())
+            bootstrap_servers=self.settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+            metadata_max_age_ms=5000, client_id="gridhub-sim-agencies", **self.settings.kafka_client_options())
         try:
+            self._assign(consumer, topics)
             while not self._stop.is_set():
                 for tp, messages in consumer.poll(timeout_ms=200).items():
                     for msg in messages:
                         try:
                             record = codec(topics[tp.topic]).decode(msg.value)
-                        except DecodeError as exc:
+                            if topics[tp.topic] == "Dispatch":
+                                self._on_dispatch(record)
+                            else:
+                                self._on_report(record)
+                        except Exception as exc:  # one bad record costs that record, not the loop
                             self.state.errors[type(exc).__name__] += 1
-                            continue
-                        if topics[tp.topic] == "Dispatch":
-                            self._on_dispatch(record)
-                        else:
-                            self._on_report(record)
+                            log.warning("closed_loop_record_skipped", topic=tp.topic, offset=msg.offset,
+                                        error=f"{exc.__class__.__name__}: {exc}")
                 now = self.timing.now()
                 ready = [w for w in self.state.waiting if w[1]["dispatchId"] in self.state.escalated]
                 if ready:
@@ -310,6 +329,7 @@ class ClosedLoop:
         except Exception as exc:  # a dead loop must be visible in the summary, not a silent thread
             log.error("closed_loop_failed", error=f"{exc.__class__.__name__}: {exc}")
             self.state.errors[type(exc).__name__] += 1
+            self.failed = True
         finally:
             consumer.close()
 
