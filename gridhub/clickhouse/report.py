@@ -386,8 +386,32 @@ def line_chart(name: str, series: list[tuple[str, str, list[tuple[datetime, floa
     return "".join(parts)
 
 
+def convex_hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Andrew's monotone chain: the smallest convex polygon around the points (counter-clockwise)."""
+    pts = sorted(set(points))
+    if len(pts) <= 2:
+        return pts
+
+    def cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower: list[tuple[float, float]] = []
+    for p in pts:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    upper: list[tuple[float, float]] = []
+    for p in reversed(pts):
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    return lower[:-1] + upper[:-1]
+
+
 def map_svg(answer: Answer) -> str:
-    """Cases as points (equirectangular projection of WGS-84), township centres labelled, no tiles."""
+    """Cases as points (equirectangular projection of WGS-84) on the area their county's cases cover
+    (convex hull), township centres labelled, no tiles: the hub has no boundary data, and a tile
+    server is not reachable from the centre's network."""
     rows = [r for r in answer.dicts() if _num(r.get("lng")) is not None and _num(r.get("lat")) is not None]
     if not rows:
         return '<p class="empty" data-chart="map">无数据</p>'
@@ -405,6 +429,17 @@ def map_svg(answer: Answer) -> str:
     parts = [f'<svg class="chart" data-chart="map" xmlns="http://www.w3.org/2000/svg" width="{width}" '
              f'height="{height}" role="img" style="background:#f7f9fb;border:1px solid #dde">']
     towns: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    counties: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in rows:
+        counties[str(r["county"])].append(xy(float(r["lng"]), float(r["lat"])))
+    for county, pts in sorted(counties.items()):  # the area each county's cases cover, named
+        hull = convex_hull(pts)
+        if len(hull) >= 3:
+            parts.append(f'<polygon class="area" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in hull)}" '
+                         f'fill="#e3ebf5" stroke="#9db4d3" stroke-width="1.5" stroke-linejoin="round"/>')
+        top = min(pts, key=lambda p: p[1])
+        parts.append(f'<text x="{top[0]:.1f}" y="{max(14.0, top[1] - 14):.1f}" style="font-size:16px;'
+                     f'font-weight:bold;fill:#1d4f91">{_e(county)}</text>')
     counts = {"open": 0, "overdue": 0, "closed": 0}
     for r in rows:
         state = "closed" if int(r.get("is_closed") or 0) else "overdue" if int(r.get("ev_overdue") or 0) else "open"

@@ -145,3 +145,10 @@ def test_report_html_read_back_from_a_chromium_screenshot_with_ocr(settings: Set
     assert len(headings) >= 3, seen[:2000]
     found = [t for t in townships if t in seen]
     assert len(found) >= 5, (found, townships, seen[:2000])
+
+
+def test_convex_hull_keeps_the_corners_only() -> None:
+    from gridhub.clickhouse.report import convex_hull
+
+    square = [(0.0, 0.0), (2.0, 0.0), (2.0, 2.0), (0.0, 2.0), (1.0, 1.0), (1.0, 0.0)]
+    assert sorted(convex_hull(square)) == [(0.0, 0.0), (0.0, 2.0), (2.0, 0.0), (2.0, 2.0)]
