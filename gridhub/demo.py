@@ -108,6 +108,21 @@ def _table(title: str, rows: list[tuple[Any, ...]], headers: tuple[str, ...]) ->
         click.echo("  " + "  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
 
 
+def write_report(settings: Settings, counties: str, path: Path) -> Path:
+    """``gridhub report --county <the demo's> --html path`` for the demo's namespace (last 30 days)."""
+    from gridhub.clickhouse.backend import DriverBackend
+    from gridhub.clickhouse.report import area_title, make_period, render_html, run_report
+
+    period = make_period(None, None, None, counties)
+    backend = DriverBackend.from_settings(settings, database=settings.ch_database)
+    try:
+        answers = run_report(backend, period)
+    finally:
+        backend.close()
+    path.write_text(render_html(answers, period, area_title(period)), encoding="utf-8")
+    return path
+
+
 def loop_figures(ch: Any, db: str) -> dict[str, Any]:
     """The closed loop's figures, from the lifecycle log and the views (schemas/migrations)."""
     signed, resolved, on_time, overdue = ch.execute(
@@ -197,9 +212,11 @@ def summarise(settings: Settings, labels_path: Path, landed: int) -> dict[str, A
               show_default=True, help="county codes to simulate (fewer counties: more incidents reported twice)")
 @click.option("--namespace", default=None, help="default: a fresh demo-<time> namespace")
 @click.option("--drain-timeout", default=300.0, show_default=True, help="seconds to wait for the pipeline to land")
+@click.option("--realism", type=click.Choice(["easy", "hard"]), default="easy", show_default=True,
+              help="hard: feeds as other deployments write them (gridhub simulate --realism hard)")
 @click.option("--json", "as_json", is_flag=True, help="also print the figures as one JSON object")
 def demo(rate: float, duration: float, speed: float, tail: float, seed: int, counties: str,
-         namespace: str | None, drain_timeout: float, as_json: bool) -> None:
+         namespace: str | None, drain_timeout: float, realism: str, as_json: bool) -> None:
     """Run the whole hub on simulated feeds and summarise what it did."""
     from clickhouse_driver import Client
 
@@ -253,6 +270,7 @@ def demo(rate: float, duration: float, speed: float, tail: float, seed: int, cou
         subprocess.run([GRIDHUB, "simulate", "--rate", str(rate), "--duration", str(duration), "--seed", str(seed),
                         "--counties", counties, "--out", str(out_dir), "--closed-loop", "--tail", str(tail),
                         "--speed", str(speed), "--heartbeat-scale", str(max(1.0, speed / HEARTBEAT_SCALE_DIVISOR)),
+                        "--realism", realism,
                         *([] if sys.stderr.isatty() else ["--no-progress"])],
                        env={**worker.env, **settings.as_env(), "GRIDHUB_LOG_FORMAT": "console"}, check=True)
         labels = out_dir / "labels.jsonl"
@@ -271,7 +289,9 @@ def demo(rate: float, duration: float, speed: float, tail: float, seed: int, cou
         figures = summarise(settings, labels, landed)
     finally:
         worker.stop()
+    page = write_report(settings, counties, out_dir / "report.html")
+    click.echo(f"\nThe analysts' report (Chinese, offline, with charts and a map): {page}")
     if as_json:
         click.echo(json.dumps(figures, ensure_ascii=False))
-    click.echo(f"\nExplore it: GRIDHUB_NAMESPACE={ns} .venv/bin/gridhub report --html {out_dir / 'report.html'}   "
+    click.echo(f"\nExplore it: GRIDHUB_NAMESPACE={ns} .venv/bin/gridhub report [--html FILE]   "
                f"(also: case show, dlq ls, replay --namespace; simulated inputs in {out_dir})")

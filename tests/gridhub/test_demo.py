@@ -42,6 +42,8 @@ def test_demo_runs_the_hub_and_the_closed_loop_end_to_end(settings: Settings) ->
     assert loop["on_time"] < loop["resolved"] <= loop["signed"]
     assert 0.5 < loop["satisfaction_rate"] < 1.0
     assert "Closed loop" in proc.stdout and "Lifecycle events" in proc.stdout
+    page = (REPO_ROOT / "out" / settings.namespace / "report.html").read_text(encoding="utf-8")
+    assert "乡镇（街道）晾晒指数排名" in page and "无数据" not in page
 
     # every section of the analysts' report has answers (the township index's parts included)
     report = subprocess.run([GRIDHUB, "report"], cwd=REPO_ROOT, env={**os.environ, **settings.as_env()},
