@@ -14,7 +14,7 @@
 -- Each query is preceded by `-- name:` and `-- title:` lines (gridhub report reads them).
 
 -- name: top_categories_week
--- title: Top categories this week, by township (top 3 per township)
+-- title: 本周各乡镇（街道）前三类事件 (top categories this week, by township)
 SELECT street_code, category, count() AS reports, uniqExact(case_id) AS cases
 FROM reports FINAL
 WHERE kind != 'recover' AND street_code != ''
@@ -24,7 +24,7 @@ ORDER BY street_code, reports DESC, category
 LIMIT 3 BY street_code;
 
 -- name: overdue_open_by_agency
--- title: Open overdue cases by agency (a 签收 or 办结 clock ran out, not resolved yet)
+-- title: 超期未办结案件，按部门 (open overdue cases by agency: a 签收 or 办结 clock ran out)
 SELECT agency,
        count() AS open_overdue,
        countIf(resolve_overdue) AS resolve_clock,
@@ -35,7 +35,7 @@ GROUP BY agency
 ORDER BY open_overdue DESC, agency;
 
 -- name: sign_time_month
--- title: Time to 签收 and 办结 per agency this month (hours; median and p90)
+-- title: 本月各部门签收与办结用时（小时，中位数与P90）
 SELECT agency, dispatched, signed, sign_hours_p50, sign_hours_p90, resolved,
        resolve_hours_p50, resolve_hours_p90, on_time_rate, overdue
 FROM agency_monthly
@@ -43,13 +43,13 @@ WHERE month = toStartOfMonth(toTimeZone(now(), 'Asia/Shanghai'))
 ORDER BY agency;
 
 -- name: dedupe_by_source
--- title: Dedupe ratio per source (reports per case; share of reports sharing their case)
+-- title: 各渠道合并情况（每案件上报数；与他件同案的上报占比）
 SELECT source, reports, linked_cases, reports_per_case, shared_reports, shared_share
 FROM dedupe_by_source
 ORDER BY source;
 
 -- name: satisfaction_trend
--- title: 回访 satisfaction by week (last 8 weeks; 满意率 = (满意 + 基本满意) / reviews)
+-- title: 近8周回访满意度（满意率 = (满意 + 基本满意) / 回访数）
 SELECT week,
        sum(reviews) AS review_count,
        sum(satisfied) AS satisfied_count,
@@ -63,14 +63,15 @@ GROUP BY week
 ORDER BY week;
 
 -- name: township_index
--- title: 晾晒指数 this month, by township (0-100; formula in docs/clickhouse.md)
-SELECT street_code, county_code, cases, closure_rate, on_time_rate, satisfaction_rate, township_index
+-- title: 本月乡镇（街道）晾晒指数（0-100，含重复发生率；公式见 docs/clickhouse.md）
+SELECT street_code, county_code, cases, closure_rate, on_time_rate, satisfaction_rate, recurrence_rate,
+       township_index
 FROM township_index_monthly
 WHERE month = toStartOfMonth(toTimeZone(now(), 'Asia/Shanghai'))
 ORDER BY township_index DESC, street_code;
 
 -- name: reports_last_24h
--- title: Reports per hour, last 24 hours
+-- title: 近24小时每小时上报数
 SELECT hour, sum(reports) AS report_count
 FROM reports_hourly
 WHERE hour > toStartOfHour(toTimeZone(now(), 'Asia/Shanghai')) - 86400

@@ -23,6 +23,12 @@ have chromium || missing+=(chromium)
 # promtool for the scrape and alert-rule tests (tests/deploy/test_prometheus.py).
 [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
 { have prometheus && have promtool; } || missing+=(prometheus)
+# The analysts' report is Chinese: without a CJK font Chromium draws every character as a box
+# (issue 19); its browser test reads the screenshot back with OCR (simplified Chinese).
+fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)
+have tesseract || missing+=(tesseract-ocr)
+[ -f /usr/share/tesseract-ocr/5/tessdata/chi_sim.traineddata ] || [ -f /usr/share/tesseract-ocr/4.00/tessdata/chi_sim.traineddata ] \
+    || missing+=(tesseract-ocr-chi-sim)
 have java || missing+=(openjdk-17-jre-headless)
 have mvn || missing+=(maven)
 have make || missing+=(make)

@@ -22,11 +22,22 @@ from gridhub.core import topics
 from gridhub.core.reference import DATA_DIR
 
 _TOWNSHIPS = DATA_DIR / "townships.csv"
-CATEGORIES = ("city.street_vending", "city.garbage", "env.noise", "safety.fire", "safety.gas", "roads.manhole",
-              "water.flooding", "market.food")
 AGENCIES = ("zhzf", "scjg", "sthj", "yjgl", "xfjy", "zjj", "slj")
 SATISFACTION = ("满意", "满意", "基本满意", "不满意")  # weighted like real 回访 results
 HOUR_MS = 3_600_000
+
+
+@lru_cache(maxsize=1)
+def taxonomy_categories() -> tuple[tuple[str, ...], frozenset[str]]:
+    """Incident codes of the hub's taxonomy (deploy/categories.yaml; not consultation / other) and the
+    ones sensors report, so synthetic rows carry categories the hub really produces (issue 18)."""
+    import yaml
+
+    from gridhub.core.settings import REPO_ROOT
+
+    doc = yaml.safe_load((REPO_ROOT / "deploy" / "categories.yaml").read_text(encoding="utf-8"))
+    codes = tuple(str(c["code"]) for c in doc["categories"] if c["code"] not in ("consultation", "other"))
+    return codes, frozenset(str(v) for v in (doc.get("sensors") or {}).get("device_types", {}).values())
 
 
 @lru_cache(maxsize=1)
@@ -66,15 +77,20 @@ def generate(cases: int, now_ms: int, seed: int = 7, span_hours: int = 6, townsh
     Fewer townships and agencies mean fewer distinct agencies in the facts (smaller answers to check).
     """
     rnd = random.Random(seed)
+    categories, sensed = taxonomy_categories()
     places = rnd.sample(_townships(), townships)
+    # A stable spot per township (cases scatter ~2 km around it), so the report's map has a shape.
+    centres = {street: (120.0 + int(street[-6:]) % 97 / 100, 30.0 + int(street[-6:]) % 89 / 100)
+               for street, _ in places}
     out = FactSet()
     for n in range(cases):
         street, county = places[n % len(places)]
-        category = CATEGORIES[rnd.randrange(len(CATEGORIES))]
+        category = categories[rnd.randrange(len(categories))]
+        lng, lat = (round(c + rnd.uniform(-0.02, 0.02), 6) for c in centres[street])
         case_id = _id("case", seed, n)
         t0 = now_ms - rnd.randrange(span_hours * HOUR_MS)
         sources = ["four-platforms"] + (["hotline-12345"] if rnd.random() < 0.4 else []) \
-            + (["sensors"] if category.startswith("safety") and rnd.random() < 0.5 else [])
+            + (["sensors"] if category in sensed and rnd.random() < 0.5 else [])
         report_ids = []
         for i, source in enumerate(sources):
             ref = f"{source[:2].upper()}{seed}-{n}-{i}"
@@ -84,7 +100,7 @@ def generate(cases: int, now_ms: int, seed: int = 7, span_hours: int = 6, townsh
                 "report_id": report_id, "source": source, "source_ref": ref, "kind": "incident",
                 "county_code": county, "street_code": street, "category": category, "text": "示例诉求",
                 "reported_at": t0 + i * 60_000, "received_at": t0 + i * 60_000 + 1_000, "severity": 1,
-                "version": 1, "case_id": case_id, "dispatchable": True, "lng": 120.1, "lat": 30.2,
+                "version": 1, "case_id": case_id, "dispatchable": True, "lng": lng, "lat": lat,
             }
             out.add(topics.REPORTS_LINKED, case_id, base)
             if source == "hotline-12345" and rnd.random() < 0.5:  # a later status update of the same order
@@ -93,7 +109,7 @@ def generate(cases: int, now_ms: int, seed: int = 7, span_hours: int = 6, townsh
             "case_id": case_id, "county_code": county, "street_code": street, "category": category,
             "severity": 1, "sources": sources, "report_ids": report_ids, "report_count": len(sources),
             "first_seen": t0, "last_seen": t0 + (len(sources) - 1) * 60_000, "status": "reported",
-            "dispatchable": True, "version": 1, "updated_at": t0,
+            "dispatchable": True, "version": 1, "updated_at": t0, "lng": lng, "lat": lat,
         }
         out.add(topics.CASES, case_id, case)
         seq = 0

@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     feedback_tokens: str = Field(default="", repr=False)
     pii_key: str = Field(default="gridhub-dev-pii-key", repr=False)
     routing_rules: Path = REPO_ROOT / "deploy" / "routing.yaml"
+    # The hub's clock for deadlines and device liveness (gridhub/clock.py): "wall", or "event"
+    # (the latest event time seen, minus clock_lag_ms) for compressed-time demos and backfills.
+    clock: str = Field(default="wall", pattern="^(wall|event)$", description="wall | event")
+    clock_lag_ms: int = Field(default=0, ge=0, description="event clock: how far it stays behind the events")
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = Field(default="auto", description="auto | json | console")
 

@@ -6,6 +6,14 @@ covers ten minutes of incidents); by default the simulated window ends when
 the run ends, so no document carries a time in the future.  ``--start`` pins
 the window instead (byte-identical output for the same seed, rate, duration,
 speed and start).
+
+``--closed-loop``: simulated agencies and citizens answer the hub's dispatches
+(:mod:`gridhub.simulate.loop`) for the feed's duration and ``--tail`` seconds
+more.  The simulated clock (:func:`gridhub.core.clock.compressed_ms`) then meets
+the wall clock when the tail ends, so nothing is dated in the future, and each
+Kafka record carries its simulated delivery time (the time the hub receives
+it): a worker on event time (``GRIDHUB_CLOCK=event``) follows the same
+compressed timeline.
 """
 
 from __future__ import annotations
@@ -78,9 +86,17 @@ def _parse_start(text: str | None) -> int | None:
 @click.option("--dry-run", is_flag=True, help="no Kafka: only write the files (records default to <out>/records.jsonl)")
 @click.option("--no-pace", is_flag=True, help="produce as fast as possible instead of in real time")
 @click.option("--no-progress", is_flag=True)
+@click.option("--realism", type=click.Choice(["easy", "hard"]), default="easy", show_default=True,
+              help="hard: another deployment's codes, call-takers' own paths, vague addresses, varied words")
+@click.option("--heartbeat-scale", default=1.0, show_default=True,
+              help="multiply device heartbeat intervals (compressed-time runs: towards real hours)")
+@click.option("--closed-loop", is_flag=True,
+              help="also simulate agencies (feedback) and citizens (12345 回访) on the hub's clock")
+@click.option("--tail", default=0.0, show_default=True,
+              help="with --closed-loop: seconds to keep the agencies and citizens running after the feeds")
 def simulate(rate: float, duration: float, seed: int, speed: float, start: str | None, out_dir: Path | None,
              labels: Path | None, records: Path | None, counties: str, dry_run: bool, no_pace: bool,
-             no_progress: bool) -> None:
+             no_progress: bool, realism: str, heartbeat_scale: float, closed_loop: bool, tail: float) -> None:
     """Simulated feeds of all three sources (four platforms, 12345, sensors) to the raw topics.
 
     Writes <out>/devices.csv (and loads it to registry.devices first), <out>/labels.jsonl
@@ -98,14 +114,28 @@ def simulate(rate: float, duration: float, seed: int, speed: float, start: str |
     records_path = records or (out / "records.jsonl" if dry_run else None)
     county_codes = tuple(c.strip() for c in counties.split(",") if c.strip()) or None
 
+    if closed_loop and dry_run:
+        raise click.BadParameter("--closed-loop needs Kafka (the agencies answer the hub's dispatches)")
+    if heartbeat_scale < 1:
+        raise click.BadParameter("--heartbeat-scale must be at least 1")
+    timing = None
+    if closed_loop:
+        from gridhub.simulate.loop import timing_from
+
+        # The simulated clock meets the wall clock when the tail ends: nothing is ever dated ahead.
+        timing = timing_from(settings, speed, int((time.time() + duration + tail) * 1000))
+        start = None
     sim_rate, sim_duration = rate / speed, duration * speed
     now_ms = int(time.time() * 1000)
     start_ms = _parse_start(start)
-    if start_ms is None:
+    if timing is not None:
+        start_ms = timing.now()
+    elif start_ms is None:
         # The simulated window [start, start + duration*speed] ends at the run's end: every
         # document's time is at or before the moment it is sent.
         start_ms = now_ms - int((speed - 1) * duration * 1000)
-    devices = devices_for(seed, sim_rate, sim_duration, start_ms=start_ms, counties=county_codes)
+    devices = devices_for(seed, sim_rate, sim_duration, start_ms=start_ms, counties=county_codes,
+                          heartbeat_scale=heartbeat_scale)
     registry_csv = out / "devices.csv"
     write_registry_csv(devices, registry_csv)
 
@@ -129,20 +159,40 @@ def simulate(rate: float, duration: float, seed: int, speed: float, start: str |
     counts = collections.Counter[tuple[str, str]]()
     incidents: set[str] = set()
     pace = not (dry_run or no_pace)
+    loop = None
+    hotline_docs: dict[str, dict[str, Any]] = {}
+    if timing is not None:
+        from gridhub.core.kafka_admin import ensure_topics
+        from gridhub.simulate.loop import ClosedLoop
+
+        ensure_topics(settings, ["feedback", "dispatches", "reports.linked"])
+        loop = ClosedLoop(settings, producer, hotline_docs, timing, seed)
+        loop.start()
     t0 = time.monotonic()
     rec_file = records_path.open("w", encoding="utf-8") if records_path else None
     try:
         with labels_path.open("w", encoding="utf-8") as lf, \
                 tqdm(total=int(rate * duration), unit=" rec", disable=no_progress, smoothing=0.05) as bar:
             label_writer = LabelWriter(lf)
-            for rec in generate(seed, sim_rate, sim_duration, start_ms=start_ms, counties=county_codes):
-                if pace:
+            for rec in generate(seed, sim_rate, sim_duration, start_ms=start_ms, counties=county_codes,
+                                heartbeat_scale=heartbeat_scale, closed_loop=closed_loop, realism=realism):
+                if pace and timing is not None:
+                    from gridhub.core.clock import wall_for
+
+                    ahead = wall_for(rec.at_ms, timing.speed, timing.sync_ms) / 1000 - time.time()
+                    if ahead > 0:
+                        time.sleep(ahead)
+                elif pace:
                     due = (rec.at_ms - start_ms) / 1000 / speed
                     ahead = due - (time.monotonic() - t0)
                     if ahead > 0:
                         time.sleep(ahead)
+                if rec.source == "hotline-12345":
+                    hotline_docs[rec.key] = rec.doc
                 if producer is not None:
-                    fut = producer.send(topics[rec.source], value=rec.value(), key=rec.key.encode("utf-8"))
+                    # closed loop: the record time is the simulated delivery time (the hub's receipt time)
+                    fut = producer.send(topics[rec.source], value=rec.value(), key=rec.key.encode("utf-8"),
+                                        timestamp_ms=rec.at_ms if timing is not None else None)
                     fut.add_errback(lambda exc: errors.update([type(exc).__name__]))
                 if rec_file is not None:
                     rec_file.write(json.dumps(rec.record_line(), ensure_ascii=False) + "\n")
@@ -151,9 +201,16 @@ def simulate(rate: float, duration: float, seed: int, speed: float, start: str |
                 if rec.incident:
                     incidents.add(rec.incident)
                 bar.update(1)
+        if loop is not None and tail > 0:
+            click.echo(f"feeds done; agencies and citizens go on for {tail:g} s")
+            time.sleep(tail)
+        if loop is not None:
+            loop.stop()
         if producer is not None:
             producer.flush(timeout=120)
     finally:
+        if loop is not None:
+            loop.stop()
         if rec_file is not None:
             rec_file.close()
         if producer is not None:
@@ -169,6 +226,18 @@ def simulate(rate: float, duration: float, seed: int, speed: float, start: str |
     if records_path:
         click.echo(f"records: {records_path}")
     click.echo(f"devices: {registry_csv}")
+    if loop is not None:
+        figures = loop.summary()
+        click.echo("closed loop: feedback sent " + ", ".join(f"{k} {v}" for k, v in sorted(figures["sent"].items()))
+                   + "; lead dispatch fates " + ", ".join(f"{k} {v}" for k, v in sorted(figures["lead_fates"].items()))
+                   + f"; {figures['pending']} actions not due yet, {figures['waiting_for_escalation']} late answers "
+                   f"waiting for the hub's 督办")
+        (out / "loop.json").write_text(json.dumps(figures, ensure_ascii=False), encoding="utf-8")
+        if figures["errors"]:
+            click.echo(f"closed loop errors: {figures['errors']}", err=True)
+        if loop.failed:
+            click.echo("the simulated agencies and citizens stopped early (see the log above)", err=True)
+            raise SystemExit(1)
     if errors:
         click.echo(f"NOT acknowledged by Kafka: {sum(errors.values())} records ({dict(errors)})", err=True)
         raise SystemExit(1)

@@ -45,6 +45,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 from gridhub.simulate.geo import haversine_m, wgs84_to_gcj02
+from gridhub.simulate.hard import (
+    REALISM, hard_fp_category, hard_hotline_path, harden_fp_event, harden_hotline_order, vary_vocabulary,
+)
 from gridhub.simulate.text import (
     CATEGORIES, CAUSES, CONSULTATIONS, HUMAN_CATEGORY_WEIGHTS, SHOPS, WHEN, Category, caller_name, person_name,
 )
@@ -131,8 +134,15 @@ _Item = tuple[int, int, "SimRecord | int"]
 
 class _Sim:
     def __init__(self, seed: int, rate: float, duration: float, start_ms: int,
-                 counties: tuple[County, ...], warmup: float = 0.0) -> None:
+                 counties: tuple[County, ...], warmup: float = 0.0, *, heartbeat_scale: float = 1.0,
+                 closed_loop: bool = False, realism: str = "easy") -> None:
+        if realism not in REALISM:
+            raise ValueError(f"realism must be one of {', '.join(REALISM)}, got {realism!r}")
         self.rng = random.Random(seed)
+        self.closed_loop = closed_loop
+        self.hard = realism == "hard"
+        # A separate stream for the hard mode's choices, so the easy mode's traffic stays byte-identical.
+        self.hard_rng = random.Random(f"hard|{seed}")
         self.start_ms = start_ms
         self.warmup_ms = int(warmup * 1000)
         self.delivered: set[tuple[str, str]] = set()
@@ -143,10 +153,11 @@ class _Sim:
         self.day = datetime.fromtimestamp(start_ms / 1000, BEIJING).strftime("%Y%m%d")
         # Heartbeats per second per device: smoke sites hold 2.2 detectors on average (choice of 1,1,2,3,4).
         units = {t: (2.2 if t == "smoke" else 1.0) * share for t, share in DEVICE_MIX.items()}
-        per_second_hb = sum(u / HEARTBEAT_SECONDS[t] for t, u in units.items()) / sum(units.values())
+        per_second_hb = sum(u / (HEARTBEAT_SECONDS[t] * heartbeat_scale)
+                            for t, u in units.items()) / sum(units.values())
         # Enough devices that heartbeats are HEARTBEAT_SHARE of the rate; at least 60 so every type exists.
         n_devices = max(60, int(rate * HEARTBEAT_SHARE / per_second_hb))
-        self.devices: list[Device] = build_devices(self.rng, counties, n_devices)
+        self.devices: list[Device] = build_devices(self.rng, counties, n_devices, heartbeat_scale)
         self.by_type: dict[str, list[int]] = {}
         for i, d in enumerate(self.devices):
             self.by_type.setdefault(d.device_type, []).append(i)
@@ -412,9 +423,12 @@ class _Sim:
         if ref:
             text = f"12345工单{ref}转办：{text}"
         occur = t - rng.randint(1, 30) * MINUTE if source != "网格员上报" else t - rng.randint(0, 10) * MINUTE
+        fp_code, fp_name = (cat.fp_code, cat.fp_name) if not self.hard else hard_fp_category(self.hard_rng, cat.key)
+        if self.hard:
+            text = vary_vocabulary(self.hard_rng, cat.key, text)
         doc: dict[str, Any] = {
             "eventId": event_id, "platform": platform, "eventSource": source,
-            "categoryCode": cat.fp_code, "categoryName": cat.fp_name, "title": rng.choice(cat.titles),
+            "categoryCode": fp_code, "categoryName": fp_name, "title": rng.choice(cat.titles),
             "description": text, "occurTime": occur, "reportTime": t,
             "streetCode": place.town.code, "villageCode": place.village.code,
             "gridCode": f"{place.village.code}-{rng.randint(1, 12):02d}",
@@ -428,6 +442,8 @@ class _Sim:
         if rng.random() < 0.85:  # the grid app's GPS fix, a few metres to ~30 m off
             lng, lat = place.near(rng, 0, 30)
             doc.update(lng=round(lng, 6), lat=round(lat, 6))
+        if self.hard:
+            harden_fp_event(self.hard_rng, doc, place)
         rec = SimRecord(t + rng.randint(0, 30) * SECOND, "four-platforms", event_id, doc, incident, "report")
         self._push(rec)
         self._maybe_redeliver(rec)
@@ -450,13 +466,18 @@ class _Sim:
         # Time limits: 特急 2 h, 紧急 24 h, 一般 5 days (typical 12345 办理时限).
         limit = {"特急": 2 * 60, "紧急": 24 * 60, "一般": 5 * 24 * 60}[urgency] * MINUTE
         vague = self._vague_place(place)
+        hotline_name: str | None = cat.hotline_name
+        content = self._fill(template or rng.choice(cat.caller_texts), place, vague)
+        if self.hard:
+            hotline_name = hard_hotline_path(self.hard_rng, cat.key)
+            content = vary_vocabulary(self.hard_rng, cat.key, content)
         doc: dict[str, Any] = {
             "orderNo": order_no,
             "channel": rng.choices(("电话", "微信", "网站", "110联动", "上级派发"), (70, 15, 8, 5, 2))[0],
             "acceptTime": beijing_text(t), "caller": caller_name(rng), "phone": random_phone(rng),
             "appealType": rng.choices(("投诉", "求助", "举报", "其他"), (50, 30, 15, 5))[0],
-            "categoryCode": cat.hotline_code, "categoryName": cat.hotline_name, "title": rng.choice(cat.titles),
-            "content": self._fill(template or rng.choice(cat.caller_texts), place, vague),
+            "categoryCode": cat.hotline_code, "categoryName": hotline_name, "title": rng.choice(cat.titles),
+            "content": content,
             "address": vague if rng.random() < 0.7 else f"{place.county.city_name}{place.county.name}{vague}",
             "areaCode": place.county.code, "urgency": urgency, "deadline": beijing_text(t + limit),
             "status": rng.choice(("待派发", "已派发")),
@@ -468,11 +489,13 @@ class _Sim:
             lng, lat = place.near(rng, 10, 80)
             glng, glat = wgs84_to_gcj02(lng, lat)
             doc.update(lng=round(glng, 6), lat=round(glat, 6))
+        if self.hard:
+            harden_hotline_order(self.hard_rng, doc, place)
         # Orders reach the hub once the operator has filled them in: 1-5 minutes after the call.
         rec = SimRecord(t + rng.randint(60, 300) * SECOND, "hotline-12345", order_no, doc, incident, "report")
         self._push(rec)
         self._maybe_redeliver(rec)
-        if rng.random() < 0.4:
+        if rng.random() < 0.4 and not self.closed_loop:  # in a closed loop, citizens review after 办结
             later, current = rec.at_ms, doc
             steps = ("办理中", "已办结", "已回访")[: rng.choices((1, 2, 3), (3, 3, 4))[0]]
             for status in steps:
@@ -526,7 +549,8 @@ def default_warmup(rate: float, duration: float) -> float:
 
 
 def generate(seed: int, rate: float, duration: float, *, start_ms: int = DEFAULT_START_MS,
-             counties: tuple[str, ...] | None = None, warmup: float | None = None) -> Iterator[SimRecord]:
+             counties: tuple[str, ...] | None = None, warmup: float | None = None, heartbeat_scale: float = 1.0,
+             closed_loop: bool = False, realism: str = "easy") -> Iterator[SimRecord]:
     """Simulated traffic of all three sources, in delivery order.
 
     ``rate``: mean records per simulated second (all sources, heartbeats included);
@@ -534,20 +558,27 @@ def generate(seed: int, rate: float, duration: float, *, start_ms: int = DEFAULT
     started before ``start_ms`` whose later reports fall inside the window (only records
     delivered in ``[start_ms, start_ms + duration)`` are yielded; default
     :func:`default_warmup`).  The same arguments always yield the same records.
+
+    ``heartbeat_scale`` multiplies every device's heartbeat interval (compressed-time runs use
+    realistic hours-long intervals); ``closed_loop``: no 12345 status updates of its own, because
+    the simulated citizens of :mod:`gridhub.simulate.loop` review cases after the hub's 办结;
+    ``realism="hard"``: the honest mode of :mod:`gridhub.simulate.hard` (another deployment's
+    codes, call-takers' own paths, vague addresses, varied words).
     """
     if warmup is None:
         warmup = default_warmup(rate, duration)
     if rate <= 0 or duration <= 0 or warmup < 0:
         raise ValueError("rate and duration must be positive, warmup not negative")
     world = load_world(tuple(counties) if counties else None)
-    return _Sim(seed, rate, duration, start_ms, world, warmup).run()
+    return _Sim(seed, rate, duration, start_ms, world, warmup, heartbeat_scale=heartbeat_scale,
+                closed_loop=closed_loop, realism=realism).run()
 
 
 def devices_for(seed: int, rate: float, duration: float, *, start_ms: int = DEFAULT_START_MS,
-                counties: tuple[str, ...] | None = None) -> list[Device]:
+                counties: tuple[str, ...] | None = None, heartbeat_scale: float = 1.0) -> list[Device]:
     """The device fleet :func:`generate` uses for the same arguments (for the registry)."""
     world = load_world(tuple(counties) if counties else None)
-    return _Sim(seed, rate, duration, start_ms, world).devices
+    return _Sim(seed, rate, duration, start_ms, world, heartbeat_scale=heartbeat_scale).devices
 
 
 def count_by_kind(records: Iterator[SimRecord]) -> dict[str, int]:

@@ -257,8 +257,12 @@ def random_phone(rng: random.Random) -> str:
         f"{rng.randrange(10 ** 8):08d}"
 
 
-def build_devices(rng: random.Random, counties: tuple[County, ...], count: int) -> list[Device]:
-    """A fleet of ``count`` devices; smoke detectors come in sites of 1–4 (one building's floors)."""
+def build_devices(rng: random.Random, counties: tuple[County, ...], count: int,
+                  heartbeat_scale: float = 1.0) -> list[Device]:
+    """A fleet of ``count`` devices; smoke detectors come in sites of 1–4 (one building's floors).
+
+    ``heartbeat_scale`` stretches the compressed heartbeat intervals back towards real ones
+    (compressed-time runs, where a simulated day passes in seconds)."""
     devices: list[Device] = []
     types = list(DEVICE_MIX)
     weights = [DEVICE_MIX[t] for t in types]
@@ -286,5 +290,6 @@ def build_devices(rng: random.Random, counties: tuple[County, ...], count: int) 
             # Units of one site are within a few metres of each other.
             dlng, dlat = offset(place.lng, place.lat, rng.uniform(-5, 5), rng.uniform(-5, 5))
             devices.append(Device(device_id, dtype, place, address, round(dlng, 6), round(dlat, 6), owner,
-                                  random_phone(rng), HEARTBEAT_SECONDS[dtype], f"site-{site_no}"))
+                                  random_phone(rng), int(HEARTBEAT_SECONDS[dtype] * heartbeat_scale),
+                                  f"site-{site_no}"))
     return devices

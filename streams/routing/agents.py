@@ -34,6 +34,7 @@ from typing import Any
 import faust
 
 from gridhub.core import topics as T
+from gridhub.core.clock import HubClock
 from gridhub.core.codec import DecodeError, codec
 from gridhub.core.logging import get_logger
 from gridhub.core.metrics import DISPATCHES, OVERDUE_CASES
@@ -73,6 +74,8 @@ _lock = asyncio.Lock()  # one case transition (read, compute, write, enqueue) at
 _dispatch_topics: dict[str, faust.TopicT] = {}
 _ticked: dict[bytes, int] = {}  # case key -> due instant already ticked (avoids one tick per scan)
 _last_scan = 0.0
+#: "now" for deadlines: wall time, or event time in compressed-time demos (gridhub/clock.py).
+hub_clock = HubClock(settings)
 
 
 def _load(key: bytes) -> dict[str, Any] | None:
@@ -179,6 +182,7 @@ async def route_cases(stream: faust.StreamT) -> None:
             await dead_letter(event, "routing", str(exc))
             continue
         key = case["case_id"].encode("utf-8")
+        hub_clock.observe(case.get("updated_at") or case.get("last_seen"))
         if event.key is not None and event.key != key:
             await dead_letter(event, "routing", f"record key {event.key!r} is not the case id {case['case_id']}")
             continue
@@ -200,6 +204,7 @@ async def _on_feedback(event: faust.EventT) -> None:
         if event.key is None or event.key.decode("utf-8", "replace") != fb["caseId"]:
             raise lc.Rejected(f"feedback must be keyed by its caseId {fb['caseId']} (key was {event.key!r})")
         key = fb["caseId"].encode("utf-8")
+        hub_clock.observe(fb["time"])
         old = _load(key)
         if await _resend_if_redelivered(event, old):
             return
@@ -216,6 +221,7 @@ async def _on_report(event: faust.EventT) -> None:
     except DecodeError as exc:
         await dead_letter(event, "routing", str(exc))
         return
+    hub_clock.observe(report.get("received_at") or report.get("reported_at"))
     if report.get("source") != "hotline-12345" or not report.get("satisfaction") or not report.get("case_id"):
         return  # only 12345 回访 updates concern routing
     key = str(report["case_id"]).encode("utf-8")
@@ -267,7 +273,7 @@ async def routing_clock() -> None:
         return
     _last_scan = now_s
     try:
-        await _scan(int(now_s * 1000))
+        await _scan(hub_clock.now_ms())
     except Exception as exc:  # e.g. a store closed by a rebalance mid-scan: a timer that raises stops for good
         log.warning("routing_scan_failed", error=f"{exc.__class__.__name__}: {exc}")
 

@@ -14,12 +14,14 @@ from gridhub.supervisor import GRIDHUB
 
 
 @pytest.mark.integration
-def test_demo_runs_the_hub_end_to_end(settings: Settings) -> None:
+def test_demo_runs_the_hub_and_the_closed_loop_end_to_end(settings: Settings) -> None:
+    # 30 s of feeds at 3600x (30 simulated hours) and 60 s of agencies and citizens afterwards:
+    # about 100 lead dispatches, enough that every branch of the loop happens (P(no 退单) < 0.1 %).
     proc = subprocess.run(
-        [GRIDHUB, "demo", "--duration", "20", "--rate", "15", "--seed", "3", "--json",
+        [GRIDHUB, "demo", "--duration", "30", "--rate", "20", "--tail", "60", "--seed", "3", "--json",
          "--namespace", settings.namespace, "--drain-timeout", "240"],
         cwd=REPO_ROOT, env={**os.environ, **settings.as_env()}, capture_output=True, text=True,
-        timeout=600,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     figures = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith('{"namespace"')))
@@ -32,7 +34,29 @@ def test_demo_runs_the_hub_end_to_end(settings: Settings) -> None:
     assert 0 < figures["cases"] < figures["reports"]
     assert figures["bcubed"]["f1"] >= 0.9
     assert figures["dispatches"] > 0
-    assert "Reports by source" in proc.stdout and "Lifecycle events" in proc.stdout
+    # the closed loop ran: agencies signed, returned, extended, resolved (most in time), missed deadlines
+    # that the hub escalated, and citizens reviewed
+    loop = figures["loop"]
+    assert all(loop[k] > 0 for k in ("signed", "resolved", "on_time", "overdue", "escalated", "returned",
+                                     "extended", "reviewed", "closed")), (loop, proc.stdout[-4000:], proc.stderr[-3000:])
+    assert loop["on_time"] < loop["resolved"] <= loop["signed"]
+    assert 0.5 < loop["satisfaction_rate"] < 1.0
+    assert "Closed loop" in proc.stdout and "Lifecycle events" in proc.stdout
+    page = (REPO_ROOT / "out" / settings.namespace / "report.html").read_text(encoding="utf-8")
+    assert "乡镇（街道）晾晒指数排名" in page and "无数据" not in page
+
+    # every section of the analysts' report has answers (the township index's parts included)
+    report = subprocess.run([GRIDHUB, "report"], cwd=REPO_ROOT, env={**os.environ, **settings.as_env()},
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "(无数据)" not in report.stdout, report.stdout[:3000]
+    index = report.stdout.split("== 乡镇（街道）晾晒指数排名")[1].split("==")[0]
+    rows = [line.split() for line in index.splitlines()[3:] if line.strip()]
+    # every part of the index has a value in some township: closure, on time, satisfaction, recurrence
+    header = index.splitlines()[1].split()
+    for column in ("closure_rate", "on_time_rate", "satisfaction_rate", "township_index"):
+        values = [float(r[header.index(column)]) for r in rows if len(r) == len(header)]
+        assert values and max(values) > 0, (column, index[:2000])
 
 
 def test_a_recover_is_expected_only_from_a_device_that_alarmed(tmp_path: Path) -> None:
