@@ -139,7 +139,15 @@ def normalize(source: str, value: bytes, *, registry: Mapping[str, dict[str, Any
         pii_key = get_settings().pii_key.encode("utf-8")
     ctx = _Context(source, int(time.time() * 1000) if received_at_ms is None else received_at_ms,
                    pii_key, registry or {})
-    return adapter(_Doc(_parse(value)), ctx)
+    doc = _parse(value)
+    out = adapter(_Doc(doc), ctx)
+    # Last line of defence (docs/security.md): every free-text field of what leaves the raw topics,
+    # whichever adapter filled it, is masked with the names this document and its device name.
+    names = pii.names_in(doc, ctx.registry)
+    for record in (out.report, out.device_event):
+        if record is not None:
+            pii.mask_fields(record, names)
+    return out
 
 
 def report_id(source: str, source_ref: str) -> str:
