@@ -40,7 +40,7 @@ def _credentials(settings: Settings) -> faust.SASLCredentials | None:
     if not settings.kafka_security_protocol.startswith("SASL"):
         return None
     ssl_context = settings.kafka_client_options().get("ssl_context")
-    return faust.SASLCredentials(username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
+    return faust.SASLCredentials(username=settings.kafka_sasl_username, password=settings.secret("kafka_sasl_password"),
                                  mechanism=settings.kafka_sasl_mechanism, ssl_context=ssl_context)
 
 

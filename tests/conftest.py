@@ -71,7 +71,7 @@ def settings(infra: Infra) -> Iterator[Settings]:
     from clickhouse_driver import Client
 
     admin = Client(host=s.clickhouse_host, port=s.clickhouse_port, user=s.clickhouse_user,
-                   password=s.clickhouse_password)
+                   password=s.secret("clickhouse_password"))
     admin.execute(f"CREATE DATABASE IF NOT EXISTS {s.ch_database}")
     admin.disconnect()
     try:
@@ -141,7 +141,7 @@ def ch_client(settings: Settings) -> Iterator[Any]:
     from clickhouse_driver import Client
 
     client = Client(host=settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
-                    password=settings.clickhouse_password, database=settings.ch_database)
+                    password=settings.secret("clickhouse_password"), database=settings.ch_database)
     yield client
     client.disconnect()
 

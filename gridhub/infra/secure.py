@@ -13,7 +13,8 @@ What it demonstrates (docs/security.md), on one machine, beside the shared dev s
   =false``; ``admin`` is the only super user.  ACLs (created with kafka-python's
   admin client after start, idempotent): ``hub`` may do everything; agency
   ``<county>.<code>`` may READ only ``dispatch.<county>.<code>`` (and its own
-  consumer groups, prefix ``<county>.<code>``) and WRITE only ``feedback``.
+  consumer groups, prefix ``<county>.<code>``) and WRITE only ``feedback.<county>.<code>``
+  (the shared ``feedback`` is the hub's: its gateway stamps the token's agency).
 
 Passwords are generated once per run dir into ``<run_dir>/secure/credentials/<principal>``
 (mode 0600) and read from there by the broker itself (Kafka's
@@ -33,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import SecretStr
 
 from gridhub.infra.base import DEPLOY_DIR
 from gridhub.infra.kafka import KafkaNode, KafkaServer
 from gridhub.infra.manager import Infra
 from gridhub.settings import Settings
-from gridhub.topics import FEEDBACK, dispatch_topic
+from gridhub.topics import dispatch_topic, feedback_topic
 
 #: Port offset from the dev broker: 19092 -> 24092 (below Linux's ephemeral range, 32768+).
 SECURE_PORT_OFFSET = 5000
@@ -136,7 +138,11 @@ class SecureKafka(KafkaServer):
 
 
 def agency_acls(settings: Settings, agency: str) -> list[Any]:
-    """READ its own dispatch topic and its consumer groups; WRITE feedback. Nothing else."""
+    """READ its own dispatch topic and its consumer groups; WRITE its own feedback topic. Nothing else.
+
+    Not the shared ``feedback`` topic: there any agency could write feedback naming another
+    agency.  ``feedback.<county>.<agency>`` is writable by that principal alone, and routing
+    takes the agency from the topic (streams/routing/feedback.py)."""
     from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
 
     user = f"User:{agency}"
@@ -146,7 +152,7 @@ def agency_acls(settings: Settings, agency: str) -> list[Any]:
         return ACL(user, "*", op, allow, ResourcePattern(rtype, name, pattern))
 
     own = settings.topic(dispatch_topic(agency))
-    feedback = settings.topic(FEEDBACK)
+    feedback = settings.topic(feedback_topic(agency))
     literal, prefixed = ACLResourcePatternType.LITERAL, ACLResourcePatternType.PREFIXED
     return [
         acl(ACLOperation.READ, ResourceType.TOPIC, own, literal),
@@ -217,4 +223,4 @@ class SecureInfra(Infra):
         return self.parent_settings.model_copy(update={
             "kafka_host": self.kafka.node.host, "kafka_port": self.kafka.node.port,
             "kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl_mechanism": MECHANISM,
-            "kafka_sasl_username": HUB, "kafka_sasl_password": self.kafka.credentials.password(HUB), **update})
+            "kafka_sasl_username": HUB, "kafka_sasl_password": SecretStr(self.kafka.credentials.password(HUB)), **update})

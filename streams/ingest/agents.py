@@ -73,7 +73,7 @@ liveness = app.Table("device-liveness", key_type=bytes, value_type=bytes, option
 #: restart an episode may be reported again: its event_id is the same, so consumers dedupe on it.
 _reported_offline: dict[str, int] = {}
 
-_pii_key = settings.pii_key.encode("utf-8")
+_pii_key = settings.secret("pii_key").encode("utf-8")
 
 UNMAPPED_CATEGORIES = Counter("gridhub_unmapped_categories_total",
                               "Reports whose source category maps to 'other'", ["source"])

@@ -136,7 +136,7 @@ def normalize(source: str, value: bytes, *, registry: Mapping[str, dict[str, Any
     if pii_key is None:
         from gridhub.settings import get_settings
 
-        pii_key = get_settings().pii_key.encode("utf-8")
+        pii_key = get_settings().secret("pii_key").encode("utf-8")
     ctx = _Context(source, int(time.time() * 1000) if received_at_ms is None else received_at_ms,
                    pii_key, registry or {})
     doc = _parse(value)

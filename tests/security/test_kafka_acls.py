@@ -181,7 +181,7 @@ def test_hub_settings_connect_as_hub(secure: SecureInfra, dispatched: dict[str, 
         assert f"dispatch.{SCJG}" in consumer.topics()
     finally:
         consumer.close()
-    assert hub.kafka_sasl_password not in repr(hub)
+    assert hub.secret("kafka_sasl_password") not in repr(hub)
 
 
 def test_connectors_use_the_hub_credentials(secure: SecureInfra) -> None:
@@ -265,7 +265,7 @@ def test_the_clickhouse_sink_and_lag_probe_run_on_the_secured_broker(secure: Sec
         probe.close()
     assert counts == want, (counts, want, w.log_text()[-2000:])
     assert lag == 0, "the sink's group did not commit everything (or the lag probe could not log in)"
-    assert hub.kafka_sasl_password not in w.log_text()  # the secret is never logged
+    assert hub.secret("kafka_sasl_password") not in w.log_text()  # the secret is never logged
 
 
 def test_the_registry_reader_runs_on_the_secured_broker(secure: SecureInfra, settings: Settings, worker: Any) -> None:
@@ -298,7 +298,7 @@ def test_the_registry_reader_runs_on_the_secured_broker(secure: SecureInfra, set
     finally:
         consumer.close()
     assert (report["source"], report["street_code"], report["address"]) == ("sensors", "330502001", "月河街道人民路3号")
-    assert hub.kafka_sasl_password not in w.log_text()
+    assert hub.secret("kafka_sasl_password") not in w.log_text()
 
 
 async def test_the_webhook_sender_runs_on_the_secured_broker(secure: SecureInfra, settings: Settings,

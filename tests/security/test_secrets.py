@@ -36,8 +36,8 @@ def test_secret_files_are_read_and_a_set_variable_wins(tmp_path: Path,
     monkeypatch.setenv("GRIDHUB_PII_KEY", "env-key")
     monkeypatch.setenv("GRIDHUB_INGEST_TOKENS", "")  # empty: as Settings.as_env passes an unset secret
     settings = Settings()
-    assert settings.ingest_tokens == f"sensors={token}"  # the trailing newline is not part of it
-    assert settings.pii_key == "env-key"  # a non-empty plain variable wins over its _FILE twin
+    assert settings.secret("ingest_tokens") == f"sensors={token}"  # the trailing newline is not part of it
+    assert settings.secret("pii_key") == "env-key"  # a non-empty plain variable wins over its _FILE twin
     assert token not in repr(settings) and "env-key" not in repr(settings)
 
 
