@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import PartitionsMismatch
 
 from gridhub import metrics
-from gridhub.dlq import dead_letter_headers
+from gridhub.dlq import dead_letter_headers, fit_dead_letter
 from gridhub.logging import get_logger
 from gridhub.settings import Settings, get_settings
 from gridhub.topics import DLQ
@@ -101,8 +101,11 @@ async def dead_letter(event: faust.EventT, stage: str, reason: str) -> None:
     metrics.DEAD_LETTERS.labels(stage=stage).inc()
     log.warning("dead_letter", stage=stage, reason=reason, topic=msg.topic, partition=msg.partition,
                 offset=msg.offset)
-    await _dlq.send(key=msg.key, value=msg.value or b"",
-                    headers=dead_letter_headers(stage, reason, msg.topic, msg.partition, msg.offset))
+    # A value too large to dead-letter whole goes as its first KiB + size + sha256 (gridhub/dlq.py):
+    # a dead letter Kafka refused would raise here and stall the partition it was clearing.
+    value, headers = fit_dead_letter(msg.value or b"", dead_letter_headers(stage, reason, msg.topic, msg.partition,
+                                                                          msg.offset))
+    await _dlq.send(key=msg.key, value=value, headers=headers)
 
 
 #: Exit status of :func:`fail_stop`: EX_SOFTWARE of BSD sysexits.h ("internal software error").
