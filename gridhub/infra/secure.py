@@ -137,7 +137,7 @@ class SecureKafka(KafkaServer):
         return data
 
 
-def agency_acls(settings: Settings, agency: str) -> list[Any]:
+def agency_acls(settings: Settings, agency: str, principal: str | None = None) -> list[Any]:
     """READ its own dispatch topic and its consumer groups; WRITE its own feedback topic. Nothing else.
 
     Not the shared ``feedback`` topic: there any agency could write feedback naming another
@@ -145,7 +145,7 @@ def agency_acls(settings: Settings, agency: str) -> list[Any]:
     takes the agency from the topic (streams/routing/feedback.py)."""
     from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
 
-    user = f"User:{agency}"
+    user = f"User:{principal or agency}"
     allow = ACLPermissionType.ALLOW
 
     def acl(op: ACLOperation, rtype: ResourceType, name: str, pattern: ACLResourcePatternType) -> ACL:
@@ -201,10 +201,7 @@ class SecureInfra(Infra):
 
         admin = KafkaAdminClient(bootstrap_servers=self.kafka.bootstrap, **self.kafka.client_options(ADMIN))
         try:
-            acls = hub_acls()
-            for agency in self.agencies:
-                acls += agency_acls(self.parent_settings, agency)
-            result = admin.create_acls(acls)
+            result = admin.create_acls(acls_for(self.parent_settings, self.agencies))
             if result.get("failed"):
                 raise RuntimeError(f"creating ACLs failed: {result['failed'][:3]}")
         finally:
@@ -224,3 +221,56 @@ class SecureInfra(Infra):
             "kafka_host": self.kafka.node.host, "kafka_port": self.kafka.node.port,
             "kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl_mechanism": MECHANISM,
             "kafka_sasl_username": HUB, "kafka_sasl_password": SecretStr(self.kafka.credentials.password(HUB)), **update})
+
+
+def acls_for(settings: Settings, agencies: list[str], principal_prefix: str = "") -> list[Any]:
+    """The hub's ACLs and every agency's (principal = prefix + agency, e.g. ``agency-330502.zhzf`` in k8s)."""
+    acls = hub_acls()
+    for agency in agencies:
+        acls += agency_acls(settings, agency, principal_prefix + agency)
+    return acls
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gridhub.infra.secure acls ...``: apply the ACLs to a production cluster.
+
+    For deploy/k8s/kafka-acls.yaml (a Job run as ``admin`` after the brokers are up): every agency
+    of the routing rules' catalog in ``--county`` gets READ on its dispatch topic and groups and
+    WRITE on its own feedback topic; creating an existing ACL is a no-op, so the Job is re-runnable.
+    """
+    import argparse
+    import ssl
+
+    from kafka import KafkaAdminClient
+
+    from gridhub.agencies import catalog_for_rules
+
+    parser = argparse.ArgumentParser(prog="python -m gridhub.infra.secure")
+    parser.add_argument("command", choices=["acls"])
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--county", action="append", default=[], help="counties whose agencies get ACLs")
+    parser.add_argument("--principal-prefix", default="", help="SCRAM user = prefix + agency")
+    parser.add_argument("--admin-user", default=ADMIN)
+    parser.add_argument("--admin-password-file", required=True)
+    parser.add_argument("--security-protocol", default="SASL_SSL")
+    parser.add_argument("--cafile", default=None)
+    args = parser.parse_args(argv)
+    settings = Settings()
+    agencies = catalog_for_rules(settings.routing_rules).dispatch_agencies(args.county or None)
+    options: dict[str, Any] = {"security_protocol": args.security_protocol, "sasl_mechanism": MECHANISM,
+                               "sasl_plain_username": args.admin_user,
+                               "sasl_plain_password": Path(args.admin_password_file).read_text().strip()}
+    if args.security_protocol.endswith("SSL"):
+        options["ssl_context"] = ssl.create_default_context(cafile=args.cafile)
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, **options)
+    try:
+        result = admin.create_acls(acls_for(settings, agencies, args.principal_prefix))
+    finally:
+        admin.close()
+    failed = result.get("failed") or []
+    print(f"{len(agencies)} agencies: {len(result.get('succeeded') or [])} ACLs applied, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
