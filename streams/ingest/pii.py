@@ -86,6 +86,9 @@ _NOT_GIVEN = set(
 _LABELLED = re.compile("(?:" + "|".join(sorted(LABELS, key=len, reverse=True)) + r")[ \t]*[:：]?[ \t]*"
                        r"(?:(?:名叫|叫做|叫|是|为|系)[ \t]*)?")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
+# Fast path of mask_text: any digit (ASCII, full-width or other Unicode decimal), or any label.
+_ANY_DIGIT = re.compile(r"\d")
+_ANY_LABEL = re.compile("|".join(LABELS))
 _CJK_NAME = re.compile(r"^[\u4e00-\u9fff·]{2,5}$")
 
 
@@ -260,10 +263,15 @@ def mask_text(text: str, names: tuple[str, ...] = ()) -> str:
     """
     if not text:
         return text
-    # NFKC per character, remembering which original character each normalised one came from.
-    pieces = [unicodedata.normalize("NFKC", ch) for ch in text]
-    origin = [i for i, piece in enumerate(pieces) for _ in piece]
-    normal = "".join(pieces)
+    if not _ANY_DIGIT.search(text) and not _ANY_LABEL.search(text) and not any(n and n in text for n in names):
+        return text  # the common case of a short field: nothing that could be personal data
+    if unicodedata.is_normalized("NFKC", text):
+        normal, origin = text, list(range(len(text)))
+    else:
+        # NFKC per character, remembering which original character each normalised one came from.
+        pieces = [unicodedata.normalize("NFKC", ch) for ch in text]
+        origin = [i for i, piece in enumerate(pieces) for _ in piece]
+        normal = "".join(pieces)
     spans = find_pii(normal, names)
     if not spans:
         return text
