@@ -108,7 +108,22 @@ class FeedbackRelay(Service):
         self.forwarded = 0
 
     async def on_start(self) -> None:
-        self.add_future(self._run())
+        self.add_future(self._supervise())
+
+    async def _supervise(self) -> None:
+        """Run the relay; after an error (broker away, a commit lost to a rebalance) start it again.
+
+        Nothing is lost: offsets are committed only after the forwards were acknowledged, so a
+        restart re-reads (and re-forwards) at most the last batch, which routing applies once.
+        """
+        while not self.should_stop:
+            try:
+                await self._run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("feedback_relay_restart", error=f"{type(exc).__name__}: {exc}")
+                await self.sleep(5.0)
 
     async def _run(self) -> None:
         s = self.settings
