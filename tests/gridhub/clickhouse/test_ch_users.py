@@ -152,3 +152,22 @@ def test_row_policies_on_current_clickhouse(facts: dict[str, list[dict[str, Any]
             _ids(facts, "reports")  # the hub's own user still reads every county
     finally:
         con.close()
+
+
+@pytest.mark.integration
+def test_ch_users_command_prints_the_users_file(server_db: tuple[DriverBackend, str], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gridhub.cli import main
+
+    backend, database = server_db
+    migrate(backend, database)
+    result = CliRunner().invoke(main, ["ch", "users", "--county", "330502", "--database", database,
+                                       "--credentials", str(tmp_path / "creds"), "--print"])
+    assert result.exit_code == 0, result.output
+    user = user_name(database, "330502")
+    assert f"<{user}>" in result.output and "<readonly>1</readonly>" in result.output
+    password = (tmp_path / "creds" / user).read_text()
+    assert password and password not in result.output  # only its sha256 is in the file
+    refused = CliRunner().invoke(main, ["ch", "users", "--county", "33050", "--database", database, "--print"])
+    assert refused.exit_code == 2 and "6 digits" in refused.output
