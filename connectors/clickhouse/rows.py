@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from gridhub import topics
 from gridhub.codec import DecodeError, codec
+from gridhub import pii
 from gridhub.dlq import parse_dead_letter_headers
 from gridhub.settings import Settings
 
@@ -141,8 +142,6 @@ def dead_letter_row(partition: int, offset: int, key: bytes | None, value: bytes
     this table; the original bytes stay only in the Kafka ``dlq`` (hub principal only,
     docs/security.md), and ``extra.value_sha256`` proves which record a row stands for.
     """
-    from streams.ingest import pii  # function level: importing this module must stay free of work
-
     info = parse_dead_letter_headers(headers)
     at_ms = info.at if info.at is not None else (timestamp_ms or 0)
     text = value.decode("utf-8", "replace")
