@@ -211,7 +211,7 @@ def _ch_client(settings: Settings, database: str = "default") -> Any:
     from clickhouse_driver import Client
 
     return Client(host=settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
-                  password=settings.clickhouse_password, database=database)
+                  password=settings.secret("clickhouse_password"), database=database)
 
 
 def _ch_reports(settings: Settings) -> int:

@@ -158,7 +158,7 @@ def summarise(settings: Settings, labels_path: Path, landed: int) -> dict[str, A
 
     db = settings.ch_database
     ch = Client(host=settings.clickhouse_host, port=settings.clickhouse_port,
-                user=settings.clickhouse_user, password=settings.clickhouse_password)
+                user=settings.clickhouse_user, password=settings.secret("clickhouse_password"))
     try:
         by_source = ch.execute(f"SELECT source, count(), uniqExact(case_id) FROM {db}.reports FINAL "
                                f"GROUP BY source ORDER BY source")
@@ -277,7 +277,7 @@ def demo(rate: float, duration: float, speed: float, tail: float, seed: int, cou
         expected = len(_expected_reports(labels))
         _echo_step("waiting for the pipeline to land every report")
         ch = Client(host=settings.clickhouse_host, port=settings.clickhouse_port,
-                    user=settings.clickhouse_user, password=settings.clickhouse_password)
+                    user=settings.clickhouse_user, password=settings.secret("clickhouse_password"))
         try:
             landed = _wait_for_landing(ch, settings.ch_database, expected, drain_timeout)
             _wait_for_events(ch, settings.ch_database, drain_timeout)

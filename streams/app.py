@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import PartitionsMismatch
 
 from gridhub.core import metrics
-from gridhub.core.dlq import dead_letter_headers
+from gridhub.core.dlq import dead_letter_headers, fit_dead_letter
 from gridhub.core.logging import get_logger
 from gridhub.core.settings import Settings, get_settings
 from gridhub.core.topics import DLQ
@@ -40,7 +40,7 @@ def _credentials(settings: Settings) -> faust.SASLCredentials | None:
     if not settings.kafka_security_protocol.startswith("SASL"):
         return None
     ssl_context = settings.kafka_client_options().get("ssl_context")
-    return faust.SASLCredentials(username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
+    return faust.SASLCredentials(username=settings.kafka_sasl_username, password=settings.secret("kafka_sasl_password"),
                                  mechanism=settings.kafka_sasl_mechanism, ssl_context=ssl_context)
 
 
@@ -101,8 +101,11 @@ async def dead_letter(event: faust.EventT, stage: str, reason: str) -> None:
     metrics.DEAD_LETTERS.labels(stage=stage).inc()
     log.warning("dead_letter", stage=stage, reason=reason, topic=msg.topic, partition=msg.partition,
                 offset=msg.offset)
-    await _dlq.send(key=msg.key, value=msg.value or b"",
-                    headers=dead_letter_headers(stage, reason, msg.topic, msg.partition, msg.offset))
+    # A value too large to dead-letter whole goes as its first KiB + size + sha256 (gridhub/dlq.py):
+    # a dead letter Kafka refused would raise here and stall the partition it was clearing.
+    value, headers = fit_dead_letter(msg.value or b"", dead_letter_headers(stage, reason, msg.topic, msg.partition,
+                                                                          msg.offset))
+    await _dlq.send(key=msg.key, value=value, headers=headers)
 
 
 #: Exit status of :func:`fail_stop`: EX_SOFTWARE of BSD sysexits.h ("internal software error").

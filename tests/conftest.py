@@ -21,6 +21,7 @@ Fixtures:
 * ``consume(topic, n, timeout=30)``: records of the namespaced ``topic``,
   from the beginning, once at least ``n`` are there (or the timeout passed).
 * ``ch_client``: clickhouse-driver ``Client`` on ``settings.ch_database``.
+* ``secure`` (session): a secured Kafka broker of its own (tests/security).
 * ``worker``: ``w = worker(settings, only="ingest")`` runs ``gridhub run`` in
   a subprocess until the Faust worker is ready; ``w.stop()`` (SIGTERM),
   ``w.kill()`` (SIGKILL), ``w.restart()``.  Its log is attached to a failed
@@ -70,7 +71,7 @@ def settings(infra: Infra) -> Iterator[Settings]:
     from clickhouse_driver import Client
 
     admin = Client(host=s.clickhouse_host, port=s.clickhouse_port, user=s.clickhouse_user,
-                   password=s.clickhouse_password)
+                   password=s.secret("clickhouse_password"))
     admin.execute(f"CREATE DATABASE IF NOT EXISTS {s.ch_database}")
     admin.disconnect()
     try:
@@ -122,9 +123,26 @@ def ch_client(settings: Settings) -> Iterator[Any]:
     from clickhouse_driver import Client
 
     client = Client(host=settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
-                    password=settings.clickhouse_password, database=settings.ch_database)
+                    password=settings.secret("clickhouse_password"), database=settings.ch_database)
     yield client
     client.disconnect()
+
+
+@pytest.fixture(scope="session")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One secured Kafka (SASL/SCRAM + ACLs, ``gridhub infra up --secure`` style) for the whole session:
+    its own temporary run dir and ports, stopped at the end (only this broker; the shared servers are
+    untouched).  Principals for the agencies of :data:`helpers.secure.AGENCIES`."""
+    from gridhub.infra.secure import SecureInfra
+    from helpers.secure import AGENCIES
+
+    manager = SecureInfra(Settings(run_dir=tmp_path_factory.mktemp("secure-kafka")), AGENCIES, port=free_port(2),
+                          classpath_settings=Settings())
+    try:
+        manager.up()
+        yield manager
+    finally:
+        manager.down()  # this broker only
 
 
 # --- hub worker subprocesses -----------------------------------------------------------------

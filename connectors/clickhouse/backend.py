@@ -48,7 +48,7 @@ class DriverBackend:
         from clickhouse_driver import Client
 
         return cls(Client(settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
-                          password=settings.clickhouse_password, database=database, **kwargs))
+                          password=settings.secret("clickhouse_password"), database=database, **kwargs))
 
     def query(self, sql: str) -> Result:
         rows, types = self.client.execute(sql, with_column_types=True)

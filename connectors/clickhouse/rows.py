@@ -7,6 +7,7 @@ epoch seconds: ClickHouse 18.16 has no DateTime64.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -15,6 +16,7 @@ from gridhub.core import topics
 from gridhub.core.codec import DecodeError, codec
 from gridhub.core.dlq import parse_dead_letter_headers
 from gridhub.core.settings import Settings
+from gridhub.core import pii
 
 REPORTS = "reports"
 CASES = "cases"
@@ -134,13 +136,29 @@ def dispatch_row(d: dict[str, Any]) -> Row:
 
 def dead_letter_row(partition: int, offset: int, key: bytes | None, value: bytes,
                     headers: list[tuple[str, bytes]], timestamp_ms: int | None) -> Row:
+    """A dead letter for analysts: personal data masked, plus the sha256 of the original bytes.
+
+    Rejected documents carry the same names and phones as accepted ones, and every analyst reads
+    this table; the original bytes stay only in the Kafka ``dlq`` (hub principal only,
+    docs/security.md), and ``extra.value_sha256`` proves which record a row stands for.
+    """
     info = parse_dead_letter_headers(headers)
     at_ms = info.at if info.at is not None else (timestamp_ms or 0)
+    text = value.decode("utf-8", "replace")
+    try:
+        names = pii.names_in(json.loads(text))
+    except (ValueError, RecursionError):
+        names = ()
+    extra = {k: pii.mask_text(v, names) for k, v in info.extra.items()}
+    if "sha256" not in extra:  # a reference (truncated) dead letter already names the original's hash
+        extra["value_sha256"] = hashlib.sha256(value).hexdigest()
     return {
-        "dlq_partition": partition, "dlq_offset": offset, "stage": info.stage, "reason": info.reason,
+        "dlq_partition": partition, "dlq_offset": offset, "stage": info.stage,
+        "reason": pii.mask_text(info.reason, names),  # reasons may quote the input
         "source_topic": _t(info.topic), "source_partition": info.partition, "source_offset": info.offset,
-        "key": (key or b"").decode("utf-8", "replace"), "value": value.decode("utf-8", "replace"),
-        "extra": json.dumps(info.extra, ensure_ascii=False, sort_keys=True), "at": at_ms // 1000,
+        "key": pii.mask_text((key or b"").decode("utf-8", "replace"), names),
+        "value": pii.mask_text(text, names),
+        "extra": json.dumps(extra, ensure_ascii=False, sort_keys=True), "at": at_ms // 1000,
     }
 
 

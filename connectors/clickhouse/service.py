@@ -88,7 +88,7 @@ class ClickHouseSink(Sink):
             s = self.settings
             # 5 s connect / 60 s per call: a healthy server answers a batch INSERT in well under a second.
             self._client = Client(s.clickhouse_host, port=s.clickhouse_port, user=s.clickhouse_user,
-                                  password=s.clickhouse_password, connect_timeout=5, send_receive_timeout=60)
+                                  password=s.secret("clickhouse_password"), connect_timeout=5, send_receive_timeout=60)
         return self._client
 
     def _call(self, fn: Callable[[Any], Any]) -> Any:

@@ -31,16 +31,19 @@ from aiohttp import web
 from connectors.base import RawRecord, RetriableError
 from connectors.gateway.contract import openapi_json, request_metrics
 from connectors.kafka_io import RawProducer
-from gridhub.core.dlq import dead_letter_headers
+from gridhub.core.dlq import DLQ_MAX_VALUE, dead_letter_headers
 from gridhub.core.logging import get_logger
 from gridhub.core.settings import Settings
-from gridhub.core.topics import DLQ, FEEDBACK, FEEDBACK_ACTIONS, RAW, RAW_KEY_FIELD, SOURCES
+from gridhub.core.topics import (DLQ, FEEDBACK, FEEDBACK_ACTIONS, FEEDBACK_AGENCY_HEADER, FEEDBACK_VIA_HEADER, RAW,
+                                 RAW_KEY_FIELD, SOURCES)
 
 log = get_logger(__name__)
 
-#: Default request body limit: 1 MiB, the largest record Kafka accepts by default
-#: (``message.max.bytes``); a batch bigger than that should be split by the client.
-DEFAULT_MAX_BODY = 1024 * 1024
+#: Default request body limit: what a dead letter can hold whole (gridhub/dlq.py: 900,000 bytes, i.e.
+#: Faust's 1,000,000-byte record limit less room for key and headers).  It was 1 MiB, above that
+#: limit: a document of 1.0-1.05 MB was accepted, then could not be dead-lettered by ingest and
+#: stalled its partition (issue 16).  A batch bigger than this is split by the client.
+DEFAULT_MAX_BODY = DLQ_MAX_VALUE
 #: Largest array accepted in one request: bounds the work (and the wait for acks) per request.
 MAX_ITEMS = 5000
 FEEDBACK_REQUIRED = ("dispatchId", "caseId", "agency", "action", "time")
@@ -69,9 +72,11 @@ class TokenBook:
     Production sets ``GRIDHUB_INGEST_TOKENS`` / ``GRIDHUB_FEEDBACK_TOKENS``.
     """
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, allow_dev: bool = True) -> None:
         self.tokens = parse_tokens(text)
-        self.dev_mode = not self.tokens
+        # Production never falls back to dev tokens (Settings.check_production refuses to start
+        # without tokens; this is the second lock): an empty book then admits nobody.
+        self.dev_mode = not self.tokens and allow_dev
 
     def check(self, principal: str, presented: str | None) -> bool:
         if presented is None:
@@ -80,6 +85,19 @@ class TokenBook:
         if expected is None:
             return False
         return hmac.compare_digest(expected.encode("utf-8"), presented.encode("utf-8"))
+
+    def owner(self, presented: str | None) -> str | None:
+        """The principal a token belongs to (every entry compared, in constant time each), or None."""
+        if presented is None:
+            return None
+        if self.dev_mode:
+            name = presented[len(DEV_TOKEN_PREFIX):] if presented.startswith(DEV_TOKEN_PREFIX) else ""
+            return name or None
+        found = None
+        for principal, token in self.tokens.items():
+            if hmac.compare_digest(token.encode("utf-8"), presented.encode("utf-8")):
+                found = principal
+        return found
 
 
 def bearer(request: web.Request) -> str | None:
@@ -226,10 +244,22 @@ def _is_time(v: Any) -> bool:
 Deliver = Callable[[list[RawRecord]], Awaitable[Any]]
 
 
+def too_large(request: web.Request, limit: int) -> web.Response:
+    """413 saying how big the body was (when the client said), the limit, and what to do."""
+    size = request.content_length
+    said = f"request body of {size} bytes" if size is not None else "request body"
+    log.warning("gateway_body_too_large", path=request.path, size=size, limit=limit)
+    return error_response(413, "body_too_large",
+                          f"{said} exceeds the limit of {limit} bytes (the largest document the hub can store "
+                          "and dead-letter whole); send smaller batches, and photos as attachment URLs",
+                          limit_bytes=limit, **({"size_bytes": size} if size is not None else {}))
+
+
 def make_app(settings: Settings, producer: RawProducer, *, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
     """The aiohttp application; ``producer`` must be started by the caller."""
-    ingest_tokens = TokenBook(settings.ingest_tokens)
-    feedback_tokens = TokenBook(settings.feedback_tokens)
+    allow_dev = settings.env != "production"
+    ingest_tokens = TokenBook(settings.secret("ingest_tokens"), allow_dev=allow_dev)
+    feedback_tokens = TokenBook(settings.secret("feedback_tokens"), allow_dev=allow_dev)
     if ingest_tokens.dev_mode or feedback_tokens.dev_mode:
         log.warning("gateway_dev_tokens", ingest=ingest_tokens.dev_mode, feedback=feedback_tokens.dev_mode,
                     hint="set GRIDHUB_INGEST_TOKENS / GRIDHUB_FEEDBACK_TOKENS in production")
@@ -258,8 +288,7 @@ def make_app(settings: Settings, producer: RawProducer, *, max_body: int = DEFAU
         try:
             body = await read_body(request, max_body)
         except BodyTooLarge:
-            return error_response(413, "body_too_large", f"request body exceeds {max_body} bytes; send smaller batches",
-                                  limit_bytes=max_body)
+            return too_large(request, max_body)
         raw_topic = settings.topic(RAW[source])
 
         def dead_letter(raw: bytes, reason: str, index: int | None) -> RawRecord:
@@ -310,10 +339,13 @@ def make_app(settings: Settings, producer: RawProducer, *, max_body: int = DEFAU
         token = bearer(request)
         if token is None:
             return error_response(401, "unauthorized", "missing bearer token")
+        sender = feedback_tokens.owner(token)
+        if sender is None:
+            return error_response(401, "unauthorized", "the bearer token belongs to no agency")
         try:
             body = await read_body(request, max_body)
         except BodyTooLarge:
-            return error_response(413, "body_too_large", f"request body exceeds {max_body} bytes", limit_bytes=max_body)
+            return too_large(request, max_body)
         try:
             is_array, items = split_items(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
@@ -323,12 +355,12 @@ def make_app(settings: Settings, producer: RawProducer, *, max_body: int = DEFAU
         if len(items) > MAX_ITEMS:
             return error_response(413, "too_many_items", f"at most {MAX_ITEMS} feedback objects per request")
         agencies = {i.value.get("agency") for i in items if isinstance(i.value, dict)}
-        if not any(isinstance(a, str) and feedback_tokens.check(a, token) for a in agencies):
+        if sender not in agencies:
             return error_response(401, "unauthorized", "the bearer token belongs to none of the agencies named")
         # All or nothing: an agency system resends the whole batch after fixing it.
         errors: list[tuple[int, str]] = []
         for i in items:
-            problem = check_feedback(i.value, lambda a: feedback_tokens.check(a, token))
+            problem = check_feedback(i.value, lambda a: a == sender)
             if problem:
                 errors.append((i.index, problem))
         if errors:
@@ -336,11 +368,14 @@ def make_app(settings: Settings, producer: RawProducer, *, max_body: int = DEFAU
             return error_response(403 if forbidden else 400, "forbidden_agency" if forbidden else "invalid_feedback",
                                   errors[0][1], errors=[{"index": n, "error": e} for n, e in errors])
         topic = settings.topic(FEEDBACK)
-        records = [RawRecord(topic, str(i.value["caseId"]).encode("utf-8"), i.raw) for i in items]
+        # The token's agency travels with each record: routing believes this header, which only hub
+        # processes can write (agencies have no WRITE on `feedback` on the secured broker).
+        headers = [(FEEDBACK_AGENCY_HEADER, sender.encode("utf-8")), (FEEDBACK_VIA_HEADER, b"gateway")]
+        records = [RawRecord(topic, str(i.value["caseId"]).encode("utf-8"), i.raw, list(headers)) for i in items]
         failed = await deliver(records)
         if failed:
             return failed
-        log.info("gateway_feedback", items=len(items))
+        log.info("gateway_feedback", items=len(items), agency=sender)
         return web.json_response([{"index": i.index, "key": i.value["caseId"], "status": "accepted"} for i in items],
                                  status=202, dumps=_dumps)
 

@@ -14,6 +14,14 @@ Delivery guarantee: no message the broker handed us is lost, because
 So delivery is at-least-once; a redelivered message produces the same record
 again, which fusion treats as the same report (``deviceId@eventTime``).
 
+No message can stop the bridge: one larger than a dead letter can hold
+(gridhub/dlq.py, 900,000 bytes), or one Kafka refuses for its content
+(record too large for the topic, corrupt, invalid), is dead-lettered as a
+*reference* (MQTT topic, size, sha256 and its first KiB), acknowledged and
+never retried.  Only unavailability (network, leader election, timeouts) is
+retried, with backoff, because waiting fixes it (it used to retry everything:
+one oversized message stopped all sensor ingestion for good).
+
 Threads: paho's network loop runs in its own thread (``loop_start``, which also
 reconnects with backoff).  Its ``on_message`` only hands the message to the
 asyncio loop (``call_soon_threadsafe``); producing and acknowledging happen on
@@ -29,9 +37,12 @@ from typing import Any, Iterable, Sequence
 import paho.mqtt.client as mqtt
 from mode import Service, ServiceT
 
+from aiokafka.errors import (CorruptRecordException, InvalidTopicError, MessageSizeTooLargeError,
+                             RecordListTooLargeError, RecordTooLargeError, UnsupportedForMessageFormatError)
+
 from connectors.base import RawRecord, RetriableError, Source
 from connectors.kafka_io import RawProducer
-from gridhub.core.dlq import dead_letter_headers
+from gridhub.core.dlq import DLQ_MAX_VALUE, PREVIEW_BYTES, dead_letter_headers, reference_headers
 from gridhub.core.logging import get_logger
 from gridhub.core.settings import Settings
 from gridhub.core.topics import DLQ, RAW
@@ -49,6 +60,24 @@ def client_id_for(settings: Settings) -> str:
     return "gridhub-mqtt-bridge" + (f"-{settings.namespace}" if settings.namespace else "")
 
 
+#: Kafka's answers about a record's *content*: sending it again cannot succeed.
+CONTENT_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException,
+                  InvalidTopicError, UnsupportedForMessageFormatError)
+
+
+def refused_for_content(exc: BaseException) -> bool:
+    """Did Kafka refuse the record itself (vs. being unavailable)?  Looks through RetriableError's cause."""
+    cause = exc.__cause__ if isinstance(exc, RetriableError) else exc
+    return isinstance(cause, CONTENT_ERRORS)
+
+
+def reference_record(settings: Settings, mqtt_topic: str, payload: bytes, reason: str) -> RawRecord:
+    """A dead letter that stands for a message too big (or refused) to store: its first KiB,
+    the MQTT topic, size and sha256 (``gridhub dlq show`` prints them)."""
+    headers = dead_letter_headers("mqtt", reason, settings.topic(RAW["sensors"]), extra={"mqtt_topic": mqtt_topic})
+    return RawRecord(settings.topic(DLQ), None, payload[:PREVIEW_BYTES], headers + reference_headers(payload))
+
+
 def to_record(settings: Settings, mqtt_topic: str, payload: bytes) -> RawRecord:
     """The Kafka record for one MQTT message: raw.sensors keyed by the topic's deviceId, or a dead letter.
 
@@ -62,6 +91,9 @@ def to_record(settings: Settings, mqtt_topic: str, payload: bytes) -> RawRecord:
         return RawRecord(settings.topic(DLQ), None, payload,
                          dead_letter_headers("mqtt", reason, raw_topic, extra={"mqtt_topic": mqtt_topic}))
 
+    if len(payload) > DLQ_MAX_VALUE:
+        return reference_record(settings, mqtt_topic, payload,
+                                f"MQTT message of {len(payload)} bytes exceeds the {DLQ_MAX_VALUE}-byte limit")
     parts = mqtt_topic.split("/")
     if len(parts) != 4 or parts[0] != "sensors" or parts[3] != "events" or not parts[2]:
         return dead(f"MQTT topic '{mqtt_topic}' is not sensors/{{deviceType}}/{{deviceId}}/events")
@@ -168,7 +200,7 @@ class MqttBridge(Source):
             delay = 0.5
             while not self.should_stop:
                 try:
-                    await self.deliver(records)
+                    records = await self._deliver_or_reference(batch, records)
                     break
                 except RetriableError as exc:
                     log.warning("mqtt_bridge_kafka_retry", error=str(exc), pending=len(records), delay=delay)
@@ -182,10 +214,41 @@ class MqttBridge(Source):
             for m in batch:  # in arrival order (MQTT 3.1.1 4.6.0-2)
                 if m.qos > 0:
                     client.ack(m.mid, m.qos)
-            dead = sum(1 for r in records if r.key is None)
+            dead = sum(1 for r in records if r.topic == self.settings.topic(DLQ))
             self.forwarded += len(records) - dead
             self.dead_lettered += dead
             log.debug("mqtt_bridge_batch", messages=len(batch), dead_lettered=dead)
+
+
+    async def _deliver_or_reference(self, batch: list[mqtt.MQTTMessage], records: list[RawRecord]) -> list[RawRecord]:
+        """Deliver ``records``; those Kafka refuses for their content become references in ``dlq``.
+
+        The batch is tried whole (the usual case); after a content refusal, one by one, so only the
+        offending messages are replaced.  Unavailability raises :class:`RetriableError` (retried whole:
+        already sent records are sent again, as at-least-once allows).  Returns what was delivered.
+        """
+        try:
+            await self.deliver(records)
+            return records
+        except RetriableError as exc:
+            if not refused_for_content(exc):
+                raise
+        sent: list[RawRecord] = []
+        for message, record in zip(batch, records):
+            try:
+                await self.deliver([record])
+                sent.append(record)
+            except RetriableError as exc:
+                if not refused_for_content(exc):
+                    raise
+                cause = exc.__cause__
+                ref = reference_record(self.settings, message.topic, bytes(message.payload),
+                                       f"Kafka refused the record: {type(cause).__name__}")
+                log.warning("mqtt_message_refused", mqtt_topic=message.topic, size=len(message.payload),
+                            error=type(cause).__name__)
+                await self.deliver([ref])
+                sent.append(ref)
+        return sent
 
 
 def create(app: Any, settings: Settings) -> Service | None:

@@ -460,7 +460,7 @@ def delete_namespace(settings: Settings, *, databases: Sequence[str] | None = No
     finally:
         admin.close()
     client = Client(host=settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
-                    password=settings.clickhouse_password)
+                    password=settings.secret("clickhouse_password"))
     try:
         for database in databases if databases is not None else [settings.ch_database]:
             client.execute(f"DROP DATABASE IF EXISTS {database}")

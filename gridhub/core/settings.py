@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # gridhub/core/settings.py -> repo root
@@ -35,6 +35,18 @@ class SettingsError(ValueError):
     ``gridhub`` prints it as ``error: ...`` and exits with status 2 (a usage error), instead of
     pydantic's multi-line traceback naming a field the operator never typed.
     """
+#: The development PII key: public (it is in this file), so production refuses it.
+DEV_PII_KEY = "gridhub-dev-pii-key"
+#: The secret settings: SecretStr fields, revealed only where a client needs the value.
+SECRET_FIELDS = ("kafka_sasl_password", "clickhouse_password", "ingest_tokens", "feedback_tokens", "pii_key")
+
+
+def reveal(value: SecretStr | str | None) -> str:
+    """The plain text of a secret setting (``model_copy(update=...)`` may have put a plain str there)."""
+    if value is None:
+        return ""
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
@@ -106,7 +118,7 @@ class Settings(BaseSettings):
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "SCRAM-SHA-256"
     kafka_sasl_username: str = ""
-    kafka_sasl_password: str = Field(default="", repr=False)
+    kafka_sasl_password: SecretStr = Field(default=SecretStr(""), repr=False)
     kafka_ssl_cafile: str = ""
     # Kafka 4.0 line: faust-streaming is tested against 4.0 (DESIGN.md).
     kafka_version: str = "4.0.1"
@@ -121,7 +133,7 @@ class Settings(BaseSettings):
     clickhouse_port: int = 19000
     clickhouse_http_port: int = 18123
     clickhouse_user: str = "default"
-    clickhouse_password: str = ""
+    clickhouse_password: SecretStr = Field(default=SecretStr(""), repr=False)
     clickhouse_database: str = "gridhub"
     # Empty: one server.  A remote_servers cluster name (`gridhub` in deploy/k8s/clickhouse.yaml): the
     # tables are Replicated + Distributed and migrations run on every replica (docs/scaling.md).
@@ -158,9 +170,12 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 18080
     # Secrets: "source=token,source=token"; never logged.
-    ingest_tokens: str = Field(default="", repr=False)
-    feedback_tokens: str = Field(default="", repr=False)
-    pii_key: str = Field(default="gridhub-dev-pii-key", repr=False)
+    # SecretStr (pydantic): repr, str and logs show '**********'; reveal() where a client needs it.
+    ingest_tokens: SecretStr = Field(default=SecretStr(""), repr=False)
+    feedback_tokens: SecretStr = Field(default=SecretStr(""), repr=False)
+    pii_key: SecretStr = Field(default=SecretStr(DEV_PII_KEY), repr=False)
+    # "production" fails closed (check_production): no development defaults for any secret.
+    env: str = Field(default="development", description="development | production")
     routing_rules: Path = REPO_ROOT / "deploy" / "routing.yaml"
     # The hub's clock for deadlines and device liveness (gridhub/clock.py): "wall", or "event"
     # (the latest event time seen, minus clock_lag_ms) for compressed-time demos and backfills.
@@ -183,7 +198,41 @@ class Settings(BaseSettings):
 
     def as_env(self) -> dict[str, str]:
         """``GRIDHUB_*`` variables that recreate these settings in a child process."""
-        return {f"GRIDHUB_{name.upper()}": str(value) for name, value in self.model_dump().items()}
+        return {f"GRIDHUB_{name.upper()}": reveal(value) if name in SECRET_FIELDS else str(value)
+                for name, value in self.model_dump().items()}
+
+    def secret(self, name: str) -> str:
+        """The plain text of secret setting ``name`` (e.g. ``settings.secret("pii_key")``)."""
+        if name not in SECRET_FIELDS:
+            raise KeyError(f"{name} is not a secret setting")
+        return reveal(getattr(self, name))
+
+    @model_validator(mode="after")
+    def check_production(self) -> "Settings":
+        """``GRIDHUB_ENV=production`` fails closed: every secret the hub would otherwise default is required.
+
+        Names the missing setting and never its value.  Development keeps its defaults (the public
+        PII key, ``dev-<principal>`` gateway tokens) so that a checkout runs without configuration.
+        """
+        if self.env not in ("development", "production"):
+            raise ValueError(f"GRIDHUB_ENV must be 'development' or 'production', not {self.env!r}")
+        if self.env != "production":
+            return self
+        problems = []
+        key = reveal(self.pii_key)
+        if not key or key == DEV_PII_KEY:
+            problems.append("GRIDHUB_PII_KEY (or GRIDHUB_PII_KEY_FILE): the reporter hashes need a private key")
+        if self.gateway_port != 0:
+            for name in ("ingest_tokens", "feedback_tokens"):
+                text = reveal(getattr(self, name))
+                if not text.strip():
+                    problems.append(f"GRIDHUB_{name.upper()} (or GRIDHUB_{name.upper()}_FILE): the gateway "
+                                    "would accept development tokens (or set GRIDHUB_GATEWAY_PORT=0)")
+                elif any(item.partition("=")[2].strip().startswith("dev-") for item in text.split(",")):
+                    problems.append(f"GRIDHUB_{name.upper()}: a 'dev-' token is a development token")
+        if problems:
+            raise ValueError("GRIDHUB_ENV=production refuses to start without: " + "; ".join(problems))
+        return self
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Security keyword arguments for kafka-python and aiokafka clients (the same names in both)."""
@@ -192,7 +241,7 @@ class Settings(BaseSettings):
         options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
         if self.kafka_security_protocol.startswith("SASL"):
             options.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
-                           sasl_plain_password=self.kafka_sasl_password)
+                           sasl_plain_password=reveal(self.kafka_sasl_password))
         if self.kafka_security_protocol.endswith("SSL"):
             import ssl
 

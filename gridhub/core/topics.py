@@ -22,7 +22,12 @@ CASE_EVENTS = "case-events"             # Avro CaseEvent, keyed by caseId
 #: pattern subscription fetches the whole cluster's metadata, and rebalances on each new agency).
 #: The hub's own: agencies are never granted it (gridhub/infra/secure.py grants dispatch.<agency> only).
 DISPATCHES = "dispatches"
-FEEDBACK = "feedback"                   # JSON or Avro Feedback, keyed by caseId
+FEEDBACK = "feedback"                   # JSON or Avro Feedback, keyed by caseId; written by the hub only
+#: Header a hub process puts on every ``feedback`` record: the agency it verified (the gateway's
+#: bearer token, or the relay's ``feedback.<county>.<agency>`` topic); routing believes nothing else.
+FEEDBACK_AGENCY_HEADER = "gridhub.agency"
+#: How it was verified: ``gateway`` or ``topic:<physical topic>``.
+FEEDBACK_VIA_HEADER = "gridhub.via"
 DLQ = "dlq"                             # original bytes + error.* headers
 
 
@@ -33,3 +38,8 @@ FEEDBACK_ACTIONS = ("sign", "return", "progress", "extend", "resolve")
 def dispatch_topic(agency: str) -> str:
     """``330502.zhzf`` -> ``dispatch.330502.zhzf``."""
     return f"dispatch.{agency}"
+
+
+def feedback_topic(agency: str) -> str:
+    """``330502.zhzf`` -> ``feedback.330502.zhzf``: the agency's own feedback topic (CONTRACTS.md 5)."""
+    return f"{FEEDBACK}.{agency}"

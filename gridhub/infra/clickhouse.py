@@ -69,7 +69,7 @@ class ClickHouseServer(LocalServer):
         from clickhouse_driver import Client
 
         return Client(host=self.host, port=self.tcp_port, user=self.settings.clickhouse_user,
-                      password=self.settings.clickhouse_password, database=database,
+                      password=self.settings.secret("clickhouse_password"), database=database,
                       connect_timeout=3, send_receive_timeout=10)
 
     def check(self) -> None:

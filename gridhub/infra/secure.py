@@ -13,7 +13,8 @@ What it demonstrates (docs/security.md), on one machine, beside the shared dev s
   =false``; ``admin`` is the only super user.  ACLs (created with kafka-python's
   admin client after start, idempotent): ``hub`` may do everything; agency
   ``<county>.<code>`` may READ only ``dispatch.<county>.<code>`` (and its own
-  consumer groups, prefix ``<county>.<code>``) and WRITE only ``feedback``.
+  consumer groups, prefix ``<county>.<code>``) and WRITE only ``feedback.<county>.<code>``
+  (the shared ``feedback`` is the hub's: its gateway stamps the token's agency).
 
 Passwords are generated once per run dir into ``<run_dir>/secure/credentials/<principal>``
 (mode 0600) and read from there by the broker itself (Kafka's
@@ -33,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import SecretStr
 
 from gridhub.infra.base import DEPLOY_DIR
 from gridhub.infra.kafka import KafkaNode, KafkaServer
 from gridhub.infra.manager import Infra
 from gridhub.core.settings import Settings
-from gridhub.core.topics import FEEDBACK, dispatch_topic
+from gridhub.core.topics import FEEDBACK, dispatch_topic, feedback_topic
 
 #: Port offset from the dev broker: 19092 -> 24092 (below Linux's ephemeral range, 32768+).
 SECURE_PORT_OFFSET = 5000
@@ -135,18 +137,22 @@ class SecureKafka(KafkaServer):
         return data
 
 
-def agency_acls(settings: Settings, agency: str) -> list[Any]:
-    """READ its own dispatch topic and its consumer groups; WRITE feedback. Nothing else."""
+def agency_acls(settings: Settings, agency: str, principal: str | None = None) -> list[Any]:
+    """READ its own dispatch topic and its consumer groups; WRITE its own feedback topic. Nothing else.
+
+    Not the shared ``feedback`` topic: there any agency could write feedback naming another
+    agency.  ``feedback.<county>.<agency>`` is writable by that principal alone, and routing
+    takes the agency from the topic (streams/routing/feedback.py)."""
     from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
 
-    user = f"User:{agency}"
+    user = f"User:{principal or agency}"
     allow = ACLPermissionType.ALLOW
 
     def acl(op: ACLOperation, rtype: ResourceType, name: str, pattern: ACLResourcePatternType) -> ACL:
         return ACL(user, "*", op, allow, ResourcePattern(rtype, name, pattern))
 
     own = settings.topic(dispatch_topic(agency))
-    feedback = settings.topic(FEEDBACK)
+    feedback = settings.topic(feedback_topic(agency))
     literal, prefixed = ACLResourcePatternType.LITERAL, ACLResourcePatternType.PREFIXED
     return [
         acl(ACLOperation.READ, ResourceType.TOPIC, own, literal),
@@ -195,10 +201,7 @@ class SecureInfra(Infra):
 
         admin = KafkaAdminClient(bootstrap_servers=self.kafka.bootstrap, **self.kafka.client_options(ADMIN))
         try:
-            acls = hub_acls()
-            for agency in self.agencies:
-                acls += agency_acls(self.parent_settings, agency)
-            result = admin.create_acls(acls)
+            result = admin.create_acls(acls_for(self.parent_settings, self.agencies))
             if result.get("failed"):
                 raise RuntimeError(f"creating ACLs failed: {result['failed'][:3]}")
         finally:
@@ -217,4 +220,57 @@ class SecureInfra(Infra):
         return self.parent_settings.model_copy(update={
             "kafka_host": self.kafka.node.host, "kafka_port": self.kafka.node.port,
             "kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl_mechanism": MECHANISM,
-            "kafka_sasl_username": HUB, "kafka_sasl_password": self.kafka.credentials.password(HUB), **update})
+            "kafka_sasl_username": HUB, "kafka_sasl_password": SecretStr(self.kafka.credentials.password(HUB)), **update})
+
+
+def acls_for(settings: Settings, agencies: list[str], principal_prefix: str = "") -> list[Any]:
+    """The hub's ACLs and every agency's (principal = prefix + agency, e.g. ``agency-330502.zhzf`` in k8s)."""
+    acls = hub_acls()
+    for agency in agencies:
+        acls += agency_acls(settings, agency, principal_prefix + agency)
+    return acls
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gridhub.infra.secure acls ...``: apply the ACLs to a production cluster.
+
+    For deploy/k8s/kafka-acls.yaml (a Job run as ``admin`` after the brokers are up): every agency
+    of the routing rules' catalog in ``--county`` gets READ on its dispatch topic and groups and
+    WRITE on its own feedback topic; creating an existing ACL is a no-op, so the Job is re-runnable.
+    """
+    import argparse
+    import ssl
+
+    from kafka import KafkaAdminClient
+
+    from gridhub.core.agencies import catalog_for_rules
+
+    parser = argparse.ArgumentParser(prog="python -m gridhub.infra.secure")
+    parser.add_argument("command", choices=["acls"])
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--county", action="append", default=[], help="counties whose agencies get ACLs")
+    parser.add_argument("--principal-prefix", default="", help="SCRAM user = prefix + agency")
+    parser.add_argument("--admin-user", default=ADMIN)
+    parser.add_argument("--admin-password-file", required=True)
+    parser.add_argument("--security-protocol", default="SASL_SSL")
+    parser.add_argument("--cafile", default=None)
+    args = parser.parse_args(argv)
+    settings = Settings()
+    agencies = catalog_for_rules(settings.routing_rules).dispatch_agencies(args.county or None)
+    options: dict[str, Any] = {"security_protocol": args.security_protocol, "sasl_mechanism": MECHANISM,
+                               "sasl_plain_username": args.admin_user,
+                               "sasl_plain_password": Path(args.admin_password_file).read_text().strip()}
+    if args.security_protocol.endswith("SSL"):
+        options["ssl_context"] = ssl.create_default_context(cafile=args.cafile)
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, **options)
+    try:
+        result = admin.create_acls(acls_for(settings, agencies, args.principal_prefix))
+    finally:
+        admin.close()
+    failed = result.get("failed") or []
+    print(f"{len(agencies)} agencies: {len(result.get('succeeded') or [])} ACLs applied, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -56,7 +56,7 @@ def ch_client(settings: Settings) -> Any:
     from clickhouse_driver import Client
 
     return Client(settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
-                  password=settings.clickhouse_password, database="default",
+                  password=settings.secret("clickhouse_password"), database="default",
                   connect_timeout=5, send_receive_timeout=30)  # seconds: fail fast on a dead server
 
 

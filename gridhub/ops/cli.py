@@ -44,7 +44,8 @@ def topics() -> None:
 @click.option("--spec", "spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="topics spec (default deploy/topics.yaml)")
 @click.option("--dispatch", "with_dispatch", is_flag=True,
-              help="also create every agency's dispatch.<agency> topic ahead (agency catalog of the routing rules)")
+              help="also create every agency's dispatch.<agency> and feedback.<agency> topics ahead "
+                   "(agency catalog of the routing rules)")
 @click.option("--county", "counties", multiple=True, metavar="CODE",
               help="with --dispatch: only the agencies of these counties (repeatable)")
 def topics_ensure(names: tuple[str, ...], dry_run: bool, strict: bool, namespace: str | None,
@@ -67,13 +68,15 @@ def topics_ensure(names: tuple[str, ...], dry_run: bool, strict: bool, namespace
     dispatch_names: list[str] = []
     if with_dispatch:
         from gridhub.core.agencies import catalog_for_rules
-        from gridhub.core.topics import dispatch_topic
+        from gridhub.core.topics import dispatch_topic, feedback_topic
 
         try:
             agencies = catalog_for_rules(settings.routing_rules).dispatch_agencies(counties or None)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--county") from exc
-        dispatch_names = [dispatch_topic(a) for a in agencies]
+        # feedback.<agency>: the agency's own feedback topic; routing's relay subscribes to those
+        # that exist, by name (streams/routing/feedback.py), so they are created here, ahead.
+        dispatch_names = [name for a in agencies for name in (dispatch_topic(a), feedback_topic(a))]
     report = ensure_topics(settings, list(names) or None, dry_run=dry_run, spec=spec)
     covered = {a.topic for a in report.actions}  # the spec pass already covers existing dispatch topics
     dispatch_names = [n for n in dispatch_names if settings.topic(n) not in covered]

@@ -47,6 +47,7 @@ from gridhub.core.codec import codec
 from gridhub.core.logging import get_logger
 from gridhub.core.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES, REPORTS
 from streams.app import app, dead_letter, ensure_topics, settings, table_options, topic
+from streams.ingest import pii
 from streams.ingest.normalize import REPORT_NAMESPACE, Normalized, Rejected, normalize
 from streams.ingest.taxonomy import OTHER
 
@@ -73,7 +74,7 @@ liveness = app.Table("device-liveness", key_type=bytes, value_type=bytes, option
 #: restart an episode may be reported again: its event_id is the same, so consumers dedupe on it.
 _reported_offline: dict[str, int] = {}
 
-_pii_key = settings.pii_key.encode("utf-8")
+_pii_key = settings.secret("pii_key").encode("utf-8")
 
 UNMAPPED_CATEGORIES = Counter("gridhub_unmapped_categories_total",
                               "Reports whose source category maps to 'other'", ["source"])
@@ -247,11 +248,14 @@ async def ingest_sensors(stream: Any) -> AsyncIterator[None]:
 def offline_event(device_id: str, record: dict[str, Any], last_ms: int, now_ms: int) -> dict[str, Any]:
     """The DeviceEvent of one silence episode (its id is stable for the episode: last-seen time)."""
     street = record.get("streetCode") if isinstance(record.get("streetCode"), str) else None
+    address = record.get("address") if isinstance(record.get("address"), str) else None
+    # The registry is raw input: its address may name the owner or carry a phone (docs/security.md).
+    names = pii.names_in({"deviceId": device_id}, {device_id: record})
     return {
         "event_id": str(uuid.uuid5(REPORT_NAMESPACE, f"sensors|{device_id}|offline|{last_ms}")),
         "device_id": device_id, "device_type": str(record.get("deviceType") or "unknown"),
         "event_type": "offline", "at": now_ms, "county_code": street[:6] if street else None,
-        "street_code": street, "address": record.get("address") if isinstance(record.get("address"), str) else None,
+        "street_code": street, "address": pii.mask_text(address, names) if address else None,
         "owner": None, "detail": f"silent since {last_ms} ms (> {OFFLINE_FACTOR} x heartbeat interval)",
     }
 

@@ -135,10 +135,17 @@ def normalize(source: str, value: bytes, *, registry: Mapping[str, dict[str, Any
     if pii_key is None:
         from gridhub.core.settings import get_settings
 
-        pii_key = get_settings().pii_key.encode("utf-8")
+        pii_key = get_settings().secret("pii_key").encode("utf-8")
     ctx = _Context(source, int(time.time() * 1000) if received_at_ms is None else received_at_ms,
                    pii_key, registry or {})
-    out = adapter(_Doc(_parse(value)), ctx)
+    doc = _parse(value)
+    out = adapter(_Doc(doc), ctx)
+    # Last line of defence (docs/security.md): every free-text field of what leaves the raw topics,
+    # whichever adapter filled it, is masked with the names this document and its device name.
+    names = pii.names_in(doc, ctx.registry)
+    for record in (out.report, out.device_event):
+        if record is not None:
+            pii.mask_fields(record, names)
     if out.report is not None:
         out.report["version"] = version_of(out.report)  # the source's own order (versioning.py)
     return out

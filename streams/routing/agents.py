@@ -40,6 +40,7 @@ from gridhub.core.logging import get_logger
 from gridhub.core.metrics import DISPATCHES, OVERDUE_CASES
 from gridhub.core.kafka_admin import ensure_topics_off_loop, spec_partitions
 from streams.app import app, dead_letter, settings, stop_on_infrastructure_error, table_options
+from streams.routing import feedback as feedback_relay
 from streams.routing import lifecycle as lc
 from streams.routing.rules import RulesHolder
 
@@ -66,6 +67,14 @@ lifecycle_topic = app.topic(settings.topic(T.CASE_LIFECYCLE), key_type=bytes, va
 dlq_topic = app.topic(settings.topic(T.DLQ), key_type=bytes, value_type=bytes, internal=True, partitions=_N)
 dispatches_topic = app.topic(settings.topic(T.DISPATCHES), key_type=bytes, value_type=bytes, internal=True,
                              partitions=_N)
+
+#: Per-agency feedback topics -> ``feedback`` with the verified agency (streams/routing/feedback.py).
+class _FeedbackRelay(feedback_relay.FeedbackRelay):
+    def __init__(self, **kwargs: Any) -> None:  # Faust instantiates app services without arguments
+        super().__init__(settings, **kwargs)
+
+
+app.service(_FeedbackRelay)
 
 # bytes key/value types give the "raw" serializers: values are the JSON state of lifecycle.py.
 table = app.Table(TABLE_NAME, default=None, key_type=bytes, value_type=bytes, partitions=_N, options=table_options())
@@ -198,11 +207,32 @@ async def route_cases(stream: faust.StreamT) -> None:
             await _commit(event, key, old, new, fx)
 
 
+def _sender(event: faust.EventT, fb: dict[str, Any]) -> str:
+    """The agency that sent ``fb``: the one a hub process verified (gateway token, or the relay's
+    ``feedback.<county>.<agency>`` topic), never the record's own ``agency`` field.
+
+    A record on ``feedback`` without the header was written by a client straight to the shared
+    topic: accepted on the development broker (no ACLs, docs/security.md "migration"), refused in
+    production, where only the hub may write ``feedback``.
+    """
+    agency = feedback_relay.verified_agency(event.headers.items() if isinstance(event.headers, dict)
+                                            else event.headers)
+    if agency is None:
+        if settings.env == "production":
+            raise lc.Rejected("unverified feedback: agencies write to feedback.<county>.<agency> "
+                              "or POST /v1/feedback; the shared topic is the hub's")
+        return str(fb["agency"])
+    if fb["agency"] != agency:
+        raise lc.Rejected(f"feedback sent by agency {agency} names agency {fb['agency']}")
+    return agency
+
+
 async def _on_feedback(event: faust.EventT) -> None:
     try:
         fb = lc.parse_feedback(event.value)
         if event.key is None or event.key.decode("utf-8", "replace") != fb["caseId"]:
             raise lc.Rejected(f"feedback must be keyed by its caseId {fb['caseId']} (key was {event.key!r})")
+        fb["agency"] = _sender(event, fb)
         key = fb["caseId"].encode("utf-8")
         hub_clock.observe(fb["time"])
         old = _load(key)

@@ -77,7 +77,7 @@ def test_fuzzed_documents_through_ingest_worker(settings: Settings, kafka_produc
         sent[where] = value
         try:
             out = normalize(source, value, registry=registry, received_at_ms=_received_ms(stamp),
-                            pii_key=settings.pii_key.encode("utf-8"))
+                            pii_key=settings.secret("pii_key").encode("utf-8"))
         except Rejected:
             expected[where] = "rejected"
         else:

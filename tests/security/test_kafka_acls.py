@@ -1,7 +1,7 @@
 """The secured Kafka (``gridhub infra up --secure``): SCRAM logins and per-agency ACLs, on a real broker.
 
 Agency ``330502.zhzf`` may read ``dispatch.330502.zhzf`` (with its own consumer
-group) and write ``feedback``; it is refused another agency's dispatch topic,
+group) and write ``feedback.330502.zhzf``; it is refused another agency's dispatch topic,
 any other write, and a consumer group that is not its own.  A wrong password
 does not get in at all.  The broker runs in a temporary run dir on its own
 port and is stopped at the end (only this broker).
@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +20,9 @@ import pytest
 
 from gridhub.infra.secure import HUB, SecureInfra
 from gridhub.core.settings import Settings
-from helpers.ports import free_port
+from helpers.secure import SCJG, ZHZF, on_secured_broker
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-ZHZF, SCJG = "330502.zhzf", "330502.scjg"
-
-
-
-@pytest.fixture(scope="module")
-def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureInfra]:
-    settings = Settings(run_dir=tmp_path_factory.mktemp("secure-kafka"))
-    manager = SecureInfra(settings, [ZHZF, SCJG], port=free_port(2), classpath_settings=Settings())
-    try:
-        manager.up()
-        yield manager
-    finally:
-        manager.down()  # this broker only
-
 
 @pytest.fixture(scope="module")
 def dispatched(secure: SecureInfra) -> dict[str, list[bytes]]:
@@ -49,6 +32,7 @@ def dispatched(secure: SecureInfra) -> dict[str, list[bytes]]:
 
     admin = KafkaAdminClient(bootstrap_servers=secure.bootstrap, **secure.client_options(HUB))
     admin.create_topics([NewTopic(t, 3, 1) for t in ("dispatch.330502.zhzf", "dispatch.330502.scjg", "feedback",
+                                                     "feedback.330502.zhzf", "feedback.330502.scjg",
                                                      "reports", "dispatches")])
     admin.close()
     producer = KafkaProducer(bootstrap_servers=secure.bootstrap, acks="all", **secure.client_options(HUB))
@@ -139,12 +123,13 @@ def test_agency_cannot_use_another_agencys_group(secure: SecureInfra, dispatched
         consume_as(secure, ZHZF, f"dispatch.{ZHZF}", group=f"{SCJG}-app", n=1, timeout=15)
 
 
-def test_agency_writes_feedback_only(secure: SecureInfra, dispatched: dict[str, list[bytes]]) -> None:
+def test_agency_writes_its_own_feedback_topic_only(secure: SecureInfra, dispatched: dict[str, list[bytes]]) -> None:
+    """Its own ``feedback.<county>.<agency>``; not another agency's, not the hub's shared ``feedback``."""
     from kafka.errors import TopicAuthorizationFailedError
 
-    meta = produce_as(secure, ZHZF, "feedback")
+    meta = produce_as(secure, ZHZF, f"feedback.{ZHZF}")
     assert meta.offset >= 0
-    for topic in (f"dispatch.{ZHZF}", f"dispatch.{SCJG}", "reports"):
+    for topic in (f"feedback.{SCJG}", "feedback", f"dispatch.{ZHZF}", f"dispatch.{SCJG}", "reports"):
         with pytest.raises(TopicAuthorizationFailedError):
             produce_as(secure, ZHZF, topic)
 
@@ -172,7 +157,7 @@ def test_hub_settings_connect_as_hub(secure: SecureInfra, dispatched: dict[str, 
         assert f"dispatch.{SCJG}" in consumer.topics()
     finally:
         consumer.close()
-    assert hub.kafka_sasl_password not in repr(hub)
+    assert hub.secret("kafka_sasl_password") not in repr(hub)
 
 
 def test_connectors_use_the_hub_credentials(secure: SecureInfra) -> None:
@@ -207,12 +192,6 @@ def test_connectors_use_the_hub_credentials(secure: SecureInfra) -> None:
     assert not asyncio.run(through_gateway_producer(anonymous, 5))  # the broker does require SASL
     got = consume_as(secure, HUB, topic, group="hub-check-connectors", n=2)
     assert sorted(got) == [b"from-file-import", b"from-gateway"]
-
-
-def on_secured_broker(secure: SecureInfra, settings: Settings) -> Settings:
-    """The test's settings (namespace, ClickHouse database, ports) with the hub's login to the secured broker."""
-    secured = secure.hub_settings()
-    return settings.model_copy(update={k: v for k, v in secured.model_dump().items() if k.startswith("kafka_")})
 
 
 def test_the_clickhouse_sink_and_lag_probe_run_on_the_secured_broker(secure: SecureInfra, settings: Settings,
@@ -257,7 +236,7 @@ def test_the_clickhouse_sink_and_lag_probe_run_on_the_secured_broker(secure: Sec
         probe.close()
     assert counts == want, (counts, want, w.log_text()[-2000:])
     assert lag == 0, "the sink's group did not commit everything (or the lag probe could not log in)"
-    assert hub.kafka_sasl_password not in w.log_text()  # the secret is never logged
+    assert hub.secret("kafka_sasl_password") not in w.log_text()  # the secret is never logged
 
 
 def test_the_registry_reader_runs_on_the_secured_broker(secure: SecureInfra, settings: Settings, worker: Any) -> None:
@@ -290,7 +269,7 @@ def test_the_registry_reader_runs_on_the_secured_broker(secure: SecureInfra, set
     finally:
         consumer.close()
     assert (report["source"], report["street_code"], report["address"]) == ("sensors", "330502001", "月河街道人民路3号")
-    assert hub.kafka_sasl_password not in w.log_text()
+    assert hub.secret("kafka_sasl_password") not in w.log_text()
 
 
 async def test_the_webhook_sender_runs_on_the_secured_broker(secure: SecureInfra, settings: Settings,

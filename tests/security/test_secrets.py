@@ -36,8 +36,8 @@ def test_secret_files_are_read_and_a_set_variable_wins(tmp_path: Path,
     monkeypatch.setenv("GRIDHUB_PII_KEY", "env-key")
     monkeypatch.setenv("GRIDHUB_INGEST_TOKENS", "")  # empty: as Settings.as_env passes an unset secret
     settings = Settings()
-    assert settings.ingest_tokens == f"sensors={token}"  # the trailing newline is not part of it
-    assert settings.pii_key == "env-key"  # a non-empty plain variable wins over its _FILE twin
+    assert settings.secret("ingest_tokens") == f"sensors={token}"  # the trailing newline is not part of it
+    assert settings.secret("pii_key") == "env-key"  # a non-empty plain variable wins over its _FILE twin
     assert token not in repr(settings) and "env-key" not in repr(settings)
 
 
@@ -98,3 +98,73 @@ def test_tokens_never_appear_in_the_logs(settings: Settings, worker: Callable[..
     assert "gateway_ingest" in log and "gateway_feedback" in log, "the requests must have been logged"
     for secret in (ingest, feedback, pii, *wrong):
         assert secret not in log, "a secret or a presented token appears in the log"
+
+
+# --------------------------------------------------------------------------- production fails closed
+
+PRODUCTION_OK = {"GRIDHUB_ENV": "production", "GRIDHUB_PII_KEY": "k-" + "9" * 30,
+                 "GRIDHUB_INGEST_TOKENS": "sensors=s-tok", "GRIDHUB_FEEDBACK_TOKENS": "330502.zhzf=f-tok"}
+
+
+@pytest.mark.parametrize("missing,named", [
+    ("GRIDHUB_PII_KEY", "GRIDHUB_PII_KEY"),
+    ("GRIDHUB_INGEST_TOKENS", "GRIDHUB_INGEST_TOKENS"),
+    ("GRIDHUB_FEEDBACK_TOKENS", "GRIDHUB_FEEDBACK_TOKENS"),
+])
+def test_production_refuses_to_start_without_a_secret(missing: str, named: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in PRODUCTION_OK.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv(missing)
+    with pytest.raises(ValueError, match=named):
+        Settings()
+
+
+def test_production_refuses_the_development_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in PRODUCTION_OK.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().env == "production"
+    monkeypatch.setenv("GRIDHUB_PII_KEY", "gridhub-dev-pii-key")  # the public development key
+    with pytest.raises(ValueError, match="GRIDHUB_PII_KEY"):
+        Settings()
+    monkeypatch.setenv("GRIDHUB_PII_KEY", PRODUCTION_OK["GRIDHUB_PII_KEY"])
+    monkeypatch.setenv("GRIDHUB_INGEST_TOKENS", "sensors=dev-sensors")
+    with pytest.raises(ValueError, match="'dev-' token"):
+        Settings()
+    monkeypatch.setenv("GRIDHUB_INGEST_TOKENS", "")
+    monkeypatch.setenv("GRIDHUB_FEEDBACK_TOKENS", "")
+    monkeypatch.setenv("GRIDHUB_GATEWAY_PORT", "0")  # no gateway: no tokens needed
+    assert Settings().gateway_port == 0
+    monkeypatch.setenv("GRIDHUB_ENV", "staging")
+    with pytest.raises(ValueError, match="GRIDHUB_ENV"):
+        Settings()
+
+
+def test_no_secret_in_repr_str_or_dump(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {"GRIDHUB_PII_KEY": "pii-7f3a", "GRIDHUB_INGEST_TOKENS": "sensors=ing-7f3a",
+              "GRIDHUB_FEEDBACK_TOKENS": "330502.zhzf=fb-7f3a", "GRIDHUB_CLICKHOUSE_PASSWORD": "ch-7f3a",
+              "GRIDHUB_KAFKA_SASL_PASSWORD": "sasl-7f3a"}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    shown = "\n".join([repr(settings), str(settings), str(settings.model_dump()), settings.model_dump_json()])
+    for value in values.values():
+        assert value.split("=")[-1] not in shown
+    assert settings.secret("clickhouse_password") == "ch-7f3a"  # revealed only on request
+    assert settings.as_env()["GRIDHUB_KAFKA_SASL_PASSWORD"] == "sasl-7f3a"  # a child process gets the value
+
+
+def test_production_worker_names_the_missing_setting(tmp_path: Path) -> None:
+    """``gridhub run`` itself refuses to start (before any connection) and says which setting is missing."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDHUB_")}
+    env.update(PRODUCTION_OK, GRIDHUB_RUN_DIR=str(tmp_path))
+    del env["GRIDHUB_PII_KEY"]
+    gridhub = Path(sys.executable).parent / "gridhub"
+    done = subprocess.run([str(gridhub), "run", "--only", "ingest"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0
+    assert "GRIDHUB_PII_KEY" in done.stdout + done.stderr

@@ -75,6 +75,24 @@ def test_dead_letter_row_reads_the_error_headers() -> None:
     assert (row["dlq_partition"], row["dlq_offset"], row["value"], row["key"]) == (1, 7, '{"bad": true}', "dev-1")
 
 
+def test_dead_letter_row_is_masked_and_keeps_the_hash_of_the_original() -> None:
+    """Analysts read dead_letters: the rejected document's personal data is masked there (issue 16)."""
+    import hashlib
+    import json as _json
+
+    doc = {"orderNo": "X1", "caller": "欧阳雪梅", "phone": "13912345678",
+           "content": "联系人：欧阳雪梅，电话0572-2123456，身份证330102199001011234"}
+    raw = _json.dumps(doc, ensure_ascii=False).encode()
+    headers = dead_letter_headers("normalize", "phone 13912345678 of 欧阳雪梅 is odd", "ns.raw.hotline-12345", 0, 1,
+                                  extra={"note": "caller 13912345678"})
+    row = dead_letter_row(0, 1, b"X1", raw, headers, 1_763_000_000_000)
+    text = repr(row)
+    for secret in ("雪梅", "12345678", "2123456", "19900101"):
+        assert secret not in text, (secret, text)
+    assert "欧***" in row["value"] and "139****5678" in row["reason"]
+    assert _json.loads(row["extra"])["value_sha256"] == hashlib.sha256(raw).hexdigest()
+
+
 @pytest.mark.parametrize("namespace", ["", "t1a2b3c4"])
 def test_topic_map_and_subscription_agree(namespace: str) -> None:
     s = Settings(namespace=namespace)

@@ -224,3 +224,17 @@ async def test_a_taken_port_does_not_stop_the_service(settings: Settings) -> Non
     finally:
         await second.stop()
         await first.stop()
+
+
+def test_token_book_knows_whose_token_it_is() -> None:
+    from connectors.gateway.app import TokenBook
+
+    book = TokenBook("330502.zhzf=tok-a, 330502.zzzx=tok-b")
+    assert (book.owner("tok-a"), book.owner("tok-b"), book.owner("tok-c"), book.owner(None)) == \
+        ("330502.zhzf", "330502.zzzx", None, None)
+    assert book.owner("dev-330502.zhzf") is None  # no dev tokens once tokens are configured
+    dev = TokenBook("")
+    assert dev.dev_mode and dev.owner("dev-330502.zhzf") == "330502.zhzf" and dev.owner("dev-") is None
+    production = TokenBook("", allow_dev=False)  # an empty book in production admits nobody
+    assert not production.dev_mode and production.owner("dev-330502.zhzf") is None
+    assert not production.check("330502.zhzf", "dev-330502.zhzf")

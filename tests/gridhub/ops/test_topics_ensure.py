@@ -91,10 +91,13 @@ def test_ensure_dispatch_creates_a_countys_agency_topics_ahead(settings: Setting
     try:
         topics = {t for t in admin.list_topics() if t.startswith(settings.namespace + ".")}
         state = describe(admin, [settings.topic(f"dispatch.{a}") for a in expected])
+        feedback_state = describe(admin, [settings.topic(f"feedback.{a}") for a in expected])
     finally:
         admin.close()
-    assert {settings.topic(f"dispatch.{a}") for a in expected} | {settings.topic("raw.sensors")} == topics
+    assert {settings.topic(f"{kind}.{a}") for a in expected for kind in ("dispatch", "feedback")} \
+        | {settings.topic("raw.sensors")} == topics
     assert {s["partitions"] for s in state.values()} == {3}  # deploy/topics.yaml dispatch.*
+    assert len(feedback_state) == len(expected) and {s["partitions"] for s in feedback_state.values()} == {1}
     again = run_cli(settings, "topics", "ensure", "--dispatch", "--county", "330502", "--dry-run")
     dispatch_rows = [line.split()[0] for line in again.output.splitlines() if ".dispatch." in line]
     assert len(dispatch_rows) == len(expected) and set(dispatch_rows) == {"ok"}  # idempotent
