@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from gridhub.yamlconf import format_duration_ms
+from streams.routing import businesstime as bt
 from streams.routing.rules import Assignment, RuleSet
 
 ACTIONS = ("sign", "return", "progress", "extend", "resolve")
@@ -201,14 +202,42 @@ def dispatch_record(state: Mapping[str, Any], did: str, action: str = "dispatch"
     }
 
 
+def deadlines(state: Mapping[str, Any], a: Assignment, at: int,
+              rules: RuleSet | None) -> tuple[int, int, dict[str, Any]]:
+    """(sign, resolve, detail) deadlines of assignment ``a`` dispatched at ``at``, in the rule's clock.
+
+    特急 (severity >= major) always runs in natural time, whatever the rule says.  A
+    working-time deadline the holiday calendar cannot compute (a year it has no data for)
+    falls back to natural time and says why in ``detail['clock_fallback']``.  A 12345
+    order's own 办理时限 (``order_deadline``) wins when it is earlier than the rule's.
+    """
+    clock = a.clock
+    major = rules.major_severity if rules is not None else 3
+    if int(state.get("severity") or 1) >= major:
+        clock = bt.NATURAL
+    detail: dict[str, Any] = {"clock": clock}
+    hours = rules.working_hours if rules is not None else bt.DEFAULT_HOURS
+    try:
+        sign, resolve = (bt.deadline(at, a.sign_ms, clock, hours), bt.deadline(at, a.resolve_ms, clock, hours))
+    except bt.CalendarRangeError as exc:
+        detail.update(clock=bt.NATURAL, clock_fallback=str(exc))
+        sign, resolve = at + a.sign_ms, at + a.resolve_ms
+    order = state.get("order_deadline")
+    if a.role == "lead" and order is not None and int(order) < resolve:
+        resolve = max(int(order), at)
+        detail["resolve_deadline_from"] = "order"  # the 12345 order's own 办理时限
+    return sign, resolve, detail
+
+
 def _dispatch(state: dict[str, Any], fx: Effects, a: Assignment, at: int, reason: str | None = None,
-              previous: str | None = None) -> str:
+              previous: str | None = None, rules: RuleSet | None = None) -> str:
     slot = a.role
     did = dispatch_id(state["case_id"], a.agency, slot, int(state["generation"]))
+    sign, resolve, clock_detail = deadlines(state, a, at, rules)
     state["dispatches"][did] = {
         "agency": a.agency, "role": a.role, "reason": reason or a.reason, "rule": a.rule,
         "generation": state["generation"], "dispatched_at": at,
-        "sign_deadline": at + a.sign_ms, "resolve_deadline": at + a.resolve_ms,
+        "sign_deadline": sign, "resolve_deadline": resolve, "clock": clock_detail["clock"],
         "status": "dispatched", "tracked": a.role == "lead", "extensions": 0, "fired": [],
         "escalation_level": int(state.get("escalation_level", 0)), "previous": previous, "applied": [],
     }
@@ -220,7 +249,7 @@ def _dispatch(state: dict[str, Any], fx: Effects, a: Assignment, at: int, reason
     fx.events.append(_event(state, "dispatched", at, agency=a.agency, dispatch=did, detail={
         "role": a.role, "reason": d["reason"], "rule": a.rule, "generation": state["generation"],
         "sign_deadline": d["sign_deadline"], "resolve_deadline": d["resolve_deadline"],
-        "previous_dispatch_id": previous,
+        "previous_dispatch_id": previous, **clock_detail,
     }))
     return did
 
@@ -276,7 +305,7 @@ def on_case(state: dict[str, Any] | None, case: Mapping[str, Any], rules: RuleSe
             return state, fx
         _set_status(state, "dispatched", at)
         for a in plan.assignments:
-            _dispatch(state, fx, a, at)
+            _dispatch(state, fx, a, at, rules=rules)
         state["routed"] = route
         return state, fx
     plan = rules.plan(_case_view(state), skip=state["returned"])
@@ -288,7 +317,7 @@ def on_case(state: dict[str, Any] | None, case: Mapping[str, Any], rules: RuleSe
         # Same category and township: only add what a higher severity now asks for (zzzx), never withdraw.
         for slot, a in desired.items():
             if slot not in active and a.role == "assist":
-                _dispatch(state, fx, a, at)
+                _dispatch(state, fx, a, at, rules=rules)
         return state, fx
     state["routed"] = route
     to_withdraw = [did for slot, did in active.items() if slot not in desired]
@@ -312,7 +341,7 @@ def on_case(state: dict[str, Any] | None, case: Mapping[str, Any], rules: RuleSe
         "to": [a.agency for a in to_add],
     }))
     for a in to_add:
-        _dispatch(state, fx, a, at, reason="reroute")
+        _dispatch(state, fx, a, at, reason="reroute", rules=rules)
     return state, fx
 
 
@@ -418,10 +447,10 @@ def on_feedback(state: dict[str, Any] | None, fb: Mapping[str, Any], rules: Rule
             fx.events.append(_event(state, "returned", at, agency=agency, dispatch=did, discriminator=str(at),
                                     detail={"reason": note, "role": d["role"]}))
             active = _active(state)
-            _dispatch(state, fx, plan.lead, at, reason="return", previous=did)
+            _dispatch(state, fx, plan.lead, at, reason="return", previous=did, rules=rules)
             for a in plan.assignments[1:]:
                 if (a.agency, a.role) not in active:
-                    _dispatch(state, fx, a, at)
+                    _dispatch(state, fx, a, at, rules=rules)
         else:
             fx.events.append(_event(state, "returned", at, agency=agency, dispatch=did, discriminator=str(at),
                                     detail={"reason": note, "role": d["role"]}))
