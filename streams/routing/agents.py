@@ -39,7 +39,9 @@ from gridhub.logging import get_logger
 from gridhub.metrics import DISPATCHES, OVERDUE_CASES
 from gridhub.ops.topics import ensure_topics_off_loop, spec_partitions
 from streams.app import app, dead_letter, settings, stop_on_infrastructure_error, table_options
+from gridhub.shadow import is_shadow
 from streams.routing import lifecycle as lc
+from streams.routing import status as status_replies
 from streams.routing.rules import RulesHolder
 
 log = get_logger(__name__)
@@ -71,6 +73,7 @@ table = app.Table(TABLE_NAME, default=None, key_type=bytes, value_type=bytes, pa
 
 _lock = asyncio.Lock()  # one case transition (read, compute, write, enqueue) at a time in this process
 _dispatch_topics: dict[str, faust.TopicT] = {}
+_status_topics: dict[str, faust.TopicT] = {}
 _ticked: dict[bytes, int] = {}  # case key -> due instant already ticked (avoids one tick per scan)
 _last_scan = 0.0
 
@@ -123,6 +126,7 @@ async def _commit(event: faust.EventT, key: bytes, old: dict[str, Any] | None, n
     """
     with stop_on_infrastructure_error(event, "routing"):
         if new is not None and new is not old:
+            lc.with_replies(new, fx)  # issue 15: status.<source> replies, remembered in the state
             new["partition"] = event.message.partition
             due = lc.next_due(new, rules.current)
             new["due"] = due
@@ -166,6 +170,22 @@ async def _send_effects(fx: lc.Effects) -> None:
                  dispatch_id=ev["dispatch_id"], state=ev["state"])
     for ev in fx.lifecycle:
         await lifecycle_topic.send(key=ev["county_code"].encode("utf-8"), value=event_codec.encode(ev))
+    await send_status_replies(fx)
+
+
+async def send_status_replies(fx: lc.Effects) -> None:
+    """Issue 15: the replies to the source systems; a shadow namespace never writes them (gridhub/shadow.py)."""
+    if not fx.status or is_shadow():
+        return
+    for record in fx.status:
+        name, key, value = status_replies.encode(record)
+        topic = _status_topics.get(name)
+        if topic is None:
+            topic = _status_topics[name] = app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
+                                                     internal=True, partitions=spec_partitions(settings, name))
+            if not await _ensure([name]):
+                await topic.maybe_declare()
+        await topic.send(key=key, value=value)
 
 
 @app.agent(cases_topic, name="routing.cases")
@@ -216,14 +236,19 @@ async def _on_report(event: faust.EventT) -> None:
     except DecodeError as exc:
         await dead_letter(event, "routing", str(exc))
         return
-    if report.get("source") != "hotline-12345" or not report.get("satisfaction") or not report.get("case_id"):
-        return  # only 12345 回访 updates concern routing
+    if not report.get("case_id"):
+        return
     key = str(report["case_id"]).encode("utf-8")
     old = _load(key)
     if await _resend_if_redelivered(event, old):
         return
-    at = int(report.get("received_at") or report["reported_at"])
-    new, fx = lc.on_review(old, str(report["satisfaction"]), at, report.get("report_id"))
+    # issue 15: remember the source id (status replies) and a 12345 order's own deadline
+    new, fx = lc.on_linked(old, report)
+    if report.get("source") == "hotline-12345" and report.get("satisfaction"):  # 回访
+        at = int(report.get("received_at") or report["reported_at"])
+        new, review_fx = lc.on_review(new, str(report["satisfaction"]), at, report.get("report_id"))
+        for name in ("dispatches", "events", "lifecycle", "status"):
+            getattr(fx, name).extend(getattr(review_fx, name))
     await _commit(event, key, old, new, fx)
 
 

@@ -28,7 +28,9 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from gridhub.yamlconf import format_duration_ms
+from streams.ingest.pii import mask_text
 from streams.routing import businesstime as bt
+from streams.routing import status as st
 from streams.routing.rules import Assignment, RuleSet
 
 ACTIONS = ("sign", "return", "progress", "extend", "resolve")
@@ -51,9 +53,10 @@ class Effects:
     dispatches: list[dict[str, Any]] = field(default_factory=list)  # Avro Dispatch records
     events: list[dict[str, Any]] = field(default_factory=list)  # Avro CaseEvent records for case-events
     lifecycle: list[dict[str, Any]] = field(default_factory=list)  # Avro CaseEvent records for case-lifecycle
+    status: list[dict[str, Any]] = field(default_factory=list)  # JSON replies for status.<source> (status.py)
 
     def __bool__(self) -> bool:
-        return bool(self.dispatches or self.events or self.lifecycle)
+        return bool(self.dispatches or self.events or self.lifecycle or self.status)
 
 
 # --------------------------------------------------------------------------- ids
@@ -290,6 +293,8 @@ def on_case(state: dict[str, Any] | None, case: Mapping[str, Any], rules: RuleSe
     if case.get("county_code") not in rules.catalog.counties:
         raise ValueError(f"county code {case.get('county_code')!r} is not a Zhejiang county: no agency to route to")
     state = copy.deepcopy(state) if state is not None else new_state(case)
+    if state.pop("placeholder", False):  # created by on_linked before the case itself arrived
+        state["opened_at"] = state["state_entered_at"] = int(case["first_seen"])
     at = int(case.get("updated_at") or case.get("last_seen") or case["first_seen"])
     previous_route = state.get("routed")
     state["case_version"] = int(case["version"])
@@ -420,6 +425,7 @@ def on_feedback(state: dict[str, Any] | None, fb: Mapping[str, Any], rules: Rule
         if is_lead:
             _set_status(state, "resolved", at)
             state["resolved_at"] = at
+            state["reply_text"] = mask_text(note) if note else None  # masked before it is stored or replied
             fx.events.append(_event(state, "resolved", at, agency=agency, dispatch=did, discriminator=str(at),
                                     detail=detail))
             _announce(state, fx)
@@ -474,6 +480,56 @@ def on_feedback(state: dict[str, Any] | None, fb: Mapping[str, Any], rules: Rule
                                         "extensions": d["extensions"]}))
     d["applied"] = (list(d.get("applied", [])) + [key])[-_APPLIED_KEEP:]
     return state, fx
+
+
+# --------------------------------------------------------------------------- linked reports
+def on_linked(state: dict[str, Any] | None, report: Mapping[str, Any]) -> tuple[dict[str, Any] | None, Effects]:
+    """A report joined the case: remember its source id (for the status replies) and a 12345 办理时限.
+
+    A report can reach routing before its case (two topics): the state is then
+    a placeholder that :func:`on_case` completes.  A 12345 order's ``deadline``
+    earlier than the lead's 办结 deadline replaces it; an agency already holding
+    the dispatch gets it again with ``action = "update"``.
+    """
+    source, ref = report.get("source"), report.get("source_ref")
+    if source not in st.STATUS_TOPICS or not ref or not report.get("case_id"):
+        return state, Effects()
+    fx = Effects()
+    original = state
+    at = int(report.get("received_at") or report.get("reported_at") or 0)
+    if state is None:
+        state = new_state({"case_id": report["case_id"], "first_seen": at, "county_code": report.get("county_code"),
+                           "street_code": report.get("street_code"), "category": report.get("category"),
+                           "severity": report.get("severity") or 1, "sources": [source]})
+        state["placeholder"] = True
+    else:
+        state = copy.deepcopy(state)
+    new_ref = st.remember_ref(state, str(source), str(ref))
+    order = report.get("deadline") if source == "hotline-12345" else None
+    if order is not None and (state.get("order_deadline") is None or int(order) < int(state["order_deadline"])):
+        state["order_deadline"] = int(order)
+        lead_id = state.get("lead")
+        lead = state["dispatches"].get(lead_id) if lead_id else None
+        if lead is not None and lead["status"] in ACTIVE_DISPATCH and int(order) < int(lead["resolve_deadline"]):
+            previous = int(lead["resolve_deadline"])
+            lead["resolve_deadline"] = max(int(order), int(lead["dispatched_at"]))
+            fx.dispatches.append(dispatch_record(state, lead_id, action="update"))
+            fx.events.append(_event(state, "deadline_changed", at, agency=lead["agency"], dispatch=lead_id,
+                                    discriminator=f"order@{order}", report_id=report.get("report_id"),
+                                    detail={"previous_deadline": previous, "new_deadline": lead["resolve_deadline"],
+                                            "reason": "12345 order deadline (办理时限)", "source_ref": ref}))
+    if not new_ref and not fx and original is not None:
+        return original, fx  # nothing new: no table write
+    return state, fx
+
+
+def with_replies(state: dict[str, Any] | None, fx: Effects, at: int | None = None) -> Effects:
+    """Add the status replies that ``state`` (after a transition producing ``fx``) owes the sources."""
+    if state is None:
+        return fx
+    when = at if at is not None else max([int(e["at"]) for e in fx.events], default=int(state["state_entered_at"]))
+    st.add_replies(state, fx, when)
+    return fx
 
 
 # --------------------------------------------------------------------------- 回访
