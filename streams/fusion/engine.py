@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.centre import fusion_hook as centre_hook
 from streams.fusion import rules
 from streams.fusion.config import FusionConfig
 from streams.fusion.geo import cell_of, cells_within, haversine_m
@@ -123,6 +124,8 @@ class FusionEngine:
         """
         st = JsonState(kv)
         result = FusionResult()
+        if centre_hook.apply(self, st, event, result):  # issue 15: the county centre's merge / split / category
+            return result
         name = str(event.get("event") or "")
         case = st.get(f"c:{event.get('case_id')}")
         state = event.get("state") or {"reopened": "in_progress"}.get(name, name)
@@ -150,7 +153,7 @@ class FusionEngine:
 
     def _known_record(self, st: JsonState, skey: str, entry: dict[str, Any], kind: str,
                       report: dict[str, Any], f: Features, result: FusionResult) -> FusionResult:
-        case_id = entry.get("case")
+        case_id = centre_hook.follow(st, entry.get("case"))  # issue 15: a merged case lives on in its target
         case = st.get(f"c:{case_id}") if case_id else None
         result.outcome = kind
         if kind == "update" and case is not None:
@@ -278,7 +281,7 @@ class FusionEngine:
 
     def _join(self, case: dict[str, Any], report: dict[str, Any], f: Features) -> list[str]:
         events = ["report_linked"]
-        if case["category"] == "other" and f.category != "other":
+        if case["category"] == "other" and f.category != "other" and "category" not in case.get("pinned", {}):
             case["category"] = f.category  # a classified report refines an unclassified case
             events.append("recategorised")
         self._add_report(case, report, f)
@@ -288,7 +291,7 @@ class FusionEngine:
         """Rule 1: a newer version of a known record updates its case, never opens one."""
         events = ["report_updated"]
         if case["opener"] == f.report_id:
-            if f.category != case["category"] and f.category != "other":
+            if f.category != case["category"] and f.category != "other" and "category" not in case.get("pinned", {}):
                 case["category"] = f.category
                 events.append("recategorised")
             moved = f.street is not None and f.street != case["street"]

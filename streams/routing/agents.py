@@ -40,6 +40,7 @@ from gridhub.metrics import DISPATCHES, OVERDUE_CASES
 from gridhub.ops.topics import ensure_topics_off_loop, spec_partitions
 from streams.app import app, dead_letter, settings, stop_on_infrastructure_error, table_options
 from gridhub.shadow import is_shadow
+from streams.routing import centre
 from streams.routing import lifecycle as lc
 from streams.routing import status as status_replies
 from streams.routing.rules import RulesHolder
@@ -67,6 +68,10 @@ lifecycle_topic = app.topic(settings.topic(T.CASE_LIFECYCLE), key_type=bytes, va
 dlq_topic = app.topic(settings.topic(T.DLQ), key_type=bytes, value_type=bytes, internal=True, partitions=_N)
 dispatches_topic = app.topic(settings.topic(T.DISPATCHES), key_type=bytes, value_type=bytes, internal=True,
                              partitions=_N)
+
+#: Issue 15: the county centre's actions (streams/routing/centre.py), keyed by case id like the table.
+commands_topic = app.topic(settings.topic(centre.COMMANDS_TOPIC), key_type=bytes, value_type=bytes, internal=True,
+                           partitions=_N)
 
 # bytes key/value types give the "raw" serializers: values are the JSON state of lifecycle.py.
 table = app.Table(TABLE_NAME, default=None, key_type=bytes, value_type=bytes, partitions=_N, options=table_options())
@@ -171,6 +176,9 @@ async def _send_effects(fx: lc.Effects) -> None:
     for ev in fx.lifecycle:
         await lifecycle_topic.send(key=ev["county_code"].encode("utf-8"), value=event_codec.encode(ev))
     await send_status_replies(fx)
+    for cmd in fx.commands:  # issue 15: follow-ups of a centre action (a merge tells its target)
+        await commands_topic.send(key=str(cmd["caseId"]).encode("utf-8"),
+                                  value=json.dumps(cmd, ensure_ascii=False).encode("utf-8"))
 
 
 async def send_status_replies(fx: lc.Effects) -> None:
@@ -246,7 +254,7 @@ async def _on_report(event: faust.EventT) -> None:
     new, fx = lc.on_linked(old, report)
     if report.get("source") == "hotline-12345" and report.get("satisfaction"):  # 回访
         at = int(report.get("received_at") or report["reported_at"])
-        new, review_fx = lc.on_review(new, str(report["satisfaction"]), at, report.get("report_id"))
+        new, review_fx = lc.on_review(new, str(report["satisfaction"]), at, report.get("report_id"), rules.current)
         for name in ("dispatches", "events", "lifecycle", "status"):
             getattr(fx, name).extend(getattr(review_fx, name))
     await _commit(event, key, old, new, fx)
@@ -314,3 +322,25 @@ async def _scan(now: int) -> None:
     for key, due, partition in due_keys:
         _ticked[key] = due
         await timers_topic.send(key=key, value=json.dumps({"now": now}).encode("utf-8"), partition=partition)
+
+
+@app.agent(commands_topic, name="routing.commands")
+async def route_commands(stream: faust.StreamT) -> None:
+    """Issue 15: the county centre's actions (assign, recategorise, merge, split, reopen) on ``case-commands``."""
+    async for event in stream.events():
+        async with _lock:
+            try:
+                cmd = centre.parse_command(event.value or b"")
+                if event.key is None or event.key.decode("utf-8", "replace") != cmd["caseId"]:
+                    raise lc.Rejected(f"case command must be keyed by its caseId {cmd['caseId']} (key {event.key!r})")
+                key = cmd["caseId"].encode("utf-8")
+                old = _load(key)
+                if await _resend_if_redelivered(event, old):
+                    continue
+                new, fx = centre.on_command(old, cmd, rules.current)
+            except lc.Rejected as exc:
+                await dead_letter(event, "case-command", str(exc))
+                continue
+            log.info("centre_action", case_id=cmd["caseId"], action=cmd["action"], operator=cmd["operator"],
+                     command_id=cmd["commandId"])
+            await _commit(event, key, old, new, fx)

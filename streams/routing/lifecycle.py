@@ -38,6 +38,8 @@ OPEN_STATES = ("dispatched", "signed", "in_progress")
 FINISHED_STATES = ("resolved", "reviewed", "closed")
 ACTIVE_DISPATCH = ("dispatched", "signed", "in_progress")
 ESCALATION = "escalation"
+UNSATISFIED = "不满意"  # the 12345 回访 answer that reopens a case (review.reopen_unsatisfied)
+CENTRE_REASON = "centre"  # Dispatch.reason of an agency the county centre assigned by hand (issue 15)
 _NS = uuid.UUID("5f0c6a52-6a1e-4c38-9f7e-2a5b1d0c9e41")  # gridhub routing ids (fixed forever: ids must not change)
 _APPLIED_KEEP = 50  # feedback keys remembered per dispatch for redelivery dedupe; agencies send a handful
 
@@ -54,9 +56,10 @@ class Effects:
     events: list[dict[str, Any]] = field(default_factory=list)  # Avro CaseEvent records for case-events
     lifecycle: list[dict[str, Any]] = field(default_factory=list)  # Avro CaseEvent records for case-lifecycle
     status: list[dict[str, Any]] = field(default_factory=list)  # JSON replies for status.<source> (status.py)
+    commands: list[dict[str, Any]] = field(default_factory=list)  # JSON follow-ups for case-commands (centre.py)
 
     def __bool__(self) -> bool:
-        return bool(self.dispatches or self.events or self.lifecycle or self.status)
+        return bool(self.dispatches or self.events or self.lifecycle or self.status or self.commands)
 
 
 # --------------------------------------------------------------------------- ids
@@ -258,8 +261,10 @@ def _dispatch(state: dict[str, Any], fx: Effects, a: Assignment, at: int, reason
 
 
 def _active(state: Mapping[str, Any], include_supervision: bool = False) -> dict[tuple[str, str], str]:
+    """Active dispatches by (agency, role); 督办 and the centre's own assists are not the rules' to withdraw."""
     return {(d["agency"], d["role"]): did for did, d in state["dispatches"].items()
-            if d["status"] in ACTIVE_DISPATCH and (include_supervision or d["reason"] != ESCALATION)}
+            if d["status"] in ACTIVE_DISPATCH
+            and (include_supervision or d["reason"] not in (ESCALATION, CENTRE_REASON) or d["role"] == "lead")}
 
 
 def _withdraw(state: dict[str, Any], fx: Effects, did: str, at: int, why: str) -> None:
@@ -301,7 +306,11 @@ def on_case(state: dict[str, Any] | None, case: Mapping[str, Any], rules: RuleSe
     for key in _SNAPSHOT:
         state[key] = case.get(key) if key != "sources" else list(case.get("sources") or [])
     state["dispatchable"] = bool(case.get("dispatchable", True))
-    if state["status"] in FINISHED_STATES or not state["dispatchable"]:
+    pins = state.get("pinned") or {}
+    for name in ("category", "street_code"):  # the county centre's decision outlives later reports
+        if name in pins:
+            state[name] = pins[name]
+    if state["status"] in FINISHED_STATES or not state["dispatchable"] or state.get("merged_into"):
         return state, fx
     route = [state["category"], state.get("street_code")]
     if state["status"] == "reported" or previous_route is None:
@@ -318,8 +327,9 @@ def on_case(state: dict[str, Any] | None, case: Mapping[str, Any], rules: RuleSe
         return state, fx
     desired = {(a.agency, a.role): a for a in plan.assignments}
     active = _active(state)
-    if route == previous_route:
-        # Same category and township: only add what a higher severity now asks for (zzzx), never withdraw.
+    if route == previous_route or pins.get("lead"):
+        # Same category and township (or a lead the centre assigned): only add what a higher
+        # severity now asks for (zzzx), never withdraw.
         for slot, a in desired.items():
             if slot not in active and a.role == "assist":
                 _dispatch(state, fx, a, at, rules=rules)
@@ -433,6 +443,10 @@ def on_feedback(state: dict[str, Any] | None, fb: Mapping[str, Any], rules: Rule
                 review = state["pending_review"]
                 _close(state, fx, max(at, int(review["at"])), review["satisfaction"], review.get("report_id"),
                        "reviewed")
+                if rules.reopen_unsatisfied and review["satisfaction"] == UNSATISFIED:
+                    from streams.routing.centre import reopen
+
+                    reopen(state, fx, max(at, int(review["at"])), rules, why="不满意回访")
         else:
             # An assisting agency finishing its part is progress of the case, not its resolution.
             detail["action"] = "resolve"
@@ -534,14 +548,24 @@ def with_replies(state: dict[str, Any] | None, fx: Effects, at: int | None = Non
 
 # --------------------------------------------------------------------------- 回访
 def on_review(state: dict[str, Any] | None, satisfaction: str, at: int,
-              report_id: str | None = None) -> tuple[dict[str, Any] | None, Effects]:
-    """A 12345 回访 (satisfaction) for the case: reviewed then closed once the case is resolved."""
+              report_id: str | None = None, rules: RuleSet | None = None) -> tuple[dict[str, Any] | None, Effects]:
+    """A 12345 回访 (satisfaction) for the case: reviewed then closed once the case is resolved.
+
+    With ``review.reopen_unsatisfied`` in the rules, a 不满意 review reopens (重办) the case
+    for its last lead agency instead of letting it stay closed.
+    """
     fx = Effects()
     if state is None or state["status"] in ("reviewed", "closed"):
         return state, fx
     state = copy.deepcopy(state)
     if state["status"] == "resolved" or (state["status"] == "reported" and not state.get("dispatchable", True)):
-        _close(state, fx, max(at, int(state["state_entered_at"])), satisfaction, report_id, "reviewed")
+        when = max(at, int(state["state_entered_at"]))
+        _close(state, fx, when, satisfaction, report_id, "reviewed")
+        if (rules is not None and rules.reopen_unsatisfied and satisfaction == UNSATISFIED
+                and state.get("lead") is not None):
+            from streams.routing.centre import reopen
+
+            reopen(state, fx, when, rules, why="不满意回访")
     elif state.get("pending_review") is None:
         state["pending_review"] = {"satisfaction": satisfaction, "at": at, "report_id": report_id}
     return state, fx

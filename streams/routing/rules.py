@@ -134,6 +134,7 @@ class RuleSet:
     mtime_ns: int = 0
     rule_index: dict[str, int] = field(default_factory=dict)
     working_hours: WorkingHours = DEFAULT_HOURS  # clock.working_hours: the periods of a working day
+    reopen_unsatisfied: bool = False  # review.reopen_unsatisfied: a 不满意 回访 reopens (重办) the case (issue 15)
 
     # ------------------------------------------------------------------ routing
     def _resolve(self, case: Mapping[str, Any], code: str) -> str:
@@ -254,6 +255,14 @@ def _agency_code(path: Path, catalog: AgencyCatalog, code: Any, line: int | None
         return str(code)
     raise ConfigError(path, line, f"rule {rule_id!r}: unknown agency {code!r} "
                                   f"(one of {', '.join(sorted(catalog.codes))} or 'town')")
+
+
+def _flag(path: Path, where: Any, key: str, default: bool = False) -> bool:
+    if not isinstance(where, dict) or key not in where:
+        return default
+    if not isinstance(where[key], bool):
+        raise ConfigError(path, line_of(where, key), f"{key}: expected true or false")
+    return bool(where[key])
 
 
 def _clock(path: Path, where: Any, key: str, default: str) -> str:
@@ -406,6 +415,7 @@ def load_rules(path: Path, text: str | None = None, env: Mapping[str, str] | Non
         mtime_ns=mtime,
         rule_index={r.id: i for i, r in enumerate(rules)},
         working_hours=working_hours,
+        reopen_unsatisfied=_flag(path, review, "reopen_unsatisfied"),
     )
 
 
