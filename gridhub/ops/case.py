@@ -318,14 +318,74 @@ def render_case(view: CaseView) -> str:
         rows = [[fmt_ms(e["at"]), "+" + fmt_duration(e["since_open_ms"]), e.get("event") or "-",
                  _cell("state", e.get("state")),
                  fmt_duration(e["state_ms"]) if e.get("state_ms") is not None else "-",
-                 _cell("agency", e.get("agency"))] for e in view.timeline]
-        out.append(render_table(rows, ["at", "since open", "event", "state", "time in state", "agency"]))
+                 _cell("agency", e.get("agency")), action_note(e)] for e in view.timeline]
+        out.append(render_table(rows, ["at", "since open", "event", "state", "time in state", "agency", "by / why"]))
     return "\n".join(out)
 
 
 def view_json(view: CaseView) -> dict[str, Any]:
     return {"case_id": view.case_id, "source": view.source, "case": view.case, "reports": view.reports,
             "dispatches": view.dispatches, "timeline": view.timeline, "clocks": view.clocks, "now": view.now_ms}
+
+
+def action_note(event: dict[str, Any]) -> str:
+    """``op-007: 属地错误`` for the county centre's actions (``centre_*`` events), else ``-``."""
+    if not str(event.get("event") or "").startswith("centre_"):
+        return "-"
+    try:
+        detail = json.loads(event.get("detail") or "{}")
+    except ValueError:
+        return "-"
+    return f"{detail.get('operator', '?')}: {detail.get('reason', '')}"[:60]
+
+
+# --- centre actions (issue 15) ------------------------------------------------------------------
+
+def send_command(settings: Settings, doc: dict[str, Any]) -> str:
+    """Put one centre command on ``case-commands`` (keyed by its case id); returns its commandId.
+
+    Routing applies it (``streams/routing/centre.py``) or dead-letters it with the reason.
+    """
+    from gridhub.ops.common import make_producer
+    from streams.routing.centre import COMMANDS_TOPIC, parse_command
+    from streams.routing.lifecycle import Rejected
+
+    doc = {k: v for k, v in doc.items() if v is not None}
+    doc.setdefault("time", int(time.time() * 1000))
+    try:
+        cmd = parse_command(doc)
+    except Rejected as exc:
+        raise click.UsageError(str(exc)) from exc
+    doc["commandId"] = cmd["commandId"]
+    producer = make_producer(settings)
+    try:
+        producer.send(settings.topic(COMMANDS_TOPIC), key=cmd["caseId"].encode("utf-8"),
+                      value=json.dumps(doc, ensure_ascii=False).encode("utf-8")).get(timeout=30)
+    finally:
+        producer.close()
+    log.info("case_command_sent", case_id=cmd["caseId"], action=cmd["action"], operator=cmd["operator"],
+             command_id=cmd["commandId"])
+    return str(cmd["commandId"])
+
+
+def _operator(value: str | None) -> str:
+    import getpass
+    import os
+
+    return value or os.environ.get("GRIDHUB_OPERATOR") or getpass.getuser()
+
+
+def _common(fn: Any) -> Any:
+    fn = click.option("--namespace", default=None, help="another namespace than GRIDHUB_NAMESPACE")(fn)
+    fn = click.option("--operator", default=None, help="operator id (default $GRIDHUB_OPERATOR, else the login)")(fn)
+    fn = click.option("--reason", required=True, help="why: kept in the case's audit trail")(fn)
+    return click.argument("case_id")(fn)
+
+
+def _send(namespace: str | None, doc: dict[str, Any]) -> None:
+    command_id = send_command(settings_for(namespace), doc)
+    click.echo(f"{doc['action']} of case {doc['caseId']} sent: command {command_id} "
+               "(see it with: gridhub case show " + doc["caseId"] + ")")
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -384,3 +444,76 @@ def find_cmd(source: str, ref: str, namespace: str | None) -> None:
         sys.exit(1)
     for case_id in cases:
         click.echo(case_id)
+
+
+@case.command("assign")
+@_common
+@click.option("--agency", required=True, help="agency code: zhzf, or 330502.zhzf")
+@click.option("--assist", is_flag=True, help="add as an assisting agency instead of making it the lead")
+def assign_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, agency: str,
+               assist: bool) -> None:
+    """指派/转办: make AGENCY the lead of CASE_ID (or add it as an assisting agency)."""
+    _send(namespace, {"caseId": case_id, "action": "assign", "operator": _operator(operator), "reason": reason,
+                      "agency": agency, "role": "assist" if assist else "lead"})
+
+
+@case.command("recategorise")
+@_common
+@click.option("--category", default=None, help="category code (deploy/categories.yaml)")
+@click.option("--street", "street_code", default=None, help="township code (9 digits)")
+@click.option("--address", default=None)
+def recategorise_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, category: str | None,
+                     street_code: str | None, address: str | None) -> None:
+    """Set the category and/or the township of CASE_ID; the case is re-routed and later reports keep it."""
+    _send(namespace, {"caseId": case_id, "action": "recategorise", "operator": _operator(operator),
+                      "reason": reason, "category": category, "streetCode": street_code, "address": address})
+
+
+@case.command("merge")
+@_common
+@click.option("--into", "into", required=True, help="the case that stays")
+def merge_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, into: str) -> None:
+    """CASE_ID and INTO are one incident: CASE_ID is closed into INTO, for good."""
+    _send(namespace, {"caseId": case_id, "action": "merge", "operator": _operator(operator), "reason": reason,
+                      "intoCaseId": into})
+
+
+@case.command("split")
+@_common
+@click.option("--report", "report_id", required=True, help="report_id to move off into a new case")
+@click.option("--category", default=None, help="the new case's category (default: the report's)")
+def split_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, report_id: str,
+              category: str | None) -> None:
+    """Move one report of CASE_ID off into a new case; it never rejoins CASE_ID."""
+    settings = settings_for(namespace)
+    doc: dict[str, Any] = {"caseId": case_id, "action": "split", "operator": _operator(operator),
+                           "reason": reason, "reportId": report_id, "category": category}
+    try:  # the report's source id and place, so the new case is routed where the report is
+        rows = _report_row(settings, report_id)
+    except CaseStoreError as exc:
+        click.echo(f"warning: {exc}; the new case takes the old case's place", err=True)
+        rows = []
+    if rows:
+        row = rows[0]
+        doc.update(source=row.get("source"), sourceRef=row.get("source_ref"),
+                   category=category or row.get("category"), streetCode=row.get("street_code"))
+    _send(namespace, doc)
+
+
+def _report_row(settings: Settings, report_id: str) -> list[dict[str, Any]]:
+    client = ch_client(settings)
+    try:
+        return _select(client, settings.ch_database, "reports", "report_id = %(r)s", {"r": report_id})
+    except Exception as exc:  # clickhouse-driver: network and server errors of several types
+        raise CaseStoreError(f"ClickHouse query failed: {exc}") from exc
+    finally:
+        client.disconnect()
+
+
+@case.command("reopen")
+@_common
+@click.option("--deadline", default=None, help="new 办结 deadline (ISO-8601, Beijing time without a zone)")
+def reopen_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, deadline: str | None) -> None:
+    """重办: CASE_ID goes back to its last lead agency with a new deadline."""
+    _send(namespace, {"caseId": case_id, "action": "reopen", "operator": _operator(operator), "reason": reason,
+                      "deadline": deadline})

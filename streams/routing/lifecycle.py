@@ -205,7 +205,46 @@ def dispatch_record(state: Mapping[str, Any], did: str, action: str = "dispatch"
         "escalationLevel": int(d.get("escalation_level", 0)),
         "previousDispatchId": d.get("previous"),
         "action": action,
+        **_enrichment(state, d),
     }
+
+
+URGENCY = {1: "一般", 2: "紧急", 3: "特急"}  # Report.severity 1 | 2 | 3, as 12345 and the four platforms name them
+_PHOTOS_KEEP = 10  # photo URLs carried per dispatch: enough to see the scene, bounded for the state and topic
+_DESCRIPTION_CHARS = 1000  # of the first report's text: a work order's 诉求内容 fits easily
+
+
+def _enrichment(state: Mapping[str, Any], d: Mapping[str, Any]) -> dict[str, Any]:
+    """Dispatch v2 fields (issue 15): what an agency needs to act without calling the hub back."""
+    brief = state.get("brief") or {}
+    refs = state.get("refs") or {}
+    return {
+        "description": brief.get("description"),
+        "reporterMasked": brief.get("reporter_masked"),
+        "urgency": URGENCY.get(int(state.get("severity") or 1)),
+        "orderNos": list(refs.get("hotline-12345", [])),
+        "eventIds": list(refs.get("four-platforms", [])),
+        "photoUrls": list(brief.get("photos", [])),
+        "contactRelayId": brief.get("relay"),
+        "clock": d.get("clock") or "natural",
+    }
+
+
+def _remember_brief(state: dict[str, Any], report: Mapping[str, Any]) -> None:
+    """Keep what dispatches carry from the reports: masked text, photos, the reporter's relay id."""
+    brief = state.setdefault("brief", {})
+    text = report.get("text") or report.get("title")
+    if text and not brief.get("description"):
+        brief["description"] = mask_text(str(text))[:_DESCRIPTION_CHARS]  # masked upstream; again, defensively
+    photos = brief.setdefault("photos", [])
+    for url in report.get("attachments") or []:
+        if isinstance(url, str) and url.startswith(("http://", "https://")) and url not in photos \
+                and len(photos) < _PHOTOS_KEEP:
+            photos.append(url)
+    if report.get("reporter_hash") and not brief.get("relay"):
+        # A relay id, not the contact: the source system connects the agency to the reporter on request.
+        brief["relay"] = f"{report.get('source')}:{str(report['reporter_hash'])[:16]}"
+        brief["reporter_masked"] = report.get("reporter_masked")
 
 
 def deadlines(state: Mapping[str, Any], a: Assignment, at: int,
@@ -519,6 +558,8 @@ def on_linked(state: dict[str, Any] | None, report: Mapping[str, Any]) -> tuple[
     else:
         state = copy.deepcopy(state)
     new_ref = st.remember_ref(state, str(source), str(ref))
+    if new_ref:
+        _remember_brief(state, report)
     order = report.get("deadline") if source == "hotline-12345" else None
     if order is not None and (state.get("order_deadline") is None or int(order) < int(state["order_deadline"])):
         state["order_deadline"] = int(order)
