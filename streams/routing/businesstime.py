@@ -92,15 +92,15 @@ class WorkingHours:
         periods: list[tuple[int, int]] = []
         for span in spans:
             start, end = span.split("-") if isinstance(span, str) else span
-            a, b = _minutes(start.strip()), _minutes(end.strip())
+            a, b = _minutes(str(start).strip()), _minutes(str(end).strip())
             if b <= a:
                 raise ValueError(f"working period {start}-{end} ends before it starts")
             periods.append((a, b))
         periods.sort()
         if not periods:
             raise ValueError("at least one working period is needed")
-        for (_, end), (start, _) in zip(periods, periods[1:]):
-            if start < end:
+        for (_, prev_end), (next_start, _) in zip(periods, periods[1:]):
+            if next_start < prev_end:
                 raise ValueError("working periods overlap")
         return cls(tuple(periods))
 

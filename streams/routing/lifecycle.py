@@ -565,7 +565,8 @@ def on_linked(state: dict[str, Any] | None, report: Mapping[str, Any]) -> tuple[
         state["order_deadline"] = int(order)
         lead_id = state.get("lead")
         lead = state["dispatches"].get(lead_id) if lead_id else None
-        if lead is not None and lead["status"] in ACTIVE_DISPATCH and int(order) < int(lead["resolve_deadline"]):
+        if lead_id and lead is not None and lead["status"] in ACTIVE_DISPATCH \
+                and int(order) < int(lead["resolve_deadline"]):
             previous = int(lead["resolve_deadline"])
             lead["resolve_deadline"] = max(int(order), int(lead["dispatched_at"]))
             fx.dispatches.append(dispatch_record(state, lead_id, action="update"))
