@@ -21,7 +21,8 @@ CASES = "cases"
 CASE_EVENTS = "case_events"
 DISPATCHES = "dispatches"
 DEAD_LETTERS = "dead_letters"
-TABLES = (REPORTS, CASES, CASE_EVENTS, DISPATCHES, DEAD_LETTERS)
+DEVICE_EVENTS = "device_events"  # issue 15 (schemas/migrations/0015_device_events.sql)
+TABLES = (REPORTS, CASES, CASE_EVENTS, DISPATCHES, DEAD_LETTERS, DEVICE_EVENTS)
 
 Row = dict[str, Any]
 
@@ -132,6 +133,16 @@ def dispatch_row(d: dict[str, Any]) -> Row:
     }
 
 
+def device_event_row(e: dict[str, Any]) -> Row:
+    """Issue 15: one DeviceEvent (fault / low_battery / selftest / offline / online) -> device_events."""
+    return {
+        "event_id": e["event_id"], "device_id": e["device_id"], "device_type": _t(e.get("device_type")),
+        "event": e["event_type"], "at": _s(e["at"]), "county_code": _t(e.get("county_code")),
+        "street_code": _t(e.get("street_code")), "address": _t(e.get("address")), "owner": _t(e.get("owner")),
+        "detail": _t(e.get("detail")),
+    }
+
+
 def dead_letter_row(partition: int, offset: int, key: bytes | None, value: bytes,
                     headers: list[tuple[str, bytes]], timestamp_ms: int | None) -> Row:
     info = parse_dead_letter_headers(headers)
@@ -156,6 +167,7 @@ _AVRO: dict[str, tuple[str, Callable[[dict[str, Any]], Row]]] = {
     CASES: ("Case", case_row),
     CASE_EVENTS: ("CaseEvent", case_event_row),
     DISPATCHES: ("Dispatch", dispatch_row),
+    DEVICE_EVENTS: ("DeviceEvent", device_event_row),
 }
 
 
@@ -177,12 +189,15 @@ class TopicMap:
             return DEAD_LETTERS
         if topic == s.topic(topics.DISPATCHES):
             return DISPATCHES
+        if topic == s.topic(topics.DEVICE_EVENTS):
+            return DEVICE_EVENTS
         return None
 
     #: The fact topics (contract names).  Dispatches come from ``dispatches``, routing's copy of
     #: every agency's dispatch, not from the ``dispatch.<agency>`` topics: subscribing to those
     #: would need a pattern, which fetches the whole cluster's metadata (gridhub/topics.py).
-    CONTRACT_TOPICS = (topics.REPORTS_LINKED, topics.CASES, topics.CASE_EVENTS, topics.DISPATCHES, topics.DLQ)
+    CONTRACT_TOPICS = (topics.REPORTS_LINKED, topics.CASES, topics.CASE_EVENTS, topics.DISPATCHES, topics.DLQ,
+                       topics.DEVICE_EVENTS)
 
     @property
     def topics(self) -> list[str]:

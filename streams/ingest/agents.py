@@ -198,6 +198,8 @@ async def _emit(source: str, out: Normalized, partition: int) -> None:
         state = json.loads(previous) if previous else {}
         if at > state.get("last", 0):  # a late, older event proves nothing about now
             liveness[key] = json.dumps({"last": at, "p": partition}).encode()
+            if _reported_offline.get(device_id, at) < at:  # issue 15: a silent device is back online
+                await _send_online(device_id, int(_reported_offline.pop(device_id)), at)
 
 
 async def _process(source: str, events: AsyncIterator[Any]) -> AsyncIterator[None]:
@@ -250,6 +252,15 @@ def offline_event(device_id: str, record: dict[str, Any], last_ms: int, now_ms: 
         "street_code": street, "address": record.get("address") if isinstance(record.get("address"), str) else None,
         "owner": None, "detail": f"silent since {last_ms} ms (> {OFFLINE_FACTOR} x heartbeat interval)",
     }
+
+
+async def _send_online(device_id: str, silent_since: int, at: int) -> None:
+    """Issue 15: the DeviceEvent ``online`` that ends an offline episode (closes the device case)."""
+    event = dict(offline_event(device_id, DeviceRegistry.records.get(device_id, {}), silent_since, at),
+                 event_id=str(uuid.uuid5(REPORT_NAMESPACE, f"sensors|{device_id}|online|{silent_since}")),
+                 event_type="online", detail=f"heartbeat again at {at} ms after silence since {silent_since} ms")
+    await device_events_topic.send(key=device_id.encode(), value=codec("DeviceEvent").encode(event))
+    log.info("device_online", device_id=device_id, silent_since=silent_since)
 
 
 def silent_devices(states: dict[str, dict[str, Any]], registry: dict[str, dict[str, Any]],

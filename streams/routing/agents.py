@@ -41,6 +41,7 @@ from gridhub.ops.topics import ensure_topics_off_loop, spec_partitions
 from streams.app import app, dead_letter, settings, stop_on_infrastructure_error, table_options
 from gridhub.shadow import is_shadow
 from streams.routing import centre
+from streams.routing import devices
 from streams.routing import lifecycle as lc
 from streams.routing import status as status_replies
 from streams.routing.rules import RulesHolder
@@ -344,3 +345,37 @@ async def route_commands(stream: faust.StreamT) -> None:
             log.info("centre_action", case_id=cmd["caseId"], action=cmd["action"], operator=cmd["operator"],
                      command_id=cmd["commandId"])
             await _commit(event, key, old, new, fx)
+
+
+# --------------------------------------------------------------------------- issue 15: device events
+device_events_in = app.topic(settings.topic(T.DEVICE_EVENTS), key_type=bytes, value_type=bytes, internal=True,
+                             partitions=_N)
+#: deviceId -> the device's open device cases (streams/routing/devices.py), JSON bytes.
+device_table = app.Table("routing-devices", default=None, key_type=bytes, value_type=bytes, partitions=_N,
+                         options=table_options())
+#: Loaded when the worker starts (a broken file stops the start with file:line).
+device_owners = devices.load_owners(settings.routing_rules.parent / "device_owners.yaml", rules.current.catalog)
+
+
+@app.agent(device_events_in, name="routing.devices")
+async def route_devices(stream: faust.StreamT) -> None:
+    """Device maintenance events to the owner's agency; repeated offline reports join one open device case."""
+    async for event in stream.events():
+        try:
+            ev = codec("DeviceEvent").decode(event.value or b"")
+        except DecodeError as exc:
+            await dead_letter(event, "routing", str(exc))
+            continue
+        key = str(ev["device_id"]).encode("utf-8")
+        raw = device_table.get(key)
+        old = json.loads(raw) if raw else None
+        if old is not None and old.get("fx_src") == _source(event):
+            with stop_on_infrastructure_error(event, "routing"):  # redelivered after a crash: same effects again
+                await _send_effects(lc.Effects(**old.get("fx", {})))
+            continue
+        new, fx = devices.on_device_event(old, ev, device_owners, rules.current.catalog)
+        with stop_on_infrastructure_error(event, "routing"):
+            if fx:
+                new["fx_src"], new["fx"] = _source(event), asdict(fx)
+            device_table[key] = json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            await _send_effects(fx)

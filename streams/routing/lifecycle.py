@@ -260,12 +260,12 @@ def deadlines(state: Mapping[str, Any], a: Assignment, at: int,
     major = rules.major_severity if rules is not None else 3
     if int(state.get("severity") or 1) >= major:
         clock = bt.NATURAL
-    detail: dict[str, Any] = {"clock": clock}
+    detail: dict[str, Any] = {"deadline_clock": clock}
     hours = rules.working_hours if rules is not None else bt.DEFAULT_HOURS
     try:
         sign, resolve = (bt.deadline(at, a.sign_ms, clock, hours), bt.deadline(at, a.resolve_ms, clock, hours))
     except bt.CalendarRangeError as exc:
-        detail.update(clock=bt.NATURAL, clock_fallback=str(exc))
+        detail.update(deadline_clock=bt.NATURAL, clock_fallback=str(exc))
         sign, resolve = at + a.sign_ms, at + a.resolve_ms
     order = state.get("order_deadline")
     if a.role == "lead" and order is not None and int(order) < resolve:
@@ -282,7 +282,7 @@ def _dispatch(state: dict[str, Any], fx: Effects, a: Assignment, at: int, reason
     state["dispatches"][did] = {
         "agency": a.agency, "role": a.role, "reason": reason or a.reason, "rule": a.rule,
         "generation": state["generation"], "dispatched_at": at,
-        "sign_deadline": sign, "resolve_deadline": resolve, "clock": clock_detail["clock"],
+        "sign_deadline": sign, "resolve_deadline": resolve, "clock": clock_detail["deadline_clock"],
         "status": "dispatched", "tracked": a.role == "lead", "extensions": 0, "fired": [],
         "escalation_level": int(state.get("escalation_level", 0)), "previous": previous, "applied": [],
     }

@@ -109,10 +109,10 @@ def test_each_rule_chooses_its_clock(rules: RuleSet) -> None:
     _, fx = lc.on_case(None, case("garbage", at), rules)
     d = fx.dispatches[0]
     assert (show(d["signDeadline"]), show(d["resolveDeadline"])) == ("2026-10-08 09:00", "2026-10-13 16:00")
-    assert json.loads(fx.events[0]["detail"])["clock"] == "working"
+    assert json.loads(fx.events[0]["detail"])["deadline_clock"] == "working"
     _, fx = lc.on_case(None, case("fire", at), rules)  # fire: natural, straight through the holiday
     assert fx.dispatches[0]["resolveDeadline"] == at + 2 * DAY
-    assert json.loads(fx.events[0]["detail"])["clock"] == "natural"
+    assert json.loads(fx.events[0]["detail"])["deadline_clock"] == "natural"
     _, fx = lc.on_case(None, case("garbage", at, severity=3), rules)  # 特急: natural whatever the rule says
     lead = next(d for d in fx.dispatches if d["role"] == "lead")
     assert lead["signDeadline"] == at + 2 * HOUR and lead["resolveDeadline"] == at + 5 * DAY
@@ -124,7 +124,7 @@ def test_calendar_gap_falls_back_to_natural_time_and_says_so(rules: RuleSet) -> 
     _, fx = lc.on_case(None, case("garbage", at), rules)
     assert fx.dispatches[0]["resolveDeadline"] == at + 5 * DAY
     detail = json.loads(fx.events[0]["detail"])
-    assert detail["clock"] == "natural" and "upgrade the pinned chinese-calendar" in detail["clock_fallback"]
+    assert detail["deadline_clock"] == "natural" and "upgrade the pinned chinese-calendar" in detail["clock_fallback"]
 
 
 def test_bad_clock_in_rules_is_a_config_error(tmp_path: Path) -> None:
