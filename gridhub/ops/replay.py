@@ -43,6 +43,7 @@ from gridhub.settings import Settings, get_settings
 log = get_logger(__name__)
 
 REPLAY_HEADER = "gridhub.replay"
+HISTORICAL_HEADER = "gridhub.historical"  # streams/ingest/agents.py reads it (issue 15, --historical)
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ def _from_archive(src: Path, sources: Iterable[str], since_ms: int | None,
 
 def replay_records(settings: Settings, sources: Iterable[str] = T.SOURCES, *, since_ms: int | None = None,
            until_ms: int | None = None, archive: Path | None = None, namespace: str | None = None,
-           dry_run: bool = False, restamp: bool = False, progress: bool = True) -> ReplayResult:
+           dry_run: bool = False, restamp: bool = False, progress: bool = True,
+           historical: bool = False) -> ReplayResult:
     """Re-drive ``sources`` of ``settings``' namespace (or of an archive) into ``namespace``.
 
     ``namespace=None``: back into the live raw topics of ``settings``.
@@ -152,8 +154,10 @@ def replay_records(settings: Settings, sources: Iterable[str] = T.SOURCES, *, si
             else:
                 # the original partition when the target has it: same order as the first time
                 part = item.partition if item.partition < partitions[item.source] else None
-                headers = [(k, v) for k, v in item.headers if k != REPLAY_HEADER]
+                headers = [(k, v) for k, v in item.headers if k not in (REPLAY_HEADER, HISTORICAL_HEADER)]
                 headers.append((REPLAY_HEADER, result.run_id.encode()))
+                if historical:  # issue 15: recorded for analysts, never dispatched, never escalated
+                    headers.append((HISTORICAL_HEADER, b"1"))
                 producer.send(topic, key=item.key, value=item.value, headers=headers, partition=part,
                               timestamp_ms=None if restamp else item.timestamp).add_errback(failures.append)
                 result.counts[(topic, item.partition if part is not None else -1)] += 1
@@ -201,8 +205,11 @@ def next_steps(namespace: str) -> list[str]:
 @click.option("--restamp", is_flag=True, help="give the records the current time instead of the original one")
 @click.option("--yes", is_flag=True, help="replay into the live pipeline without asking")
 @click.option("--progress/--no-progress", default=True, help="tqdm bar with rate and ETA on a terminal")
+@click.option("--historical", is_flag=True,
+              help="backfill: cases and facts are recorded for analysts, nothing is dispatched, nothing escalates")
 def replay(sources: tuple[str, ...], since: str | None, until: str | None, archive: Path | None,
-               namespace: str | None, dry_run: bool, restamp: bool, yes: bool, progress: bool) -> None:
+               namespace: str | None, dry_run: bool, restamp: bool, yes: bool, progress: bool,
+               historical: bool) -> None:
     """Re-drive raw feeds from a time range or an archive, into live or another namespace."""
     settings = get_settings()
     since_ms, until_ms = parse_time(since), parse_time(until)
@@ -212,7 +219,7 @@ def replay(sources: tuple[str, ...], since: str | None, until: str | None, archi
         click.confirm(f"Replay into the LIVE raw topics of namespace '{settings.namespace or '(contract)'}'?",
                       abort=True)
     result = replay_records(settings, list(sources) or T.SOURCES, since_ms=since_ms, until_ms=until_ms, archive=archive,
-                    namespace=namespace, dry_run=dry_run, restamp=restamp, progress=progress)
+                    namespace=namespace, dry_run=dry_run, restamp=restamp, progress=progress, historical=historical)
     rows = [(topic, "any" if part < 0 else part, n) for (topic, part), n in sorted(result.counts.items())]
     click.echo(render_table(rows, ["topic", "partition", "records"]))
     rate = result.total / result.seconds if result.seconds else 0.0

@@ -237,6 +237,7 @@ class FusionEngine:
             "dispatchable": bool(report.get("dispatchable", True)), "device_ids": [], "version": 0,
             "updated_at": f.t, "opener": f.report_id, "human": f.human, "sh": [],
             "fulls": [], "roads": [], "places": [], "streets": [], "recovered": {}, "closed_at": None, "idx": [],
+            "historical": bool(report.get("historical", False)),  # issue 15: backfill, never dispatched
         }
         self._add_report(case, report, f)
         return case
@@ -256,6 +257,7 @@ class FusionEngine:
         case["dispatchable"] = bool(case["dispatchable"]) or bool(report.get("dispatchable", True))
         case["updated_at"] = max(int(case["updated_at"]), f.t)
         case["human"] = bool(case["human"]) or f.human
+        case["historical"] = bool(case.get("historical", False)) and bool(report.get("historical", False))
         if f.shingles and len(case["sh"]) < self.cfg.max_shingles:
             known = set(case["sh"])
             case["sh"].extend(sorted(f.shingles - known)[: self.cfg.max_shingles - len(case["sh"])])
@@ -442,4 +444,5 @@ def to_case_record(case: dict[str, Any]) -> dict[str, Any]:
         "report_count": int(case["report_count"]), "first_seen": int(case["first_seen"]),
         "last_seen": int(case["last_seen"]), "status": case["status"], "dispatchable": bool(case["dispatchable"]),
         "device_ids": list(case["device_ids"]), "version": int(case["version"]), "updated_at": int(case["updated_at"]),
+        "historical": bool(case.get("historical", False)),
     }

@@ -217,8 +217,21 @@ async def _process(source: str, events: AsyncIterator[Any]) -> AsyncIterator[Non
                           partition=event.message.partition, offset=event.message.offset)
             await dead_letter(event, STAGE, f"internal error {type(exc).__name__}: {exc}"[:500])
         else:
+            if out.report is not None and _historical(event):  # issue 15: --historical import / replay
+                out.report["historical"] = True
             await _emit(source, out, event.message.partition)
         yield None
+
+
+#: Issue 15: the raw-record header that `gridhub import --historical` and `gridhub replay --historical` set.
+HISTORICAL_HEADER = "gridhub.historical"
+
+
+def _historical(event: Any) -> bool:
+    for key, value in event.message.headers or ():
+        if key == HISTORICAL_HEADER and value in (b"1", "1"):
+            return True
+    return False
 
 
 @app.agent(raw_topics["four-platforms"], name="ingest-four-platforms")

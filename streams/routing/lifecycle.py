@@ -349,7 +349,9 @@ def on_case(state: dict[str, Any] | None, case: Mapping[str, Any], rules: RuleSe
     for name in ("category", "street_code"):  # the county centre's decision outlives later reports
         if name in pins:
             state[name] = pins[name]
-    if state["status"] in FINISHED_STATES or not state["dispatchable"] or state.get("merged_into"):
+    state["historical"] = bool(case.get("historical", False))
+    if state["status"] in FINISHED_STATES or not state["dispatchable"] or state.get("merged_into") \
+            or state["historical"]:  # issue 15: a backfilled case is recorded, never dispatched
         return state, fx
     route = [state["category"], state.get("street_code")]
     if state["status"] == "reported" or previous_route is None:
@@ -545,8 +547,8 @@ def on_linked(state: dict[str, Any] | None, report: Mapping[str, Any]) -> tuple[
     the dispatch gets it again with ``action = "update"``.
     """
     source, ref = report.get("source"), report.get("source_ref")
-    if source not in st.STATUS_TOPICS or not ref or not report.get("case_id"):
-        return state, Effects()
+    if source not in st.STATUS_TOPICS or not ref or not report.get("case_id") or report.get("historical"):
+        return state, Effects()  # a backfilled report: nothing is answered or dispatched for it
     fx = Effects()
     original = state
     at = int(report.get("received_at") or report.get("reported_at") or 0)
@@ -581,7 +583,7 @@ def on_linked(state: dict[str, Any] | None, report: Mapping[str, Any]) -> tuple[
 
 def with_replies(state: dict[str, Any] | None, fx: Effects, at: int | None = None) -> Effects:
     """Add the status replies that ``state`` (after a transition producing ``fx``) owes the sources."""
-    if state is None:
+    if state is None or state.get("historical"):  # backfill: the sources answered long ago
         return fx
     when = at if at is not None else max([int(e["at"]) for e in fx.events], default=int(state["state_entered_at"]))
     st.add_replies(state, fx, when)
