@@ -247,6 +247,11 @@ class WebhookSink(Sink):
 
 def create(app: Any, settings: Settings) -> WebhookSink | None:
     """``gridhub run`` factory: a sink when any agency is configured for webhook delivery, else None."""
+    from gridhub.shadow import is_shadow
+
+    if is_shadow():  # issue 15: a shadow namespace (replay diff) never calls agencies
+        log.info("webhook_sink_disabled", reason="shadow namespace (GRIDHUB_SHADOW)")
+        return None
     catalog = catalog_for_rules(settings.routing_rules)
     if not catalog.webhooks:
         log.info("webhook_sink_disabled", reason="no agency is configured for webhook delivery")

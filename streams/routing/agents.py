@@ -354,7 +354,7 @@ device_events_in = app.topic(settings.topic(T.DEVICE_EVENTS), key_type=bytes, va
 device_table = app.Table("routing-devices", default=None, key_type=bytes, value_type=bytes, partitions=_N,
                          options=table_options())
 #: Loaded when the worker starts (a broken file stops the start with file:line).
-device_owners = devices.load_owners(settings.routing_rules.parent / "device_owners.yaml", rules.current.catalog)
+device_owners = devices.owners_beside(settings.routing_rules, rules.current.catalog)
 
 
 @app.agent(device_events_in, name="routing.devices")

@@ -88,6 +88,20 @@ def load_owners(path: Path, catalog: AgencyCatalog) -> Owners:
     return Owners(tuple(rules), code(doc.get("default", "town"), line_of(doc, "default")))
 
 
+def owners_beside(rules_path: Path, catalog: AgencyCatalog) -> Owners:
+    """``device_owners.yaml`` next to the routing rules; without one, every device goes to its township.
+
+    A rules file written elsewhere (tests, a shadow replay with edited rules) need not copy it.
+    """
+    path = Path(rules_path).parent / "device_owners.yaml"
+    if not path.exists():
+        from gridhub.logging import get_logger
+
+        get_logger(__name__).warning("device_owners_missing", path=str(path), default="town")
+        return Owners((), "town")
+    return load_owners(path, catalog)
+
+
 def device_case_id(device_id: str, kind: str, opened_by: str) -> str:
     return "D" + uuid.uuid5(_NS, f"{device_id}|{kind}|{opened_by}").hex
 

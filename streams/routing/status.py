@@ -10,7 +10,8 @@ CONTRACTS.md section 5)::
 
 ``state`` is one of 受理 (accepted: the report is linked to a case), 已派发,
 已签收, 办理中, 已办结 and 退回 (the lead agency sent the case back, ``reason``
-says why; a 已派发 to the next agency follows).  ``replyText`` is the lead
+says why; a 已派发 to the next agency follows).  Every source record hears 受理
+first, even one that joins a case already further along.  ``replyText`` is the lead
 agency's 办结 note, masked (phones, ID numbers, names) before it was stored.
 
 Pure: :func:`add_replies` reads the routing state after a transition and
@@ -94,6 +95,8 @@ def add_replies(state: dict[str, Any], fx: Any, at: int) -> None:
     for source, ids in refs.items():
         for ref in ids:
             slot = f"{source}|{ref}"
+            if slot not in replied and reply != "受理":  # a source record always hears 受理 first
+                fx.status.append(_record(state, source, ref, "受理", "", at))
             for ev, reason in returns:
                 fx.status.append(_record(state, source, ref, "退回", ev["dispatch_id"] or "", int(ev["at"]),
                                          reason=reason))
