@@ -517,3 +517,81 @@ def reopen_cmd(case_id: str, reason: str, operator: str | None, namespace: str |
     """重办: CASE_ID goes back to its last lead agency with a new deadline."""
     _send(namespace, {"caseId": case_id, "action": "reopen", "operator": _operator(operator), "reason": reason,
                       "deadline": deadline})
+
+
+# --- for `gridhub demo` (issue 15) ---------------------------------------------------------------
+
+def status_replies(settings: Settings, source: str = "hotline-12345", limit: int = 1000) -> list[dict[str, Any]]:
+    """The replies on ``status.<source>`` (oldest first, at most ``limit``): what the source system was told."""
+    from gridhub.ops.common import make_consumer, plan_spans, read_spans
+
+    consumer = make_consumer(settings)
+    try:
+        topic = settings.topic(f"status.{source}")
+        partitions = consumer.partitions_for_topic(topic) or set()
+        out = []
+        for record in read_spans(consumer, plan_spans(consumer, topic, partitions)):
+            try:
+                out.append(json.loads(record.value))
+            except ValueError:
+                continue
+            if len(out) >= limit:
+                break
+        return sorted(out, key=lambda r: (r.get("at") or 0, r.get("sourceRef") or ""))
+    finally:
+        consumer.close()
+
+
+def demo_centre_step(settings: Settings, timeout_s: float = 60.0) -> dict[str, Any]:
+    """One county-centre action and one status reply, for ``gridhub demo``'s summary.
+
+    Takes the first case with an active lead dispatch in ClickHouse, asks the county
+    centre to join it as an assisting agency (``gridhub case assign --assist``, operator
+    ``demo``), waits until routing recorded the ``centre_assign`` event in ClickHouse, and
+    reads one reply the hub sent to 12345 (or, without 12345 traffic, to the four
+    platforms).  Returns what it saw; :func:`demo_summary_line` prints it.
+    """
+    client = ch_client(settings)
+    db = settings.ch_database
+    try:
+        rows = client.execute(f"SELECT case_id, county_code FROM {db}.dispatches FINAL WHERE role = 'lead' "
+                              "AND action != 'withdraw' AND reason != 'device' AND case_id IN (SELECT case_id "
+                              f"FROM {db}.cases FINAL WHERE status NOT IN ('resolved', 'reviewed', 'closed')) "
+                              "ORDER BY dispatched_at LIMIT 1")
+        result: dict[str, Any] = {"centre_action": None, "status_reply": None}
+        if rows:
+            case_id, county = str(rows[0][0]), str(rows[0][1])
+            command_id = send_command(settings, {"caseId": case_id, "action": "assign", "operator": "demo",
+                                                 "reason": "演示：县级中心协同督办", "agency": f"{county}.zzzx",
+                                                 "role": "assist"})
+            deadline = time.monotonic() + timeout_s
+            seen = False
+            while time.monotonic() < deadline and not seen:
+                seen = bool(client.execute(f"SELECT count() FROM {db}.case_events FINAL WHERE case_id = %(c)s "
+                                           "AND event = 'centre_assign'", {"c": case_id})[0][0])
+                if not seen:
+                    time.sleep(0.5)
+            result["centre_action"] = {"case_id": case_id, "action": "assign", "agency": f"{county}.zzzx",
+                                       "role": "assist", "command_id": command_id, "recorded": seen}
+    finally:
+        client.disconnect()
+    for source in ("hotline-12345", "four-platforms"):
+        replies = status_replies(settings, source, limit=200)
+        if replies:
+            result["status_reply"] = {k: replies[-1].get(k) for k in ("source", "sourceRef", "caseId", "state",
+                                                                      "leadAgency")}
+            result["status_replies"] = len(replies)
+            break
+    return result
+
+
+def demo_summary_line(result: dict[str, Any]) -> str:
+    """``centre action: ...; status reply: ...`` for the demo's printed summary."""
+    action = result.get("centre_action")
+    reply = result.get("status_reply")
+    a = (f"centre action: assign {action['agency']} (assist) to case {action['case_id']} by operator demo"
+         f" ({'recorded in case_events' if action['recorded'] else 'NOT yet recorded'})" if action
+         else "centre action: none (no dispatched case)")
+    r = (f"status reply: {reply['source']} {reply['sourceRef']} -> {reply['state']} (lead {reply['leadAgency']}; "
+         f"{result.get('status_replies', 0)} replies sent)" if reply else "status reply: none")
+    return f"{a}; {r}"

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from gridhub.ops.case import case as case_cli
-from gridhub.ops.case import send_command
+from gridhub.ops.case import demo_centre_step, demo_summary_line, send_command
 from routing_helpers import TopicReader, feedback_doc, send_feedback
 
 pytestmark = pytest.mark.integration
@@ -149,3 +149,10 @@ def test_centre_actions_end_to_end(settings: Any, worker: Any, kafka_producer: A
     shown = CliRunner().invoke(case_cli, ["show", c1, "--namespace", settings.namespace, "--no-kafka"])
     assert shown.exit_code == 0, shown.output
     assert "centre_assign" in shown.output and "op-centre-7: 测试assign" in shown.output
+
+    # what `gridhub demo` calls for its summary line: one more centre action, one status reply
+    result = demo_centre_step(settings)
+    assert result["centre_action"]["recorded"] and result["centre_action"]["agency"] == "330502.zzzx"
+    assert result["status_reply"]["source"] == "hotline-12345"
+    line = demo_summary_line(result)
+    assert line.startswith("centre action: assign 330502.zzzx (assist)") and "status reply: hotline-12345" in line
