@@ -64,7 +64,7 @@ def report_row(r: dict[str, Any]) -> Row:
         "platform": _t(r.get("platform")), "deadline": _s(r.get("deadline")),
         "device_id": _t(r.get("device_id")), "device_type": _t(r.get("device_type")),
         "value": r.get("value"), "threshold": r.get("threshold"), "unit": _t(r.get("unit")),
-        "version": _version(r["version"]),
+        "version": _version(r["version"]), "historical": int(bool(r.get("historical", False))),  # issue 15
     }
 
 
@@ -77,7 +77,7 @@ def case_row(c: dict[str, Any]) -> Row:
         "report_count": int(c["report_count"]), "first_seen": _s(c["first_seen"]), "last_seen": _s(c["last_seen"]),
         "status": c["status"], "dispatchable": int(bool(c.get("dispatchable", True))),
         "device_ids": list(c.get("device_ids") or []), "version": _version(c["version"]),
-        "updated_at": _s(c["updated_at"]),
+        "updated_at": _s(c["updated_at"]), "historical": int(bool(c.get("historical", False))),  # issue 15
     }
 
 

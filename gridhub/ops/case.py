@@ -32,7 +32,7 @@ log = get_logger(__name__)
 #: What an operator may see, per table, in display order (CONTRACTS.md section 3 first).
 ALLOWED: dict[str, list[str]] = {
     "cases": ["case_id", "county_code", "street_code", "category", "title", "address", "severity", "sources",
-              "report_count", "first_seen", "last_seen", "status", "dispatchable", "updated_at"],
+              "report_count", "first_seen", "last_seen", "status", "dispatchable", "updated_at", "historical"],
     "reports": ["source", "source_ref", "case_id", "county_code", "street_code", "category", "reported_at",
                 "report_id", "kind", "village_code", "grid_code", "source_category_name", "title", "address",
                 "severity", "status", "channel", "appeal_type", "platform", "event_source", "device_id",

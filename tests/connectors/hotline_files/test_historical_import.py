@@ -51,6 +51,8 @@ def test_historical_import_is_recorded_not_dispatched(settings: Any, worker: Any
             break
         assert time.monotonic() < deadline, f"reports in ClickHouse: {rows}"
         time.sleep(0.5)
+    flags = dict(ch_client.execute(f"SELECT source_ref, historical FROM {db}.reports FINAL"))
+    assert flags == {"HIST-0001": 1, "HIST-0002": 1, "LIVE-0001": 0}  # analysts can tell the backfill apart
     cases = {c for (c,) in ch_client.execute(f"SELECT case_id FROM {db}.cases FINAL")}
     assert {rows["HIST-0001"], rows["HIST-0002"], rows["LIVE-0001"]} <= cases  # analysts see the backfill
     events = TopicReader(settings, "case-events", "CaseEvent")
