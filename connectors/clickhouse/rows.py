@@ -23,7 +23,8 @@ CASES = "cases"
 CASE_EVENTS = "case_events"
 DISPATCHES = "dispatches"
 DEAD_LETTERS = "dead_letters"
-TABLES = (REPORTS, CASES, CASE_EVENTS, DISPATCHES, DEAD_LETTERS)
+DEVICE_EVENTS = "device_events"  # issue 15 (schemas/migrations/0015_device_events.sql)
+TABLES = (REPORTS, CASES, CASE_EVENTS, DISPATCHES, DEAD_LETTERS, DEVICE_EVENTS)
 
 Row = dict[str, Any]
 
@@ -65,7 +66,7 @@ def report_row(r: dict[str, Any]) -> Row:
         "platform": _t(r.get("platform")), "deadline": _s(r.get("deadline")),
         "device_id": _t(r.get("device_id")), "device_type": _t(r.get("device_type")),
         "value": r.get("value"), "threshold": r.get("threshold"), "unit": _t(r.get("unit")),
-        "version": _version(r["version"]),
+        "version": _version(r["version"]), "historical": int(bool(r.get("historical", False))),  # issue 15
     }
 
 
@@ -78,7 +79,7 @@ def case_row(c: dict[str, Any]) -> Row:
         "report_count": int(c["report_count"]), "first_seen": _s(c["first_seen"]), "last_seen": _s(c["last_seen"]),
         "status": c["status"], "dispatchable": int(bool(c.get("dispatchable", True))),
         "device_ids": list(c.get("device_ids") or []), "version": _version(c["version"]),
-        "updated_at": _s(c["updated_at"]),
+        "updated_at": _s(c["updated_at"]), "historical": int(bool(c.get("historical", False))),  # issue 15
     }
 
 
@@ -134,6 +135,16 @@ def dispatch_row(d: dict[str, Any]) -> Row:
     }
 
 
+def device_event_row(e: dict[str, Any]) -> Row:
+    """Issue 15: one DeviceEvent (fault / low_battery / selftest / offline / online) -> device_events."""
+    return {
+        "event_id": e["event_id"], "device_id": e["device_id"], "device_type": _t(e.get("device_type")),
+        "event": e["event_type"], "at": _s(e["at"]), "county_code": _t(e.get("county_code")),
+        "street_code": _t(e.get("street_code")), "address": _t(e.get("address")), "owner": _t(e.get("owner")),
+        "detail": _t(e.get("detail")),
+    }
+
+
 def dead_letter_row(partition: int, offset: int, key: bytes | None, value: bytes,
                     headers: list[tuple[str, bytes]], timestamp_ms: int | None) -> Row:
     """A dead letter for analysts: personal data masked, plus the sha256 of the original bytes.
@@ -174,6 +185,7 @@ _AVRO: dict[str, tuple[str, Callable[[dict[str, Any]], Row]]] = {
     CASES: ("Case", case_row),
     CASE_EVENTS: ("CaseEvent", case_event_row),
     DISPATCHES: ("Dispatch", dispatch_row),
+    DEVICE_EVENTS: ("DeviceEvent", device_event_row),
 }
 
 
@@ -195,12 +207,15 @@ class TopicMap:
             return DEAD_LETTERS
         if topic == s.topic(topics.DISPATCHES):
             return DISPATCHES
+        if topic == s.topic(topics.DEVICE_EVENTS):
+            return DEVICE_EVENTS
         return None
 
     #: The fact topics (contract names).  Dispatches come from ``dispatches``, routing's copy of
     #: every agency's dispatch, not from the ``dispatch.<agency>`` topics: subscribing to those
     #: would need a pattern, which fetches the whole cluster's metadata (gridhub/core/topics.py).
-    CONTRACT_TOPICS = (topics.REPORTS_LINKED, topics.CASES, topics.CASE_EVENTS, topics.DISPATCHES, topics.DLQ)
+    CONTRACT_TOPICS = (topics.REPORTS_LINKED, topics.CASES, topics.CASE_EVENTS, topics.DISPATCHES, topics.DLQ,
+                       topics.DEVICE_EVENTS)
 
     @property
     def topics(self) -> list[str]:

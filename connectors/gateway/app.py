@@ -392,4 +392,8 @@ def make_app(settings: Settings, producer: RawProducer, *, max_body: int = DEFAU
     app.router.add_post("/v1/feedback", feedback)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi_json)
+    # issue 15: the county centre's actions on cases (connectors/gateway/case_actions.py)
+    from connectors.gateway.case_actions import PATH, make_handler
+
+    app.router.add_post(PATH, make_handler(settings, feedback_tokens.check, deliver, error_response, bearer))
     return app

@@ -18,7 +18,10 @@ SOURCES = {"12345": "hotline-12345", "hotline-12345": "hotline-12345"}
 @click.option("--batch-size", default=DEFAULT_BATCH, show_default=True, help="rows per acknowledged Kafka batch")
 @click.option("--sheet", default=None, help="XLSX sheet name (default: the active sheet)")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-def import_cmd(source: str, files: tuple[Path, ...], batch_size: int, sheet: str | None, no_progress: bool) -> None:
+@click.option("--historical", is_flag=True,
+              help="backfill: cases and facts are recorded for analysts, nothing is dispatched, nothing escalates")
+def import_cmd(source: str, files: tuple[Path, ...], batch_size: int, sheet: str | None, no_progress: bool,
+               historical: bool) -> None:
     """Import 12345 work-order export FILES (.csv in UTF-8/GB18030, or .xlsx) to raw.hotline-12345.
 
     Re-importing a file is safe: each row gives the same key (工单编号) and the same bytes,
@@ -27,7 +30,8 @@ def import_cmd(source: str, files: tuple[Path, ...], batch_size: int, sheet: str
     """
     settings = get_settings()
     for path in files:
-        summary = import_file(settings, path, batch_size=batch_size, sheet=sheet, progress=not no_progress)
+        summary = import_file(settings, path, batch_size=batch_size, sheet=sheet, progress=not no_progress,
+                              historical=historical)
         click.echo(f"{path.name}: {summary.rows_read} rows read, {summary.produced} produced, "
                    f"{summary.rejected} rejected")
         for number, reason in summary.errors:

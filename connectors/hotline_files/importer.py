@@ -47,8 +47,14 @@ class ImportSummary:
     errors: list[tuple[int, str]] = field(default_factory=list)   # (row number, reason)
 
 
+#: Issue 15: the raw header of a backfill (``--historical``); ingest marks the reports, routing never dispatches
+#: their cases (streams/ingest/agents.py HISTORICAL_HEADER).
+HISTORICAL = (("gridhub.historical", b"1"),)
+
+
 def import_file(settings: Settings, path: Path, *, batch_size: int = DEFAULT_BATCH, sheet: str | None = None,
-                progress: bool = True, on_batch: Callable[[ImportSummary], None] | None = None) -> ImportSummary:
+                progress: bool = True, on_batch: Callable[[ImportSummary], None] | None = None,
+                historical: bool = False) -> ImportSummary:
     from tqdm import tqdm
 
     raw_topic = settings.topic(RAW["hotline-12345"])
@@ -85,7 +91,8 @@ def import_file(settings: Settings, path: Path, *, batch_size: int = DEFAULT_BAT
                         "file-import", reason, raw_topic, extra={"row": str(row.number), "file": path.name})))
                 else:
                     assert mapped.key is not None
-                    batch.append(RawRecord(raw_topic, mapped.key.encode("utf-8"), mapped.value()))
+                    batch.append(RawRecord(raw_topic, mapped.key.encode("utf-8"), mapped.value(),
+                                           list(HISTORICAL) if historical else []))
                     pending_ok += 1
                 if len(batch) >= batch_size:
                     flush()

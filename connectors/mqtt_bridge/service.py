@@ -253,6 +253,8 @@ class MqttBridge(Source):
 
 def create(app: Any, settings: Settings) -> Service | None:
     """``gridhub run`` factory (runner.SERVICES).  Disabled with ``GRIDHUB_MQTT_PORT=0``."""
-    if settings.mqtt_port == 0:
+    from gridhub.core.shadow import is_shadow
+
+    if settings.mqtt_port == 0 or is_shadow():  # issue 15: a shadow never ingests the live MQTT feed
         return None
     return MqttBridge(settings)

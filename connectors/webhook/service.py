@@ -210,6 +210,11 @@ def runner(settings: Settings, catalog: AgencyCatalog) -> SinkRunner:
 
 def create(app: Any, settings: Settings) -> SinkRunner | None:
     """``gridhub run`` factory: a sink when any agency is configured for webhook delivery, else None."""
+    from gridhub.core.shadow import is_shadow
+
+    if is_shadow():  # issue 15: a shadow namespace (replay diff) never calls agencies
+        log.info("webhook_sink_disabled", reason="shadow namespace (GRIDHUB_SHADOW)")
+        return None
     catalog = catalog_for_rules(settings.routing_rules)
     if not catalog.webhooks:
         log.info("webhook_sink_disabled", reason="no agency is configured for webhook delivery")

@@ -32,7 +32,7 @@ log = get_logger(__name__)
 #: What an operator may see, per table, in display order (CONTRACTS.md section 3 first).
 ALLOWED: dict[str, list[str]] = {
     "cases": ["case_id", "county_code", "street_code", "category", "title", "address", "severity", "sources",
-              "report_count", "first_seen", "last_seen", "status", "dispatchable", "updated_at"],
+              "report_count", "first_seen", "last_seen", "status", "dispatchable", "updated_at", "historical"],
     "reports": ["source", "source_ref", "case_id", "county_code", "street_code", "category", "reported_at",
                 "report_id", "kind", "village_code", "grid_code", "source_category_name", "title", "address",
                 "severity", "status", "channel", "appeal_type", "platform", "event_source", "device_id",
@@ -318,14 +318,74 @@ def render_case(view: CaseView) -> str:
         rows = [[fmt_ms(e["at"]), "+" + fmt_duration(e["since_open_ms"]), e.get("event") or "-",
                  _cell("state", e.get("state")),
                  fmt_duration(e["state_ms"]) if e.get("state_ms") is not None else "-",
-                 _cell("agency", e.get("agency"))] for e in view.timeline]
-        out.append(render_table(rows, ["at", "since open", "event", "state", "time in state", "agency"]))
+                 _cell("agency", e.get("agency")), action_note(e)] for e in view.timeline]
+        out.append(render_table(rows, ["at", "since open", "event", "state", "time in state", "agency", "by / why"]))
     return "\n".join(out)
 
 
 def view_json(view: CaseView) -> dict[str, Any]:
     return {"case_id": view.case_id, "source": view.source, "case": view.case, "reports": view.reports,
             "dispatches": view.dispatches, "timeline": view.timeline, "clocks": view.clocks, "now": view.now_ms}
+
+
+def action_note(event: dict[str, Any]) -> str:
+    """``op-007: 属地错误`` for the county centre's actions (``centre_*`` events), else ``-``."""
+    if not str(event.get("event") or "").startswith("centre_"):
+        return "-"
+    try:
+        detail = json.loads(event.get("detail") or "{}")
+    except ValueError:
+        return "-"
+    return f"{detail.get('operator', '?')}: {detail.get('reason', '')}"[:60]
+
+
+# --- centre actions (issue 15) ------------------------------------------------------------------
+
+def send_command(settings: Settings, doc: dict[str, Any]) -> str:
+    """Put one centre command on ``case-commands`` (keyed by its case id); returns its commandId.
+
+    Routing applies it (``streams/routing/centre.py``) or dead-letters it with the reason.
+    """
+    from gridhub.ops.common import make_producer
+    from streams.routing.centre import COMMANDS_TOPIC, parse_command
+    from streams.routing.lifecycle import Rejected
+
+    doc = {k: v for k, v in doc.items() if v is not None}
+    doc.setdefault("time", int(time.time() * 1000))
+    try:
+        cmd = parse_command(doc)
+    except Rejected as exc:
+        raise click.UsageError(str(exc)) from exc
+    doc["commandId"] = cmd["commandId"]
+    producer = make_producer(settings)
+    try:
+        producer.send(settings.topic(COMMANDS_TOPIC), key=cmd["caseId"].encode("utf-8"),
+                      value=json.dumps(doc, ensure_ascii=False).encode("utf-8")).get(timeout=30)
+    finally:
+        producer.close()
+    log.info("case_command_sent", case_id=cmd["caseId"], action=cmd["action"], operator=cmd["operator"],
+             command_id=cmd["commandId"])
+    return str(cmd["commandId"])
+
+
+def _operator(value: str | None) -> str:
+    import getpass
+    import os
+
+    return value or os.environ.get("GRIDHUB_OPERATOR") or getpass.getuser()
+
+
+def _common(fn: Any) -> Any:
+    fn = click.option("--namespace", default=None, help="another namespace than GRIDHUB_NAMESPACE")(fn)
+    fn = click.option("--operator", default=None, help="operator id (default $GRIDHUB_OPERATOR, else the login)")(fn)
+    fn = click.option("--reason", required=True, help="why: kept in the case's audit trail")(fn)
+    return click.argument("case_id")(fn)
+
+
+def _send(namespace: str | None, doc: dict[str, Any]) -> None:
+    command_id = send_command(settings_for(namespace), doc)
+    click.echo(f"{doc['action']} of case {doc['caseId']} sent: command {command_id} "
+               "(see it with: gridhub case show " + doc["caseId"] + ")")
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -384,3 +444,154 @@ def find_cmd(source: str, ref: str, namespace: str | None) -> None:
         sys.exit(1)
     for case_id in cases:
         click.echo(case_id)
+
+
+@case.command("assign")
+@_common
+@click.option("--agency", required=True, help="agency code: zhzf, or 330502.zhzf")
+@click.option("--assist", is_flag=True, help="add as an assisting agency instead of making it the lead")
+def assign_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, agency: str,
+               assist: bool) -> None:
+    """指派/转办: make AGENCY the lead of CASE_ID (or add it as an assisting agency)."""
+    _send(namespace, {"caseId": case_id, "action": "assign", "operator": _operator(operator), "reason": reason,
+                      "agency": agency, "role": "assist" if assist else "lead"})
+
+
+@case.command("recategorise")
+@_common
+@click.option("--category", default=None, help="category code (deploy/categories.yaml)")
+@click.option("--street", "street_code", default=None, help="township code (9 digits)")
+@click.option("--address", default=None)
+def recategorise_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, category: str | None,
+                     street_code: str | None, address: str | None) -> None:
+    """Set the category and/or the township of CASE_ID; the case is re-routed and later reports keep it."""
+    _send(namespace, {"caseId": case_id, "action": "recategorise", "operator": _operator(operator),
+                      "reason": reason, "category": category, "streetCode": street_code, "address": address})
+
+
+@case.command("merge")
+@_common
+@click.option("--into", "into", required=True, help="the case that stays")
+def merge_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, into: str) -> None:
+    """CASE_ID and INTO are one incident: CASE_ID is closed into INTO, for good."""
+    _send(namespace, {"caseId": case_id, "action": "merge", "operator": _operator(operator), "reason": reason,
+                      "intoCaseId": into})
+
+
+@case.command("split")
+@_common
+@click.option("--report", "report_id", required=True, help="report_id to move off into a new case")
+@click.option("--category", default=None, help="the new case's category (default: the report's)")
+def split_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, report_id: str,
+              category: str | None) -> None:
+    """Move one report of CASE_ID off into a new case; it never rejoins CASE_ID."""
+    settings = settings_for(namespace)
+    doc: dict[str, Any] = {"caseId": case_id, "action": "split", "operator": _operator(operator),
+                           "reason": reason, "reportId": report_id, "category": category}
+    try:  # the report's source id and place, so the new case is routed where the report is
+        rows = _report_row(settings, report_id)
+    except CaseStoreError as exc:
+        click.echo(f"warning: {exc}; the new case takes the old case's place", err=True)
+        rows = []
+    if rows:
+        row = rows[0]
+        doc.update(source=row.get("source"), sourceRef=row.get("source_ref"),
+                   category=category or row.get("category"), streetCode=row.get("street_code"))
+    _send(namespace, doc)
+
+
+def _report_row(settings: Settings, report_id: str) -> list[dict[str, Any]]:
+    client = ch_client(settings)
+    try:
+        return _select(client, settings.ch_database, "reports", "report_id = %(r)s", {"r": report_id})
+    except Exception as exc:  # clickhouse-driver: network and server errors of several types
+        raise CaseStoreError(f"ClickHouse query failed: {exc}") from exc
+    finally:
+        client.disconnect()
+
+
+@case.command("reopen")
+@_common
+@click.option("--deadline", default=None, help="new 办结 deadline (ISO-8601, Beijing time without a zone)")
+def reopen_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, deadline: str | None) -> None:
+    """重办: CASE_ID goes back to its last lead agency with a new deadline."""
+    _send(namespace, {"caseId": case_id, "action": "reopen", "operator": _operator(operator), "reason": reason,
+                      "deadline": deadline})
+
+
+# --- for `gridhub demo` (issue 15) ---------------------------------------------------------------
+
+def status_replies(settings: Settings, source: str = "hotline-12345", limit: int = 1000) -> list[dict[str, Any]]:
+    """The replies on ``status.<source>`` (oldest first, at most ``limit``): what the source system was told."""
+    from gridhub.ops.common import make_consumer, plan_spans, read_spans
+
+    consumer = make_consumer(settings)
+    try:
+        topic = settings.topic(f"status.{source}")
+        partitions = consumer.partitions_for_topic(topic) or set()
+        out = []
+        for record in read_spans(consumer, plan_spans(consumer, topic, partitions)):
+            try:
+                out.append(json.loads(record.value))
+            except ValueError:
+                continue
+            if len(out) >= limit:
+                break
+        return sorted(out, key=lambda r: (r.get("at") or 0, r.get("sourceRef") or ""))
+    finally:
+        consumer.close()
+
+
+def demo_centre_step(settings: Settings, timeout_s: float = 60.0) -> dict[str, Any]:
+    """One county-centre action and one status reply, for ``gridhub demo``'s summary.
+
+    Takes the first case with an active lead dispatch in ClickHouse, asks the county
+    centre to join it as an assisting agency (``gridhub case assign --assist``, operator
+    ``demo``), waits until routing recorded the ``centre_assign`` event in ClickHouse, and
+    reads one reply the hub sent to 12345 (or, without 12345 traffic, to the four
+    platforms).  Returns what it saw; :func:`demo_summary_line` prints it.
+    """
+    client = ch_client(settings)
+    db = settings.ch_database
+    try:
+        rows = client.execute(f"SELECT case_id, county_code FROM {db}.dispatches FINAL WHERE role = 'lead' "
+                              "AND action != 'withdraw' AND reason != 'device' AND case_id IN (SELECT case_id "
+                              f"FROM {db}.cases FINAL WHERE status NOT IN ('resolved', 'reviewed', 'closed')) "
+                              "ORDER BY dispatched_at LIMIT 1")
+        result: dict[str, Any] = {"centre_action": None, "status_reply": None}
+        if rows:
+            case_id, county = str(rows[0][0]), str(rows[0][1])
+            command_id = send_command(settings, {"caseId": case_id, "action": "assign", "operator": "demo",
+                                                 "reason": "演示：县级中心协同督办", "agency": f"{county}.zzzx",
+                                                 "role": "assist"})
+            deadline = time.monotonic() + timeout_s
+            seen = False
+            while time.monotonic() < deadline and not seen:
+                seen = bool(client.execute(f"SELECT count() FROM {db}.case_events FINAL WHERE case_id = %(c)s "
+                                           "AND event = 'centre_assign'", {"c": case_id})[0][0])
+                if not seen:
+                    time.sleep(0.5)
+            result["centre_action"] = {"case_id": case_id, "action": "assign", "agency": f"{county}.zzzx",
+                                       "role": "assist", "command_id": command_id, "recorded": seen}
+    finally:
+        client.disconnect()
+    for source in ("hotline-12345", "four-platforms"):
+        replies = status_replies(settings, source, limit=200)
+        if replies:
+            result["status_reply"] = {k: replies[-1].get(k) for k in ("source", "sourceRef", "caseId", "state",
+                                                                      "leadAgency")}
+            result["status_replies"] = len(replies)
+            break
+    return result
+
+
+def demo_summary_line(result: dict[str, Any]) -> str:
+    """``centre action: ...; status reply: ...`` for the demo's printed summary."""
+    action = result.get("centre_action")
+    reply = result.get("status_reply")
+    a = (f"centre action: assign {action['agency']} (assist) to case {action['case_id']} by operator demo"
+         f" ({'recorded in case_events' if action['recorded'] else 'NOT yet recorded'})" if action
+         else "centre action: none (no dispatched case)")
+    r = (f"status reply: {reply['source']} {reply['sourceRef']} -> {reply['state']} (lead {reply['leadAgency']}; "
+         f"{result.get('status_replies', 0)} replies sent)" if reply else "status reply: none")
+    return f"{a}; {r}"

@@ -43,6 +43,7 @@ from gridhub.core.settings import Settings, get_settings
 log = get_logger(__name__)
 
 REPLAY_HEADER = "gridhub.replay"
+HISTORICAL_HEADER = "gridhub.historical"  # streams/ingest/agents.py reads it (issue 15, --historical)
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ def _from_archive(src: Path, sources: Iterable[str], since_ms: int | None,
 
 def replay_records(settings: Settings, sources: Iterable[str] = T.SOURCES, *, since_ms: int | None = None,
            until_ms: int | None = None, archive: Path | None = None, namespace: str | None = None,
-           dry_run: bool = False, restamp: bool = False, progress: bool = True) -> ReplayResult:
+           dry_run: bool = False, restamp: bool = False, progress: bool = True,
+           historical: bool = False) -> ReplayResult:
     """Re-drive ``sources`` of ``settings``' namespace (or of an archive) into ``namespace``.
 
     ``namespace=None``: back into the live raw topics of ``settings``.
@@ -152,8 +154,10 @@ def replay_records(settings: Settings, sources: Iterable[str] = T.SOURCES, *, si
             else:
                 # the original partition when the target has it: same order as the first time
                 part = item.partition if item.partition < partitions[item.source] else None
-                headers = [(k, v) for k, v in item.headers if k != REPLAY_HEADER]
+                headers = [(k, v) for k, v in item.headers if k not in (REPLAY_HEADER, HISTORICAL_HEADER)]
                 headers.append((REPLAY_HEADER, result.run_id.encode()))
+                if historical:  # issue 15: recorded for analysts, never dispatched, never escalated
+                    headers.append((HISTORICAL_HEADER, b"1"))
                 producer.send(topic, key=item.key, value=item.value, headers=headers, partition=part,
                               timestamp_ms=None if restamp else item.timestamp).add_errback(failures.append)
                 result.counts[(topic, item.partition if part is not None else -1)] += 1
@@ -181,14 +185,16 @@ def next_steps(namespace: str) -> list[str]:
     ns = settings_for(namespace, base)
     return [
         f"GRIDHUB_NAMESPACE={namespace} gridhub ch migrate      # create ClickHouse database {ns.ch_database}",
-        f"GRIDHUB_NAMESPACE={namespace} gridhub run             # process it: consumer group {ns.faust_app_id}, "
-        "own tables",
+        f"GRIDHUB_SHADOW=1 GRIDHUB_NAMESPACE={namespace} gridhub run   # process it: consumer group "
+        f"{ns.faust_app_id}, own tables; no webhooks, no live MQTT, no status replies",
         f"gridhub report --database {ns.ch_database}        # compare with: gridhub report",
+        f"gridhub replay diff --namespace {namespace}          # per case: lead, assist, category, deadlines, "
+        "escalations, fusion",
         f"gridhub topics ls --namespace {namespace}             # what the replay produced, per topic",
     ]
 
 
-@click.command("replay")
+@click.group("replay", invoke_without_command=True)
 @click.option("--source", "sources", multiple=True, type=click.Choice(T.SOURCES),
               help="a source to replay (repeatable; default all three)")
 @click.option("--from", "since", default=None, help="records with timestamp >= this (ISO or relative: 6h, 1d)")
@@ -201,9 +207,18 @@ def next_steps(namespace: str) -> list[str]:
 @click.option("--restamp", is_flag=True, help="give the records the current time instead of the original one")
 @click.option("--yes", is_flag=True, help="replay into the live pipeline without asking")
 @click.option("--progress/--no-progress", default=True, help="tqdm bar with rate and ETA on a terminal")
-def replay(sources: tuple[str, ...], since: str | None, until: str | None, archive: Path | None,
-               namespace: str | None, dry_run: bool, restamp: bool, yes: bool, progress: bool) -> None:
-    """Re-drive raw feeds from a time range or an archive, into live or another namespace."""
+@click.option("--historical", is_flag=True,
+              help="backfill: cases and facts are recorded for analysts, nothing is dispatched, nothing escalates")
+@click.pass_context
+def replay(ctx: click.Context, sources: tuple[str, ...], since: str | None, until: str | None, archive: Path | None,
+           namespace: str | None, dry_run: bool, restamp: bool, yes: bool, progress: bool,
+           historical: bool) -> None:
+    """Re-drive raw feeds from a time range or an archive, into live or another namespace.
+
+    `gridhub replay diff --namespace NS` then compares that shadow namespace with live.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     settings = get_settings()
     since_ms, until_ms = parse_time(since), parse_time(until)
     if archive is None and since_ms is None and until_ms is None:
@@ -212,7 +227,7 @@ def replay(sources: tuple[str, ...], since: str | None, until: str | None, archi
         click.confirm(f"Replay into the LIVE raw topics of namespace '{settings.namespace or '(contract)'}'?",
                       abort=True)
     result = replay_records(settings, list(sources) or T.SOURCES, since_ms=since_ms, until_ms=until_ms, archive=archive,
-                    namespace=namespace, dry_run=dry_run, restamp=restamp, progress=progress)
+                    namespace=namespace, dry_run=dry_run, restamp=restamp, progress=progress, historical=historical)
     rows = [(topic, "any" if part < 0 else part, n) for (topic, part), n in sorted(result.counts.items())]
     click.echo(render_table(rows, ["topic", "partition", "records"]))
     rate = result.total / result.seconds if result.seconds else 0.0
@@ -224,3 +239,33 @@ def replay(sources: tuple[str, ...], since: str | None, until: str | None, archi
         click.echo("next:")
         for line in next_steps(namespace):
             click.echo("  " + line)
+
+
+@replay.command("diff")
+@click.option("--namespace", required=True, help="the shadow namespace (fed by gridhub replay --namespace NS)")
+@click.option("--from", "since", default=None, help="reports received at or after this (ISO or relative: 6h, 1d)")
+@click.option("--to", "until", default=None, help="reports received before this")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object: cases and totals")
+def diff_cmd(namespace: str, since: str | None, until: str | None, as_json: bool) -> None:
+    """Per case, what the shadow NAMESPACE decided differently from live: lead and assisting agencies,
+    category, deadlines, escalations, fusion (reports that joined different cases), then totals."""
+    from gridhub.ops import replay_diff as rd
+    from gridhub.ops.case import ch_client
+
+    live = get_settings()
+    shadow = settings_for(namespace, live)
+    if shadow.ch_database == live.ch_database:
+        raise click.UsageError("the shadow namespace is the live one: give another --namespace")
+    since_ms, until_ms = parse_time(since), parse_time(until)
+    client = ch_client(live)
+    try:
+        have = {str(n) for (n,) in client.execute("SELECT name FROM system.databases")}
+        for db in (live.ch_database, shadow.ch_database):
+            if db not in have:
+                raise click.ClickException(f"ClickHouse database {db} does not exist (run: gridhub ch migrate)")
+        diffs, totals = rd.diff(rd.load_summaries(client, live.ch_database, since_ms, until_ms),
+                                rd.load_summaries(client, shadow.ch_database, since_ms, until_ms))
+    finally:
+        client.disconnect()
+    click.echo(rd.as_json(diffs, totals, live.ch_database, shadow.ch_database) if as_json
+               else rd.render(diffs, totals, live.ch_database, shadow.ch_database))

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.centre import fusion_hook as centre_hook
 from streams.fusion import rules
 from streams.fusion.config import FusionConfig
 from streams.fusion.geo import cell_of, cells_within, haversine_m
@@ -126,6 +127,8 @@ class FusionEngine:
         """
         st = JsonState(kv)
         result = FusionResult()
+        if centre_hook.apply(self, st, event, result):  # issue 15: the county centre's merge / split / category
+            return result
         name = str(event.get("event") or "")
         case = st.get(f"c:{event.get('case_id')}")
         state = event.get("state") or {"reopened": "in_progress"}.get(name, name)
@@ -167,7 +170,7 @@ class FusionEngine:
 
     def _known_record(self, st: JsonState, skey: str, entry: dict[str, Any], kind: str,
                       report: dict[str, Any], f: Features, result: FusionResult, fp: str) -> FusionResult:
-        case_id = entry.get("case")
+        case_id = centre_hook.follow(st, entry.get("case"))  # issue 15: a merged case lives on in its target
         case = st.get(f"c:{case_id}") if case_id else None
         result.outcome = kind
         if kind == "update" and case is not None:
@@ -264,6 +267,7 @@ class FusionEngine:
             "updated_at": f.t, "opener": f.report_id, "human": f.human, "sh": [],
             "fulls": [], "roads": [], "places": [], "streets": [], "recovered": {}, "closed_at": None, "idx": [],
             "vills": [], "shops": [], "concepts": [], "reporters": [], "src_closed_at": None,
+            "historical": bool(report.get("historical", False)),  # issue 15: backfill, never dispatched
         }
         self._add_report(case, report, f)
         return case
@@ -283,6 +287,7 @@ class FusionEngine:
         case["dispatchable"] = bool(case["dispatchable"]) or bool(report.get("dispatchable", True))
         case["updated_at"] = max(int(case["updated_at"]), f.t)
         case["human"] = bool(case["human"]) or f.human
+        case["historical"] = bool(case.get("historical", False)) and bool(report.get("historical", False))
         if f.shingles and len(case["sh"]) < self.cfg.max_shingles:
             known = set(case["sh"])
             case["sh"].extend(sorted(f.shingles - known)[: self.cfg.max_shingles - len(case["sh"])])
@@ -320,7 +325,7 @@ class FusionEngine:
 
     def _join(self, case: dict[str, Any], report: dict[str, Any], f: Features) -> list[str]:
         events = ["report_linked"]
-        if case["category"] == "other" and f.category != "other":
+        if case["category"] == "other" and f.category != "other" and "category" not in case.get("pinned", {}):
             case["category"] = f.category  # a classified report refines an unclassified case
             events.append("recategorised")
         self._add_report(case, report, f)
@@ -330,7 +335,7 @@ class FusionEngine:
         """Rule 1: a newer version of a known record updates its case, never opens one."""
         events = ["report_updated"]
         if case["opener"] == f.report_id:
-            if f.category != case["category"] and f.category != "other":
+            if f.category != case["category"] and f.category != "other" and "category" not in case.get("pinned", {}):
                 case["category"] = f.category
                 events.append("recategorised")
             moved = f.street is not None and f.street != case["street"]
@@ -486,4 +491,5 @@ def to_case_record(case: dict[str, Any]) -> dict[str, Any]:
         "report_count": int(case["report_count"]), "first_seen": int(case["first_seen"]),
         "last_seen": int(case["last_seen"]), "status": case["status"], "dispatchable": bool(case["dispatchable"]),
         "device_ids": list(case["device_ids"]), "version": int(case["version"]), "updated_at": int(case["updated_at"]),
+        "historical": bool(case.get("historical", False)),
     }

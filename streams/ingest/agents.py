@@ -203,6 +203,8 @@ async def _emit(source: str, out: Normalized, partition: int) -> None:
         hub_clock.observe(at)
         if at > state.get("last", 0):  # a late, older event proves nothing about now
             liveness[key] = json.dumps({"last": at, "p": partition}).encode()
+            if _reported_offline.get(device_id, at) < at:  # issue 15: a silent device is back online
+                await _send_online(device_id, int(_reported_offline.pop(device_id)), at)
 
 
 async def _process(source: str, events: AsyncIterator[Any]) -> AsyncIterator[None]:
@@ -220,8 +222,21 @@ async def _process(source: str, events: AsyncIterator[Any]) -> AsyncIterator[Non
                           partition=event.message.partition, offset=event.message.offset)
             await dead_letter(event, STAGE, f"internal error {type(exc).__name__}: {exc}"[:500])
         else:
+            if out.report is not None and _historical(event):  # issue 15: --historical import / replay
+                out.report["historical"] = True
             await _emit(source, out, event.message.partition)
         yield None
+
+
+#: Issue 15: the raw-record header that `gridhub import --historical` and `gridhub replay --historical` set.
+HISTORICAL_HEADER = "gridhub.historical"
+
+
+def _historical(event: Any) -> bool:
+    for key, value in event.message.headers or ():
+        if key == HISTORICAL_HEADER and value in (b"1", "1"):
+            return True
+    return False
 
 
 @app.agent(raw_topics["four-platforms"], name="ingest-four-platforms")
@@ -258,6 +273,15 @@ def offline_event(device_id: str, record: dict[str, Any], last_ms: int, now_ms: 
         "street_code": street, "address": pii.mask_text(address, names) if address else None,
         "owner": None, "detail": f"silent since {last_ms} ms (> {OFFLINE_FACTOR} x heartbeat interval)",
     }
+
+
+async def _send_online(device_id: str, silent_since: int, at: int) -> None:
+    """Issue 15: the DeviceEvent ``online`` that ends an offline episode (closes the device case)."""
+    event = dict(offline_event(device_id, device_registry.records.get(device_id, {}), silent_since, at),
+                 event_id=str(uuid.uuid5(REPORT_NAMESPACE, f"sensors|{device_id}|online|{silent_since}")),
+                 event_type="online", detail=f"heartbeat again at {at} ms after silence since {silent_since} ms")
+    await device_events_topic.send(key=device_id.encode(), value=codec("DeviceEvent").encode(event))
+    log.info("device_online", device_id=device_id, silent_since=silent_since)
 
 
 def silent_devices(states: dict[str, dict[str, Any]], registry: dict[str, dict[str, Any]],

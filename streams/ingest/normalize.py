@@ -431,10 +431,15 @@ def _masked(text: str | None, names: tuple[str, ...]) -> str | None:
 
 def _four_platforms(doc: _Doc, ctx: _Context) -> Normalized:
     event_id = doc.req_str("eventId")
-    platform = doc.req_str("platform")
-    if platform not in PLATFORMS:
-        raise Rejected(f"unknown platform {platform!r} (expected one of the four platforms, "
-                       f"2021 or legacy names)")
+    from streams.centre.platforms import platforms  # issue 15: the names are configuration
+
+    platform_raw = doc.req_str("platform")
+    known = platforms()
+    canonical = known.canonical(platform_raw)
+    if canonical is None:
+        raise Rejected(f"unknown platform {platform_raw!r} (expected one of {', '.join(known.known())}: "
+                       "deploy/platforms.yaml)")
+    platform = canonical
     description = doc.req_str("description")
     reported = _check_time("reportTime", doc.epoch_ms("reportTime", required=True) or 0, ctx)
     occurred = doc.epoch_ms("occurTime")

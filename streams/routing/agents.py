@@ -40,8 +40,12 @@ from gridhub.core.logging import get_logger
 from gridhub.core.metrics import DISPATCHES, OVERDUE_CASES
 from gridhub.core.kafka_admin import ensure_topics_off_loop, spec_partitions
 from streams.app import app, dead_letter, settings, stop_on_infrastructure_error, table_options
+from gridhub.core.shadow import is_shadow
+from streams.routing import centre
+from streams.routing import devices
 from streams.routing import feedback as feedback_relay
 from streams.routing import lifecycle as lc
+from streams.routing import status as status_replies
 from streams.routing.rules import RulesHolder
 
 log = get_logger(__name__)
@@ -76,11 +80,17 @@ class _FeedbackRelay(feedback_relay.FeedbackRelay):
 
 app.service(_FeedbackRelay)
 
+
+#: Issue 15: the county centre's actions (streams/routing/centre.py), keyed by case id like the table.
+commands_topic = app.topic(settings.topic(centre.COMMANDS_TOPIC), key_type=bytes, value_type=bytes, internal=True,
+                           partitions=_N)
+
 # bytes key/value types give the "raw" serializers: values are the JSON state of lifecycle.py.
 table = app.Table(TABLE_NAME, default=None, key_type=bytes, value_type=bytes, partitions=_N, options=table_options())
 
 _lock = asyncio.Lock()  # one case transition (read, compute, write, enqueue) at a time in this process
 _dispatch_topics: dict[str, faust.TopicT] = {}
+_status_topics: dict[str, faust.TopicT] = {}
 _ticked: dict[bytes, int] = {}  # case key -> due instant already ticked (avoids one tick per scan)
 _last_scan = 0.0
 #: "now" for deadlines: wall time, or event time in compressed-time demos (gridhub/clock.py).
@@ -135,6 +145,7 @@ async def _commit(event: faust.EventT, key: bytes, old: dict[str, Any] | None, n
     """
     with stop_on_infrastructure_error(event, "routing"):
         if new is not None and new is not old:
+            lc.with_replies(new, fx)  # issue 15: status.<source> replies, remembered in the state
             new["partition"] = event.message.partition
             due = lc.next_due(new, rules.current)
             new["due"] = due
@@ -178,6 +189,25 @@ async def _send_effects(fx: lc.Effects) -> None:
                  dispatch_id=ev["dispatch_id"], state=ev["state"])
     for ev in fx.lifecycle:
         await lifecycle_topic.send(key=ev["county_code"].encode("utf-8"), value=event_codec.encode(ev))
+    await send_status_replies(fx)
+    for cmd in fx.commands:  # issue 15: follow-ups of a centre action (a merge tells its target)
+        await commands_topic.send(key=str(cmd["caseId"]).encode("utf-8"),
+                                  value=json.dumps(cmd, ensure_ascii=False).encode("utf-8"))
+
+
+async def send_status_replies(fx: lc.Effects) -> None:
+    """Issue 15: the replies to the source systems; a shadow namespace never writes them (gridhub/shadow.py)."""
+    if not fx.status or is_shadow():
+        return
+    for record in fx.status:
+        name, key, value = status_replies.encode(record)
+        topic = _status_topics.get(name)
+        if topic is None:
+            topic = _status_topics[name] = app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
+                                                     internal=True, partitions=spec_partitions(settings, name))
+            if not await _ensure([name]):
+                await topic.maybe_declare()
+        await topic.send(key=key, value=value)
 
 
 @app.agent(cases_topic, name="routing.cases")
@@ -252,14 +282,19 @@ async def _on_report(event: faust.EventT) -> None:
         await dead_letter(event, "routing", str(exc))
         return
     hub_clock.observe(report.get("received_at") or report.get("reported_at"))
-    if report.get("source") != "hotline-12345" or not report.get("satisfaction") or not report.get("case_id"):
-        return  # only 12345 回访 updates concern routing
+    if not report.get("case_id"):
+        return
     key = str(report["case_id"]).encode("utf-8")
     old = _load(key)
     if await _resend_if_redelivered(event, old):
         return
-    at = int(report.get("received_at") or report["reported_at"])
-    new, fx = lc.on_review(old, str(report["satisfaction"]), at, report.get("report_id"))
+    # issue 15: remember the source id (status replies) and a 12345 order's own deadline
+    new, fx = lc.on_linked(old, report)
+    if report.get("source") == "hotline-12345" and report.get("satisfaction"):  # 回访
+        at = int(report.get("received_at") or report["reported_at"])
+        new, review_fx = lc.on_review(new, str(report["satisfaction"]), at, report.get("report_id"), rules.current)
+        for name in ("dispatches", "events", "lifecycle", "status"):
+            getattr(fx, name).extend(getattr(review_fx, name))
     await _commit(event, key, old, new, fx)
 
 
@@ -325,3 +360,59 @@ async def _scan(now: int) -> None:
     for key, due, partition in due_keys:
         _ticked[key] = due
         await timers_topic.send(key=key, value=json.dumps({"now": now}).encode("utf-8"), partition=partition)
+
+
+@app.agent(commands_topic, name="routing.commands")
+async def route_commands(stream: faust.StreamT) -> None:
+    """Issue 15: the county centre's actions (assign, recategorise, merge, split, reopen) on ``case-commands``."""
+    async for event in stream.events():
+        async with _lock:
+            try:
+                cmd = centre.parse_command(event.value or b"")
+                if event.key is None or event.key.decode("utf-8", "replace") != cmd["caseId"]:
+                    raise lc.Rejected(f"case command must be keyed by its caseId {cmd['caseId']} (key {event.key!r})")
+                key = cmd["caseId"].encode("utf-8")
+                old = _load(key)
+                if await _resend_if_redelivered(event, old):
+                    continue
+                new, fx = centre.on_command(old, cmd, rules.current)
+            except lc.Rejected as exc:
+                await dead_letter(event, "case-command", str(exc))
+                continue
+            log.info("centre_action", case_id=cmd["caseId"], action=cmd["action"], operator=cmd["operator"],
+                     command_id=cmd["commandId"])
+            await _commit(event, key, old, new, fx)
+
+
+# --------------------------------------------------------------------------- issue 15: device events
+device_events_in = app.topic(settings.topic(T.DEVICE_EVENTS), key_type=bytes, value_type=bytes, internal=True,
+                             partitions=_N)
+#: deviceId -> the device's open device cases (streams/routing/devices.py), JSON bytes.
+device_table = app.Table("routing-devices", default=None, key_type=bytes, value_type=bytes, partitions=_N,
+                         options=table_options())
+#: Loaded when the worker starts (a broken file stops the start with file:line).
+device_owners = devices.owners_beside(settings.routing_rules, rules.current.catalog)
+
+
+@app.agent(device_events_in, name="routing.devices")
+async def route_devices(stream: faust.StreamT) -> None:
+    """Device maintenance events to the owner's agency; repeated offline reports join one open device case."""
+    async for event in stream.events():
+        try:
+            ev = codec("DeviceEvent").decode(event.value or b"")
+        except DecodeError as exc:
+            await dead_letter(event, "routing", str(exc))
+            continue
+        key = str(ev["device_id"]).encode("utf-8")
+        raw = device_table.get(key)
+        old = json.loads(raw) if raw else None
+        if old is not None and old.get("fx_src") == _source(event):
+            with stop_on_infrastructure_error(event, "routing"):  # redelivered after a crash: same effects again
+                await _send_effects(lc.Effects(**old.get("fx", {})))
+            continue
+        new, fx = devices.on_device_event(old, ev, device_owners, rules.current.catalog)
+        with stop_on_infrastructure_error(event, "routing"):
+            if fx:
+                new["fx_src"], new["fx"] = _source(event), asdict(fx)
+            device_table[key] = json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            await _send_effects(fx)

@@ -30,6 +30,9 @@ from typing import Any, Mapping
 from gridhub.core.errors import Rejected
 from gridhub.core.topics import FEEDBACK_ACTIONS
 from gridhub.core.yamlconf import format_duration_ms
+from gridhub.core.pii import mask_text
+from streams.routing import businesstime as bt
+from streams.routing import status as st
 from streams.routing.rules import Assignment, RuleSet
 
 ACTIONS = FEEDBACK_ACTIONS
@@ -37,6 +40,8 @@ OPEN_STATES = ("dispatched", "signed", "in_progress")
 FINISHED_STATES = ("resolved", "reviewed", "closed")
 ACTIVE_DISPATCH = ("dispatched", "signed", "in_progress")
 ESCALATION = "escalation"
+UNSATISFIED = "不满意"  # the 12345 回访 answer that reopens a case (review.reopen_unsatisfied)
+CENTRE_REASON = "centre"  # Dispatch.reason of an agency the county centre assigned by hand (issue 15)
 _NS = uuid.UUID("5f0c6a52-6a1e-4c38-9f7e-2a5b1d0c9e41")  # gridhub routing ids (fixed forever: ids must not change)
 _APPLIED_KEEP = 50  # feedback keys remembered per dispatch for redelivery dedupe; agencies send a handful
 
@@ -48,9 +53,11 @@ class Effects:
     dispatches: list[dict[str, Any]] = field(default_factory=list)  # Avro Dispatch records
     events: list[dict[str, Any]] = field(default_factory=list)  # Avro CaseEvent records for case-events
     lifecycle: list[dict[str, Any]] = field(default_factory=list)  # Avro CaseEvent records for case-lifecycle
+    status: list[dict[str, Any]] = field(default_factory=list)  # JSON replies for status.<source> (status.py)
+    commands: list[dict[str, Any]] = field(default_factory=list)  # JSON follow-ups for case-commands (centre.py)
 
     def __bool__(self) -> bool:
-        return bool(self.dispatches or self.events or self.lifecycle)
+        return bool(self.dispatches or self.events or self.lifecycle or self.status or self.commands)
 
 
 # --------------------------------------------------------------------------- ids
@@ -196,17 +203,84 @@ def dispatch_record(state: Mapping[str, Any], did: str, action: str = "dispatch"
         "escalationLevel": int(d.get("escalation_level", 0)),
         "previousDispatchId": d.get("previous"),
         "action": action,
+        **_enrichment(state, d),
     }
 
 
+URGENCY = {1: "一般", 2: "紧急", 3: "特急"}  # Report.severity 1 | 2 | 3, as 12345 and the four platforms name them
+_PHOTOS_KEEP = 10  # photo URLs carried per dispatch: enough to see the scene, bounded for the state and topic
+_DESCRIPTION_CHARS = 1000  # of the first report's text: a work order's 诉求内容 fits easily
+
+
+def _enrichment(state: Mapping[str, Any], d: Mapping[str, Any]) -> dict[str, Any]:
+    """Dispatch v2 fields (issue 15): what an agency needs to act without calling the hub back."""
+    brief = state.get("brief") or {}
+    refs = state.get("refs") or {}
+    return {
+        "description": brief.get("description"),
+        "reporterMasked": brief.get("reporter_masked"),
+        "urgency": URGENCY.get(int(state.get("severity") or 1)),
+        "orderNos": list(refs.get("hotline-12345", [])),
+        "eventIds": list(refs.get("four-platforms", [])),
+        "photoUrls": list(brief.get("photos", [])),
+        "contactRelayId": brief.get("relay"),
+        "clock": d.get("clock") or "natural",
+    }
+
+
+def _remember_brief(state: dict[str, Any], report: Mapping[str, Any]) -> None:
+    """Keep what dispatches carry from the reports: masked text, photos, the reporter's relay id."""
+    brief = state.setdefault("brief", {})
+    text = report.get("text") or report.get("title")
+    if text and not brief.get("description"):
+        brief["description"] = mask_text(str(text))[:_DESCRIPTION_CHARS]  # masked upstream; again, defensively
+    photos = brief.setdefault("photos", [])
+    for url in report.get("attachments") or []:
+        if isinstance(url, str) and url.startswith(("http://", "https://")) and url not in photos \
+                and len(photos) < _PHOTOS_KEEP:
+            photos.append(url)
+    if report.get("reporter_hash") and not brief.get("relay"):
+        # A relay id, not the contact: the source system connects the agency to the reporter on request.
+        brief["relay"] = f"{report.get('source')}:{str(report['reporter_hash'])[:16]}"
+        brief["reporter_masked"] = report.get("reporter_masked")
+
+
+def deadlines(state: Mapping[str, Any], a: Assignment, at: int,
+              rules: RuleSet | None) -> tuple[int, int, dict[str, Any]]:
+    """(sign, resolve, detail) deadlines of assignment ``a`` dispatched at ``at``, in the rule's clock.
+
+    特急 (severity >= major) always runs in natural time, whatever the rule says.  A
+    working-time deadline the holiday calendar cannot compute (a year it has no data for)
+    falls back to natural time and says why in ``detail['clock_fallback']``.  A 12345
+    order's own 办理时限 (``order_deadline``) wins when it is earlier than the rule's.
+    """
+    clock = a.clock
+    major = rules.major_severity if rules is not None else 3
+    if int(state.get("severity") or 1) >= major:
+        clock = bt.NATURAL
+    detail: dict[str, Any] = {"deadline_clock": clock}
+    hours = rules.working_hours if rules is not None else bt.DEFAULT_HOURS
+    try:
+        sign, resolve = (bt.deadline(at, a.sign_ms, clock, hours), bt.deadline(at, a.resolve_ms, clock, hours))
+    except bt.CalendarRangeError as exc:
+        detail.update(deadline_clock=bt.NATURAL, clock_fallback=str(exc))
+        sign, resolve = at + a.sign_ms, at + a.resolve_ms
+    order = state.get("order_deadline")
+    if a.role == "lead" and order is not None and int(order) < resolve:
+        resolve = max(int(order), at)
+        detail["resolve_deadline_from"] = "order"  # the 12345 order's own 办理时限
+    return sign, resolve, detail
+
+
 def _dispatch(state: dict[str, Any], fx: Effects, a: Assignment, at: int, reason: str | None = None,
-              previous: str | None = None) -> str:
+              previous: str | None = None, rules: RuleSet | None = None) -> str:
     slot = a.role
     did = dispatch_id(state["case_id"], a.agency, slot, int(state["generation"]))
+    sign, resolve, clock_detail = deadlines(state, a, at, rules)
     state["dispatches"][did] = {
         "agency": a.agency, "role": a.role, "reason": reason or a.reason, "rule": a.rule,
         "generation": state["generation"], "dispatched_at": at,
-        "sign_deadline": at + a.sign_ms, "resolve_deadline": at + a.resolve_ms,
+        "sign_deadline": sign, "resolve_deadline": resolve, "clock": clock_detail["deadline_clock"],
         "status": "dispatched", "tracked": a.role == "lead", "extensions": 0, "fired": [],
         "escalation_level": int(state.get("escalation_level", 0)), "previous": previous, "applied": [],
     }
@@ -218,14 +292,16 @@ def _dispatch(state: dict[str, Any], fx: Effects, a: Assignment, at: int, reason
     fx.events.append(_event(state, "dispatched", at, agency=a.agency, dispatch=did, detail={
         "role": a.role, "reason": d["reason"], "rule": a.rule, "generation": state["generation"],
         "sign_deadline": d["sign_deadline"], "resolve_deadline": d["resolve_deadline"],
-        "previous_dispatch_id": previous,
+        "previous_dispatch_id": previous, **clock_detail,
     }))
     return did
 
 
 def _active(state: Mapping[str, Any], include_supervision: bool = False) -> dict[tuple[str, str], str]:
+    """Active dispatches by (agency, role); 督办 and the centre's own assists are not the rules' to withdraw."""
     return {(d["agency"], d["role"]): did for did, d in state["dispatches"].items()
-            if d["status"] in ACTIVE_DISPATCH and (include_supervision or d["reason"] != ESCALATION)}
+            if d["status"] in ACTIVE_DISPATCH
+            and (include_supervision or d["reason"] not in (ESCALATION, CENTRE_REASON) or d["role"] == "lead")}
 
 
 def _withdraw(state: dict[str, Any], fx: Effects, did: str, at: int, why: str) -> None:
@@ -259,13 +335,21 @@ def on_case(state: dict[str, Any] | None, case: Mapping[str, Any], rules: RuleSe
     if case.get("county_code") not in rules.catalog.counties:
         raise ValueError(f"county code {case.get('county_code')!r} is not a Zhejiang county: no agency to route to")
     state = copy.deepcopy(state) if state is not None else new_state(case)
+    if state.pop("placeholder", False):  # created by on_linked before the case itself arrived
+        state["opened_at"] = state["state_entered_at"] = int(case["first_seen"])
     at = int(case.get("updated_at") or case.get("last_seen") or case["first_seen"])
     previous_route = state.get("routed")
     state["case_version"] = int(case["version"])
     for key in _SNAPSHOT:
         state[key] = case.get(key) if key != "sources" else list(case.get("sources") or [])
     state["dispatchable"] = bool(case.get("dispatchable", True))
-    if state["status"] in FINISHED_STATES or not state["dispatchable"]:
+    pins = state.get("pinned") or {}
+    for name in ("category", "street_code"):  # the county centre's decision outlives later reports
+        if name in pins:
+            state[name] = pins[name]
+    state["historical"] = bool(case.get("historical", False))
+    if state["status"] in FINISHED_STATES or not state["dispatchable"] or state.get("merged_into") \
+            or state["historical"]:  # issue 15: a backfilled case is recorded, never dispatched
         return state, fx
     route = [state["category"], state.get("street_code")]
     if state["status"] == "reported" or previous_route is None:
@@ -274,7 +358,7 @@ def on_case(state: dict[str, Any] | None, case: Mapping[str, Any], rules: RuleSe
             return state, fx
         _set_status(state, "dispatched", at)
         for a in plan.assignments:
-            _dispatch(state, fx, a, at)
+            _dispatch(state, fx, a, at, rules=rules)
         state["routed"] = route
         return state, fx
     plan = rules.plan(_case_view(state), skip=state["returned"])
@@ -282,11 +366,12 @@ def on_case(state: dict[str, Any] | None, case: Mapping[str, Any], rules: RuleSe
         return state, fx
     desired = {(a.agency, a.role): a for a in plan.assignments}
     active = _active(state)
-    if route == previous_route:
-        # Same category and township: only add what a higher severity now asks for (zzzx), never withdraw.
+    if route == previous_route or pins.get("lead"):
+        # Same category and township (or a lead the centre assigned): only add what a higher
+        # severity now asks for (zzzx), never withdraw.
         for slot, a in desired.items():
             if slot not in active and a.role == "assist":
-                _dispatch(state, fx, a, at)
+                _dispatch(state, fx, a, at, rules=rules)
         return state, fx
     state["routed"] = route
     to_withdraw = [did for slot, did in active.items() if slot not in desired]
@@ -310,7 +395,7 @@ def on_case(state: dict[str, Any] | None, case: Mapping[str, Any], rules: RuleSe
         "to": [a.agency for a in to_add],
     }))
     for a in to_add:
-        _dispatch(state, fx, a, at, reason="reroute")
+        _dispatch(state, fx, a, at, reason="reroute", rules=rules)
     return state, fx
 
 
@@ -389,6 +474,7 @@ def on_feedback(state: dict[str, Any] | None, fb: Mapping[str, Any], rules: Rule
         if is_lead:
             _set_status(state, "resolved", at)
             state["resolved_at"] = at
+            state["reply_text"] = mask_text(note) if note else None  # masked before it is stored or replied
             fx.events.append(_event(state, "resolved", at, agency=agency, dispatch=did, discriminator=str(at),
                                     detail=detail))
             _announce(state, fx)
@@ -396,6 +482,10 @@ def on_feedback(state: dict[str, Any] | None, fb: Mapping[str, Any], rules: Rule
                 review = state["pending_review"]
                 _close(state, fx, max(at, int(review["at"])), review["satisfaction"], review.get("report_id"),
                        "reviewed")
+                if rules.reopen_unsatisfied and review["satisfaction"] == UNSATISFIED:
+                    from streams.routing.centre import reopen
+
+                    reopen(state, fx, max(at, int(review["at"])), rules, why="不满意回访")
         else:
             # An assisting agency finishing its part is progress of the case, not its resolution.
             detail["action"] = "resolve"
@@ -416,10 +506,10 @@ def on_feedback(state: dict[str, Any] | None, fb: Mapping[str, Any], rules: Rule
             fx.events.append(_event(state, "returned", at, agency=agency, dispatch=did, discriminator=str(at),
                                     detail={"reason": note, "role": d["role"]}))
             active = _active(state)
-            _dispatch(state, fx, plan.lead, at, reason="return", previous=did)
+            _dispatch(state, fx, plan.lead, at, reason="return", previous=did, rules=rules)
             for a in plan.assignments[1:]:
                 if (a.agency, a.role) not in active:
-                    _dispatch(state, fx, a, at)
+                    _dispatch(state, fx, a, at, rules=rules)
         else:
             fx.events.append(_event(state, "returned", at, agency=agency, dispatch=did, discriminator=str(at),
                                     detail={"reason": note, "role": d["role"]}))
@@ -445,16 +535,79 @@ def on_feedback(state: dict[str, Any] | None, fb: Mapping[str, Any], rules: Rule
     return state, fx
 
 
+# --------------------------------------------------------------------------- linked reports
+def on_linked(state: dict[str, Any] | None, report: Mapping[str, Any]) -> tuple[dict[str, Any] | None, Effects]:
+    """A report joined the case: remember its source id (for the status replies) and a 12345 办理时限.
+
+    A report can reach routing before its case (two topics): the state is then
+    a placeholder that :func:`on_case` completes.  A 12345 order's ``deadline``
+    earlier than the lead's 办结 deadline replaces it; an agency already holding
+    the dispatch gets it again with ``action = "update"``.
+    """
+    source, ref = report.get("source"), report.get("source_ref")
+    if source not in st.STATUS_TOPICS or not ref or not report.get("case_id") or report.get("historical"):
+        return state, Effects()  # a backfilled report: nothing is answered or dispatched for it
+    fx = Effects()
+    original = state
+    at = int(report.get("received_at") or report.get("reported_at") or 0)
+    if state is None:
+        state = new_state({"case_id": report["case_id"], "first_seen": at, "county_code": report.get("county_code"),
+                           "street_code": report.get("street_code"), "category": report.get("category"),
+                           "severity": report.get("severity") or 1, "sources": [source]})
+        state["placeholder"] = True
+    else:
+        state = copy.deepcopy(state)
+    new_ref = st.remember_ref(state, str(source), str(ref))
+    if new_ref:
+        _remember_brief(state, report)
+    order = report.get("deadline") if source == "hotline-12345" else None
+    if order is not None and (state.get("order_deadline") is None or int(order) < int(state["order_deadline"])):
+        state["order_deadline"] = int(order)
+        lead_id = state.get("lead")
+        lead = state["dispatches"].get(lead_id) if lead_id else None
+        if lead_id and lead is not None and lead["status"] in ACTIVE_DISPATCH \
+                and int(order) < int(lead["resolve_deadline"]):
+            previous = int(lead["resolve_deadline"])
+            lead["resolve_deadline"] = max(int(order), int(lead["dispatched_at"]))
+            fx.dispatches.append(dispatch_record(state, lead_id, action="update"))
+            fx.events.append(_event(state, "deadline_changed", at, agency=lead["agency"], dispatch=lead_id,
+                                    discriminator=f"order@{order}", report_id=report.get("report_id"),
+                                    detail={"previous_deadline": previous, "new_deadline": lead["resolve_deadline"],
+                                            "reason": "12345 order deadline (办理时限)", "source_ref": ref}))
+    if not new_ref and not fx and original is not None:
+        return original, fx  # nothing new: no table write
+    return state, fx
+
+
+def with_replies(state: dict[str, Any] | None, fx: Effects, at: int | None = None) -> Effects:
+    """Add the status replies that ``state`` (after a transition producing ``fx``) owes the sources."""
+    if state is None or state.get("historical"):  # backfill: the sources answered long ago
+        return fx
+    when = at if at is not None else max([int(e["at"]) for e in fx.events], default=int(state["state_entered_at"]))
+    st.add_replies(state, fx, when)
+    return fx
+
+
 # --------------------------------------------------------------------------- 回访
 def on_review(state: dict[str, Any] | None, satisfaction: str, at: int,
-              report_id: str | None = None) -> tuple[dict[str, Any] | None, Effects]:
-    """A 12345 回访 (satisfaction) for the case: reviewed then closed once the case is resolved."""
+              report_id: str | None = None, rules: RuleSet | None = None) -> tuple[dict[str, Any] | None, Effects]:
+    """A 12345 回访 (satisfaction) for the case: reviewed then closed once the case is resolved.
+
+    With ``review.reopen_unsatisfied`` in the rules, a 不满意 review reopens (重办) the case
+    for its last lead agency instead of letting it stay closed.
+    """
     fx = Effects()
     if state is None or state["status"] in ("reviewed", "closed"):
         return state, fx
     state = copy.deepcopy(state)
     if state["status"] == "resolved" or (state["status"] == "reported" and not state.get("dispatchable", True)):
-        _close(state, fx, max(at, int(state["state_entered_at"])), satisfaction, report_id, "reviewed")
+        when = max(at, int(state["state_entered_at"]))
+        _close(state, fx, when, satisfaction, report_id, "reviewed")
+        if (rules is not None and rules.reopen_unsatisfied and satisfaction == UNSATISFIED
+                and state.get("lead") is not None):
+            from streams.routing.centre import reopen
+
+            reopen(state, fx, when, rules, why="不满意回访")
     elif state.get("pending_review") is None:
         state["pending_review"] = {"satisfaction": satisfaction, "at": at, "report_id": report_id}
     return state, fx

@@ -28,6 +28,7 @@ from gridhub.core.logging import get_logger
 from gridhub.core.topics import SOURCES
 from gridhub.core.agencies import CENTRE, AgencyCatalog, load_catalog
 from gridhub.core.yamlconf import ConfigError, LineDict, format_duration_ms, line_of, load_yaml, parse_duration_ms
+from streams.routing.businesstime import CLOCKS, DEFAULT_HOURS, NATURAL, WorkingHours
 
 log = get_logger(__name__)
 
@@ -35,7 +36,7 @@ TOWN = "town"  # rule shorthand for the case's own township platform, town-<stre
 MAJOR_SEVERITY = 3  # Report.severity: 1 一般, 2 紧急, 3 特急 (schemas/avro/Report.avsc)
 _TOP_KEYS = {"agencies", "categories", "defaults", "triage", "major_severity", "escalation", "extension",
              "review", "clock", "rules"}
-_RULE_KEYS = {"id", "match", "lead", "assist", "sign", "resolve", "note"}
+_RULE_KEYS = {"id", "match", "lead", "assist", "sign", "resolve", "note", "clock"}
 _MATCH_KEYS = {"category", "area", "source", "severity_min"}
 
 
@@ -85,6 +86,7 @@ class Rule:
     assist: tuple[str, ...]
     sign_ms: int
     resolve_ms: int
+    clock: str = NATURAL  # natural | working: how this rule's deadlines count (issue 15)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Assignment:
     rule: str | None
     sign_ms: int
     resolve_ms: int
+    clock: str = NATURAL  # natural | working: how sign_ms / resolve_ms count (streams/routing/businesstime.py)
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ class RuleSet:
     scan_interval_ms: int = 5000
     mtime_ns: int = 0
     rule_index: dict[str, int] = field(default_factory=dict)
+    working_hours: WorkingHours = DEFAULT_HOURS  # clock.working_hours: the periods of a working day
+    reopen_unsatisfied: bool = False  # review.reopen_unsatisfied: a 不满意 回访 reopens (重办) the case (issue 15)
 
     # ------------------------------------------------------------------ routing
     def _resolve(self, case: Mapping[str, Any], code: str) -> str:
@@ -159,11 +164,12 @@ class RuleSet:
                 continue
             index = i
             reason = f"rule:{rule.id}"
-            assignments.append(Assignment(lead, "lead", reason, rule.id, rule.sign_ms, rule.resolve_ms))
+            assignments.append(Assignment(lead, "lead", reason, rule.id, rule.sign_ms, rule.resolve_ms, rule.clock))
             for code in rule.assist:
                 agency = self._resolve(case, code)
                 if agency != lead and agency not in {a.agency for a in assignments}:
-                    assignments.append(Assignment(agency, "assist", reason, rule.id, rule.sign_ms, rule.resolve_ms))
+                    assignments.append(Assignment(agency, "assist", reason, rule.id, rule.sign_ms, rule.resolve_ms,
+                                                  rule.clock))
             break
         if not assignments:
             for agency in (self.catalog.centre(county), self.catalog.city_centre(county)):
@@ -179,7 +185,8 @@ class RuleSet:
                 and not self.catalog.is_city_centre(lead_agency)
                 and centre not in {a.agency for a in assignments}):
             first = assignments[0]
-            assignments.append(Assignment(centre, "assist", "severity", first.rule, first.sign_ms, first.resolve_ms))
+            assignments.append(Assignment(centre, "assist", "severity", first.rule, first.sign_ms, first.resolve_ms,
+                                          first.clock))
         return Plan(index, tuple(assignments))
 
     def escalation_chain(self, case: Mapping[str, Any]) -> list[str]:
@@ -250,8 +257,26 @@ def _agency_code(path: Path, catalog: AgencyCatalog, code: Any, line: int | None
                                   f"(one of {', '.join(sorted(catalog.codes))} or 'town')")
 
 
+def _flag(path: Path, where: Any, key: str, default: bool = False) -> bool:
+    if not isinstance(where, dict) or key not in where:
+        return default
+    if not isinstance(where[key], bool):
+        raise ConfigError(path, line_of(where, key), f"{key}: expected true or false")
+    return bool(where[key])
+
+
+def _clock(path: Path, where: Any, key: str, default: str) -> str:
+    """``clock: natural | working`` (issue 15, business time)."""
+    if not isinstance(where, dict) or key not in where:
+        return default
+    value = where[key]
+    if value not in CLOCKS:
+        raise ConfigError(path, line_of(where, key), f"{key}: expected one of {', '.join(CLOCKS)}, got {value!r}")
+    return str(value)
+
+
 def _parse_rule(path: Path, raw: Any, line: int, catalog: AgencyCatalog, categories: frozenset[str],
-                default_sign: int, default_resolve: int, index: int) -> Rule:
+                default_sign: int, default_resolve: int, index: int, default_clock: str = NATURAL) -> Rule:
     if not isinstance(raw, dict):
         raise ConfigError(path, line, f"rule #{index + 1}: expected a mapping")
     rule_id = raw.get("id")
@@ -307,7 +332,8 @@ def _parse_rule(path: Path, raw: Any, line: int, catalog: AgencyCatalog, categor
             assist.append(code)
     sign = _duration(path, raw, "sign", default_sign)
     resolve = _duration(path, raw, "resolve", default_resolve)
-    return Rule(rule_id, line, Match(cats, areas, srcs, severity_min), lead, tuple(assist), sign, resolve)
+    clock = _clock(path, raw, "clock", default_clock)
+    return Rule(rule_id, line, Match(cats, areas, srcs, severity_min), lead, tuple(assist), sign, resolve, clock)
 
 
 def load_rules(path: Path, text: str | None = None, env: Mapping[str, str] | None = None) -> RuleSet:
@@ -338,6 +364,15 @@ def load_rules(path: Path, text: str | None = None, env: Mapping[str, str] | Non
                           ("extension", extension), ("review", review), ("clock", clock)):
         if not isinstance(section, dict):
             raise ConfigError(path, line_of(doc, name), f"{name}: expected a mapping")
+    # Natural time unless the file says otherwise: deadlines of existing files keep their meaning.
+    default_clock = _clock(path, defaults, "clock", NATURAL)
+    working_hours = DEFAULT_HOURS
+    if "working_hours" in clock:
+        try:
+            working_hours = WorkingHours.parse(clock["working_hours"])
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(path, line_of(clock, "working_hours"),
+                              f"clock.working_hours: expected a list like ['08:30-12:00', '14:00-17:30'] ({exc})") from exc
     max_ext = extension.get("max_count", 2)
     if not isinstance(max_ext, int) or isinstance(max_ext, bool) or max_ext < 0:
         raise ConfigError(path, line_of(extension, "max_count"), "extension.max_count: expected an integer >= 0")
@@ -352,7 +387,7 @@ def load_rules(path: Path, text: str | None = None, env: Mapping[str, str] | Non
     seen: dict[str, Rule] = {}
     for i, raw in enumerate(raw_rules):
         rule = _parse_rule(path, raw, raw_rules.line_of(i) if hasattr(raw_rules, "line_of") else 0, catalog,
-                           categories, default_sign, default_resolve, i)
+                           categories, default_sign, default_resolve, i, default_clock)
         if rule.id in seen:
             raise ConfigError(path, rule.line, f"duplicate rule id {rule.id!r} (first at line {seen[rule.id].line})")
         for earlier in rules:
@@ -379,6 +414,8 @@ def load_rules(path: Path, text: str | None = None, env: Mapping[str, str] | Non
         scan_interval_ms=_duration(path, clock, "scan_interval", 5000),
         mtime_ns=mtime,
         rule_index={r.id: i for i, r in enumerate(rules)},
+        working_hours=working_hours,
+        reopen_unsatisfied=_flag(path, review, "reopen_unsatisfied"),
     )
 
 

@@ -28,7 +28,8 @@ def routing_topics(settings: Settings) -> list[str]:
     from streams.routing.agents import ROUTING_TIMERS, TABLE_NAME
 
     return [T.CASES, T.FEEDBACK, T.REPORTS_LINKED, ROUTING_TIMERS, T.CASE_EVENTS, T.CASE_LIFECYCLE, T.DLQ, T.DISPATCHES,
-            f"{settings.faust_app_id}-{TABLE_NAME}-changelog"]
+            "case-commands", "status.hotline-12345", "status.four-platforms", T.DEVICE_EVENTS,  # issue 15
+            f"{settings.faust_app_id}-{TABLE_NAME}-changelog", f"{settings.faust_app_id}-routing-devices-changelog"]
 
 
 class RoutingTopics(Service):

@@ -98,7 +98,7 @@ def test_topic_map_and_subscription_agree(namespace: str) -> None:
     s = Settings(namespace=namespace)
     topics = TopicMap(s)
     wanted = {"reports.linked": REPORTS, "dispatches": DISPATCHES, "case-events": CASE_EVENTS, "cases": "cases",
-              "dlq": "dead_letters"}
+              "dlq": "dead_letters", "device-events": "device_events"}  # device_events: issue 15
     assert sorted(topics.topics) == sorted(s.topic(name) for name in wanted)
     for name, table in wanted.items():
         assert topics.table_for(s.topic(name)) == table
