@@ -36,8 +36,7 @@ def test_the_spec_is_valid_openapi_3_1() -> None:
 
     assert SPEC["openapi"].startswith("3.1")
     validate(SPEC, cls=OpenAPIV31SpecValidator)
-    # The marked place for the centre-actions endpoint is there for the work that adds it.
-    assert "POST /v1/cases/{caseId}/actions" in OPENAPI_SPEC.read_text(encoding="utf-8")
+    assert "post" in SPEC["paths"]["/v1/cases/{caseId}/actions"]
 
 
 def test_the_spec_describes_exactly_the_gateways_routes() -> None:
@@ -134,6 +133,20 @@ async def test_real_requests_and_responses_keep_the_contract(gateway: GatewaySer
         status, body = await c.call("POST", "/v1/feedback", "/v1/feedback", json.dumps([fb, other]).encode(),
                                     "dev-330502.zhzf")
         assert (status, body["error"]["code"]) == (403, "forbidden_agency")
+
+        actions = "/v1/cases/{caseId}/actions"
+        assign = {"centre": "330502.zzzx", "action": "assign", "operator": "op-7", "reason": "转办",
+                  "agency": "330502.zjj", "role": "lead"}
+        status, body = await c.call("POST", "/v1/cases/c-1/actions", actions, json.dumps(assign).encode(),
+                                    "dev-330502.zzzx")
+        assert status == 202 and body["caseId"] == "c-1" and body["status"] == "accepted"
+        as_agency = {**assign, "centre": "330502.zhzf"}  # an agency is not a centre
+        status, body = await c.call("POST", "/v1/cases/c-1/actions", actions, json.dumps(as_agency).encode(),
+                                    "dev-330502.zhzf", request_valid=False)
+        assert (status, body["error"]["code"]) == (403, "forbidden")
+        status, body = await c.call("POST", "/v1/cases/c-1/actions", actions, json.dumps(assign).encode(),
+                                    "dev-330502.zhzf")
+        assert (status, body["error"]["code"]) == (401, "unauthorized")
 
         status, body = await c.call("GET", "/healthz", "/healthz")
         assert status == 200 and body["status"] == "ok"

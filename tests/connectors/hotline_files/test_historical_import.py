@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from connectors.hotline_files.importer import import_file
-from tests.streams.routing.routing_helpers import TopicReader
+from helpers.kafka import TopicReader
 
 pytestmark = pytest.mark.integration
 BEIJING = timezone(timedelta(hours=8))

@@ -8,7 +8,7 @@ import pytest
 
 from connectors.clickhouse.migrate import MigrationError, cluster_statements, load_migrations, render
 
-FACT_TABLES = {"reports", "cases", "case_events", "dispatches", "dead_letters"}
+FACT_TABLES = {"reports", "cases", "case_events", "dispatches", "dead_letters", "device_events"}
 
 
 def statements(cluster: str | None) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 
 from gridhub.ops.replay import replay_records
 from gridhub.core.kafka_admin import delete_namespace
-from tests.streams.routing.routing_helpers import TopicReader
+from helpers.kafka import TopicReader
 
 pytestmark = pytest.mark.integration
 BEIJING = timezone(timedelta(hours=8))
