@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     # (a week of province-scale fusion state: gridhub bench state); longer is a stuck worker.
     rebalance_stall_seconds: float = Field(default=600.0, gt=0,
                                            description="/healthz says 'stalled' (503) after a rebalance this long")
+    # 1 s: how often routing's deadline clock wakes up; it scans at the rules' clock.scan_interval
+    # (deploy/routing.yaml, reloaded without a restart), so this is the finest scan interval that works.
+    routing_wake_seconds: float = Field(default=1.0, gt=0, description="how often routing's deadline clock wakes")
     # Loopback by default; 0.0.0.0 in a container so Prometheus can scrape /metrics.
     web_bind: str = "127.0.0.1"
     gateway_host: str = "127.0.0.1"

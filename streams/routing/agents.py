@@ -32,6 +32,7 @@ from dataclasses import asdict
 from typing import Any
 
 import faust
+from mode import Service
 
 from gridhub.core import topics as T
 from gridhub.core.clock import HubClock
@@ -91,8 +92,6 @@ table = app.Table(TABLE_NAME, default=None, key_type=bytes, value_type=bytes, pa
 _lock = asyncio.Lock()  # one case transition (read, compute, write, enqueue) at a time in this process
 _dispatch_topics: dict[str, faust.TopicT] = {}
 _status_topics: dict[str, faust.TopicT] = {}
-_ticked: dict[bytes, int] = {}  # case key -> due instant already ticked (avoids one tick per scan)
-_last_scan = 0.0
 #: "now" for deadlines: wall time, or event time in compressed-time demos (gridhub/clock.py).
 hub_clock = HubClock(settings)
 
@@ -151,7 +150,7 @@ async def _commit(event: faust.EventT, key: bytes, old: dict[str, Any] | None, n
             new["due"] = due
             new["fx_src"], new["fx"] = _source(event), asdict(fx)
             table[key] = json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-            _ticked.pop(key, None)
+            deadline_clock.ticked.pop(key, None)
         await _send_effects(fx)
 
 
@@ -328,38 +327,58 @@ async def route_actions(stream: faust.StreamT) -> None:
                 await _on_tick(event)
 
 
-@app.timer(interval=min(1.0, rules.current.scan_interval_ms / 1000))
-async def routing_clock() -> None:
-    """Reload edited rules; every ``clock.scan_interval`` send a tick for each case with a passed deadline."""
-    global _last_scan
-    rules.maybe_reload()
-    now_s = time.time()
-    if now_s - _last_scan < rules.current.scan_interval_ms / 1000:
-        return
-    _last_scan = now_s
-    try:
-        await _scan(hub_clock.now_ms())
-    except Exception as exc:  # e.g. a store closed by a rebalance mid-scan: a timer that raises stops for good
-        log.warning("routing_scan_failed", error=f"{exc.__class__.__name__}: {exc}")
+class DeadlineClock(Service):
+    """Routing's clock: reloads edited rules, and every ``clock.scan_interval`` (deploy/routing.yaml)
+    sends a tick to the partition of each case whose next deadline has passed, once per deadline.
+
+    Its state lives here, on one instance per worker: when it last scanned, and which deadline of each
+    case it has already ticked (so a slow tick is not sent again at every scan).  It wakes every
+    ``GRIDHUB_ROUTING_WAKE_SECONDS``, so a shorter ``scan_interval`` in reloaded rules takes effect
+    without a restart.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.last_scan_s = 0.0
+        self.ticked: dict[bytes, int] = {}  # case key -> due instant already ticked
+
+    @Service.task
+    async def _wake(self) -> None:
+        while not self.should_stop:
+            await self.sleep(settings.routing_wake_seconds)
+            rules.maybe_reload()
+            now_s = time.time()
+            if now_s - self.last_scan_s < rules.current.scan_interval_ms / 1000:
+                continue
+            self.last_scan_s = now_s
+            try:
+                await self.scan(hub_clock.now_ms())
+            except Exception as exc:  # e.g. a store closed by a rebalance mid-scan: log, scan again next time
+                log.warning("routing_scan_failed", error=f"{exc.__class__.__name__}: {exc}")
+
+    async def scan(self, now: int) -> None:
+        """Send a tick to the partition of every case whose next deadline has passed."""
+        overdue = 0
+        due_keys: list[tuple[bytes, int, int]] = []
+        for key, raw in list(table.items()):
+            if not raw:
+                continue
+            state = json.loads(raw)
+            if (any(d.get("fired") for d in state.get("dispatches", {}).values())
+                    and state.get("status") in lc.OPEN_STATES):
+                overdue += 1
+            due = state.get("due")
+            if due is not None and int(due) <= now and self.ticked.get(key) != int(due):
+                due_keys.append((key, int(due), int(state.get("partition", 0))))
+        OVERDUE_CASES.set(overdue)
+        for key, due, partition in due_keys:
+            self.ticked[key] = due
+            await timers_topic.send(key=key, value=json.dumps({"now": now}).encode("utf-8"), partition=partition)
 
 
-async def _scan(now: int) -> None:
-    """Send a tick to the partition of every case whose next deadline has passed."""
-    overdue = 0
-    due_keys: list[tuple[bytes, int, int]] = []
-    for key, raw in list(table.items()):
-        if not raw:
-            continue
-        state = json.loads(raw)
-        if any(d.get("fired") for d in state.get("dispatches", {}).values()) and state.get("status") in lc.OPEN_STATES:
-            overdue += 1
-        due = state.get("due")
-        if due is not None and int(due) <= now and _ticked.get(key) != int(due):
-            due_keys.append((key, int(due), int(state.get("partition", 0))))
-    OVERDUE_CASES.set(overdue)
-    for key, due, partition in due_keys:
-        _ticked[key] = due
-        await timers_topic.send(key=key, value=json.dumps({"now": now}).encode("utf-8"), partition=partition)
+deadline_clock = DeadlineClock()
+# Faust starts service instances as well as classes (App._prepare_subservice).
+app.service(deadline_clock)  # type: ignore[arg-type]
 
 
 @app.agent(commands_topic, name="routing.commands")
