@@ -77,7 +77,8 @@ class Classifier:
 
             jieba.setLogLevel(logging.WARNING)
             tk = jieba.Tokenizer()
-            for word in (*self._index, *self.tax.by_name):
+            # Keywords only (not category names: 油烟扰民 as one word would hide 油烟 in the text).
+            for word in self._index:
                 if len(word) >= 2:
                     tk.add_word(word)  # frequency suggested by jieba: cut out unless inside a longer word
             # HMM off: its new-word discovery glues a keyword to its neighbours (井盖没 -> one word)
