@@ -134,3 +134,12 @@ def test_eval_routing_command(tmp_path: Path) -> None:
     text = CliRunner().invoke(eval_group, [*args, "--min-lead", "1.01"])
     assert text.exit_code == 1
     assert "routing lead accuracy" in text.output and "wrong category" in text.output
+
+
+def test_every_agency_the_dev_set_expects_is_in_the_catalog(rules: RuleSet) -> None:
+    """CONTRACTS 2 short codes: deploy/agencies.yaml knows every lead and assisting agency of the labels."""
+    wanted = set()
+    for inc in read_incidents(DEVSET / "incidents.json").values():
+        for code in [inc["expected_lead"], *inc.get("expected_also", [])]:
+            wanted.add(f"{inc['county_code']}.{code}")
+    assert wanted and {a for a in wanted if not rules.catalog.exists(a)} == set()
