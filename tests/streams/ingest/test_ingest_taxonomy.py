@@ -69,6 +69,7 @@ def test_source_mappings() -> None:
     ("公共安全/消防/消防通道堵塞", "fire_hazard"),
     ("住房保障/物业管理/电梯维修", "special_equipment"),
     ("城管/渣土/运输撒漏", "construction_waste"),
+    ("政策咨询/社保咨询", "consultation"),   # equal names inside a segment: the last is the head
 ])
 def test_hotline_paths_and_segments(path: str, category: str) -> None:
     assert taxonomy().hotline(None, path) == category
