@@ -135,6 +135,8 @@ def routing(records_path: str, labels_path: str, incidents_path: str, registry_p
                 click.echo(f"      {t}")
         click.echo(f"\nwrong category: {len(result.category_misses)} reports, "
                    f"{min(worst, len(result.category_misses))} shown")
+        if result.category_misses:
+            click.echo("  by pair: " + "; ".join(f"{s} {e} -> {g} x{n}" for s, e, g, n in result.confusions()[:8]))
         for m in result.category_misses[:worst]:
             click.echo(f"  {m.source}:{m.source_ref} ({m.incident}) expected {'|'.join(m.expected)} got {m.got}")
             click.echo(f"      {m.text}")

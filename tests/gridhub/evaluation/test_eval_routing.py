@@ -79,6 +79,8 @@ def test_score_on_a_hand_made_example(rules: RuleSet) -> None:
     # categories: a3 (garbage for vending) and d1 (no report) are wrong; c1/c2 both right (a list)
     assert result.category == {"four-platforms": (2, 2), "hotline-12345": (3, 5)}
     assert {(m.source_ref, m.got) for m in result.category_misses} == {("a3", "garbage"), ("d1", None)}
+    assert sorted(result.confusions()) == [("hotline-12345", "street_vending", "None", 1),
+                                           ("hotline-12345", "street_vending", "garbage", 1)]
     # a hold-out subset scores only its incidents
     half = score(labels, incidents, mapping, reports, cases, rules, category_map=cmap, order=order,
                  only=lambda i, _inc: i in {"A", "B"})
