@@ -93,7 +93,7 @@ class Classifier:
         ambiguous (油烟熏 cuts as 油 / 烟熏 and 油烟 is still there), but then it must start or end
         where a word does (南路 / 面馆 has no 路面).
         """
-        if not text:
+        if not text or self.tokenizer == "off":
             return set()
         if self.tokenizer == "chars":
             return self._substrings(text)
@@ -141,7 +141,7 @@ class Classifier:
         cands = tuple(c for c in source.candidates if c != OTHER)
         if CONSULTATION in cands:
             return Decision(CONSULTATION, "source", source)  # not an incident: the text must not make it one
-        if text and text_decides and len(cands) == 1 and self.tokenizer != "chars":
+        if text and text_decides and len(cands) == 1 and self.tokenizer == "jieba":
             # Word boundaries only ever remove substring hits, so when no other category reaches the
             # prior even on substrings, the source's category wins whatever jieba says: skip it (the
             # common case, and jieba is most of the classifier's cost).
@@ -173,10 +173,23 @@ class Classifier:
         return Decision(best, "text", source, ("text_overrode",), top)
 
 
+_tokenizer: str | None = None  # None: the file's `classifier.tokenizer`
+
+
 @lru_cache(maxsize=1)
 def classifier() -> Classifier:
     """The process-wide classifier over :func:`taxonomy` (jieba loads on the first text)."""
-    return Classifier(taxonomy())
+    return Classifier(taxonomy(), _tokenizer)
+
+
+def use_tokenizer(name: str | None) -> None:
+    """Override the file's tokenizer in this process (``gridhub eval routing --tokenizer``): jieba,
+    chars (substrings) or off (the text is not read; the source's category alone)."""
+    global _tokenizer
+    if name not in (None, "jieba", "chars", "off"):
+        raise ValueError(f"unknown tokenizer {name!r} (jieba, chars or off)")
+    _tokenizer = name
+    classifier.cache_clear()
 
 
 def resolve(source: str, *, code: str | None = None, name: str | None = None, county: str | None = None,

@@ -65,7 +65,7 @@ class CategoryModel(_Strict):
 class ClassifierModel(_Strict):
     prior: float = Field(default=4.0, ge=0)
     min_score: float = Field(default=3.0, gt=0)
-    tokenizer: Literal["jieba", "chars"] = "jieba"
+    tokenizer: Literal["jieba", "chars", "off"] = "jieba"
 
 
 class CodeTableModel(_Strict):

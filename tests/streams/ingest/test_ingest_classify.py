@@ -128,3 +128,42 @@ def test_conflicts_are_counted() -> None:
     assert conflicts("four-platforms", "unknown_code") == before[("four-platforms", "unknown_code")] + 1
     assert conflicts("four-platforms", "text_overrode") == before[("four-platforms", "text_overrode")] + 1
     assert conflicts("hotline-12345", "text_filled") == before[("hotline-12345", "text_filled")] + 1
+
+
+def test_skipping_segmentation_never_changes_a_decision() -> None:
+    """The shortcut in decide() (no other category reaches the prior on substrings: the source stands)
+    is exact: against a classifier that always segments, over the dev set's human texts and every
+    single-candidate source category."""
+    import json
+    from pathlib import Path
+
+    texts = []
+    for line in (Path(__file__).resolve().parents[2] / "data" / "devset" / "records.jsonl").open(encoding="utf-8"):
+        doc = json.loads(line)["doc"]
+        body = doc.get("description") or doc.get("content")
+        if body:
+            texts.append(f"{doc.get('title') or ''}\n{body}")
+    fast = Classifier(taxonomy(), "jieba")
+    always = Classifier(taxonomy(), "jieba")
+    everything = set(always._index)
+    always._substrings = lambda text: everything  # type: ignore[method-assign]  # rough scores: never skip
+    codes = [c for c in taxonomy().categories if c not in ("other", "consultation")]
+    checked = 0
+    for n, text in enumerate(texts):
+        for code in codes[n % 5::5]:  # a fifth of the categories per text, every category across texts
+            src = SourceCategory((code,), "name")
+            assert fast.decide(src, text).category == always.decide(src, text).category, (code, text)
+            checked += 1
+    assert len(texts) > 350 and checked > 2000
+
+
+def test_tokenizer_override() -> None:
+    try:
+        classify.use_tokenizer("off")
+        assert classify.classifier().tokenizer == "off"
+        assert classify.resolve("hotline-12345", name="其他/其他", text="下水道的盖子没了").category == "other"
+        with pytest.raises(ValueError, match="unknown tokenizer"):
+            classify.use_tokenizer("spaces")
+    finally:
+        classify.use_tokenizer(None)
+    assert classify.classifier().tokenizer == taxonomy().tokenizer
