@@ -113,12 +113,15 @@ def fusion(devset_dir: str | None, records_path: str | None, labels_path: str | 
               help="fusion config (default deploy/fusion.yaml)")
 @click.option("--module", "modules", multiple=True,
               help="score only the incidents whose 'module' is this (repeatable): a hold-out half")
+@click.option("--tokenizer", type=click.Choice(["jieba", "chars", "off"]), default=None,
+              help="override deploy/categories.yaml's classifier tokenizer (off: the text is not read)")
 @click.option("--worst", default=10, show_default=True, help="how many worst misses to print")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of text")
 @click.option("--min-lead", type=float, default=None, help="exit 1 when lead accuracy is below this")
 def routing(records_path: str, labels_path: str, incidents_path: str, registry_path: str | None,
             category_map_path: str | None, rules_path: str | None, config_path: str | None,
-            modules: tuple[str, ...], worst: int, as_json: bool, min_lead: float | None) -> None:
+            modules: tuple[str, ...], tokenizer: str | None, worst: int, as_json: bool,
+            min_lead: float | None) -> None:
     """Routing lead accuracy, assisting-agency recall and category accuracy per source.
 
     Replays every record through the real normaliser and fusion engine in process, plans each
@@ -132,6 +135,10 @@ def routing(records_path: str, labels_path: str, incidents_path: str, registry_p
     from streams.fusion.config import load_config
     from streams.routing.rules import load_rules
 
+    from streams.ingest import classify
+
+    if tokenizer:
+        classify.use_tokenizer(tokenizer)
     registry = {str(r["deviceId"]): r for r in read_registry(registry_path)} if registry_path else None
     cmap = None
     if category_map_path:
@@ -161,6 +168,8 @@ def routing(records_path: str, labels_path: str, incidents_path: str, registry_p
                 click.echo(f"      {t}")
         click.echo(f"\nwrong category: {len(result.category_misses)} reports, "
                    f"{min(worst, len(result.category_misses))} shown")
+        if result.category_misses:
+            click.echo("  by pair: " + "; ".join(f"{s} {e} -> {g} x{n}" for s, e, g, n in result.confusions()[:8]))
         for m in result.category_misses[:worst]:
             click.echo(f"  {m.source}:{m.source_ref} ({m.incident}) expected {'|'.join(m.expected)} got {m.got}")
             click.echo(f"      {m.text}")

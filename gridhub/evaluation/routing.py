@@ -161,6 +161,11 @@ class RoutingResult:
         right, n = self.category.get(source, (0, 0))
         return right / n if n else 1.0
 
+    def confusions(self) -> list[tuple[str, str, str, int]]:
+        """(source, expected, got, reports) of the category misses, most frequent first."""
+        pairs = Counter((m.source, "|".join(m.expected), str(m.got)) for m in self.category_misses)
+        return [(s, e, g, n) for (s, e, g), n in pairs.most_common()]
+
     def misses(self) -> list[IncidentRouting]:
         return sorted((r for r in self.incidents if not r.lead_ok), key=lambda r: (-r.items, r.incident))
 
@@ -173,6 +178,8 @@ class RoutingResult:
             "lead_misses": [{"incident": r.incident, "summary": r.summary, "expected": r.expected_lead,
                              "got": r.lead, "case": r.case_id, "category": r.category, "texts": r.texts}
                             for r in self.misses()[:worst]],
+            "category_confusions": [{"source": s, "expected": e, "got": g, "reports": n}
+                                    for s, e, g, n in self.confusions()],
             "category_misses": [m.__dict__ for m in self.category_misses[:worst]],
         }
 

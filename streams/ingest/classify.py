@@ -67,7 +67,6 @@ class Classifier:
             for word, weight in cat.keywords:
                 self._index.setdefault(word, []).append((cat.code, weight))
         self._order = {code: i for i, code in enumerate(tax.categories)}
-        self._lengths = sorted({len(w) for w in self._index})
         self._cut: Callable[[str], list[str]] | None = None
 
     # ------------------------------------------------------------------ tokenisation
@@ -77,7 +76,8 @@ class Classifier:
 
             jieba.setLogLevel(logging.WARNING)
             tk = jieba.Tokenizer()
-            for word in (*self._index, *self.tax.by_name):
+            # Keywords only (not category names: 油烟扰民 as one word would hide 油烟 in the text).
+            for word in self._index:
                 if len(word) >= 2:
                     tk.add_word(word)  # frequency suggested by jieba: cut out unless inside a longer word
             # HMM off: its new-word discovery glues a keyword to its neighbours (井盖没 -> one word)
@@ -93,10 +93,13 @@ class Classifier:
         ambiguous (油烟熏 cuts as 油 / 烟熏 and 油烟 is still there), but then it must start or end
         where a word does (南路 / 面馆 has no 路面).
         """
-        if not text:
+        if not text or self.tokenizer == "off":
             return set()
         if self.tokenizer == "chars":
-            return {w for w in self._index if w in text}
+            return self._substrings(text)
+        hits = self._substrings(text)
+        if not hits:
+            return hits  # word boundaries only ever remove substring hits
         owner: list[tuple[int, int]] = []  # per character: (start, end) of the word it belongs to
         ends: set[int] = set()
         pos = 0
@@ -105,34 +108,47 @@ class Classifier:
             pos += len(token)
             ends.add(pos)
         found: set[str] = set()
-        for at in range(len(text)):
-            start, end = owner[at]
-            for n in self._lengths:
-                word = text[at:at + n]
-                if len(word) < n or word not in self._index:
-                    continue
+        for word in hits:
+            n = len(word)
+            at = text.find(word)
+            while at >= 0 and word not in found:
+                start, end = owner[at]
                 if at + n <= end and end - start > n:
                     # inside one longer word: another word (停车场), unless only a particle follows (熏黑了)
-                    if not (at == start and end - at == n + 1 and text[end - 1] in PARTICLES):
-                        continue
-                elif at != start and at + n not in ends:
-                    continue  # across words but aligned with neither end (南路|面馆 is not 路面)
-                found.add(word)
+                    if at == start and end - at == n + 1 and text[end - 1] in PARTICLES:
+                        found.add(word)
+                elif at == start or at + n in ends:
+                    found.add(word)  # across words, aligned with one end (油/烟熏 has 油烟; 南路/面馆 no 路面)
+                at = text.find(word, at + 1)
         return found
 
-    def scores(self, text: str) -> dict[str, float]:
-        """Text score per category (each keyword counted once)."""
+    def _substrings(self, text: str) -> set[str]:
+        return {w for w in self._index if w in text}
+
+    def _score(self, words: set[str]) -> dict[str, float]:
         out: dict[str, float] = {}
-        for word in self.words(text):
+        for word in words:
             for code, weight in self._index[word]:
                 out[code] = out.get(code, 0.0) + weight
         return out
+
+    def scores(self, text: str) -> dict[str, float]:
+        """Text score per category (each keyword counted once)."""
+        return self._score(self.words(text))
 
     # ------------------------------------------------------------------ decision
     def decide(self, source: SourceCategory, text: str, *, text_decides: bool = True) -> Decision:
         cands = tuple(c for c in source.candidates if c != OTHER)
         if CONSULTATION in cands:
             return Decision(CONSULTATION, "source", source)  # not an incident: the text must not make it one
+        if text and text_decides and len(cands) == 1 and self.tokenizer == "jieba":
+            # Word boundaries only ever remove substring hits, so when no other category reaches the
+            # prior even on substrings, the source's category wins whatever jieba says: skip it (the
+            # common case, and jieba is most of the classifier's cost).
+            rough = self._score(self._substrings(text))
+            if max((v for c, v in rough.items() if c not in cands), default=0.0) <= self.tax.prior:
+                top = tuple(sorted(rough.items(), key=lambda kv: (-kv[1], self._order.get(kv[0], 0)))[:3])
+                return Decision(cands[0], "source", source, (), top)
         scores = self.scores(text) if text else {}
         top = tuple(sorted(scores.items(), key=lambda kv: (-kv[1], self._order.get(kv[0], 0)))[:3])
         if not text_decides:
@@ -157,10 +173,23 @@ class Classifier:
         return Decision(best, "text", source, ("text_overrode",), top)
 
 
+_tokenizer: str | None = None  # None: the file's `classifier.tokenizer`
+
+
 @lru_cache(maxsize=1)
 def classifier() -> Classifier:
     """The process-wide classifier over :func:`taxonomy` (jieba loads on the first text)."""
-    return Classifier(taxonomy())
+    return Classifier(taxonomy(), _tokenizer)
+
+
+def use_tokenizer(name: str | None) -> None:
+    """Override the file's tokenizer in this process (``gridhub eval routing --tokenizer``): jieba,
+    chars (substrings) or off (the text is not read; the source's category alone)."""
+    global _tokenizer
+    if name not in (None, "jieba", "chars", "off"):
+        raise ValueError(f"unknown tokenizer {name!r} (jieba, chars or off)")
+    _tokenizer = name
+    classifier.cache_clear()
 
 
 def resolve(source: str, *, code: str | None = None, name: str | None = None, county: str | None = None,

@@ -506,7 +506,7 @@ def _hotline(doc: _Doc, ctx: _Context) -> Normalized:
         # Answered directly by the hotline (CONTRACTS.md 1.2): recorded, never dispatched.  The flag
         # describes this delivery; fusion decides only for a new case, so a dispatched order that
         # later turns 已办结 is not recalled.
-        dispatchable=not direct,
+        dispatchable=not (appeal in NON_DISPATCH_APPEALS and status == CLOSED_DIRECTLY),
         reporter_hash=pii.reporter_hash(ctx.pii_key, phone, caller),
         reporter_masked=pii.masked_reporter(caller, phone), channel=doc.text("channel"), appeal_type=appeal,
         deadline=_deadline_ms(deadline_text) if deadline_text else None,

@@ -65,7 +65,7 @@ class CategoryModel(_Strict):
 class ClassifierModel(_Strict):
     prior: float = Field(default=4.0, ge=0)
     min_score: float = Field(default=3.0, gt=0)
-    tokenizer: Literal["jieba", "chars"] = "jieba"
+    tokenizer: Literal["jieba", "chars", "off"] = "jieba"
 
 
 class CodeTableModel(_Strict):
@@ -249,11 +249,14 @@ class Taxonomy:
             return ()
         if text in self.by_name:
             return self.by_name[text]
-        best = ""
+        best, best_key = "", (0, 0)
         for name in self.by_name:
             # two characters at least: a one-character name inside a longer text is noise
-            if len(name) >= 2 and len(name) > len(best) and name in text:
-                best = name
+            at = text.rfind(name) if len(name) >= 2 else -1
+            # the longest name; of equal ones the last: a Chinese compound's head comes last
+            # (社保咨询 is a 咨询 about 社保)
+            if at >= 0 and (len(name), at + len(name)) > best_key:
+                best, best_key = name, (len(name), at + len(name))
         return self.by_name[best] if best else ()
 
     def code_table(self, county: str | None) -> CodeTable | None:

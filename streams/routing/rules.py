@@ -226,14 +226,10 @@ def _str_list(path: Path, parent: Any, key: str, what: str) -> list[str]:
 
 
 def _load_categories(path: Path) -> frozenset[str]:
-    doc = load_yaml(path)
-    items = doc.get("categories") if isinstance(doc, dict) else None
-    if not isinstance(items, list):
-        raise ConfigError(path, None, "expected a 'categories' list of {code: ...}")
-    codes = {str(item["code"]) for item in items if isinstance(item, dict) and "code" in item}
-    if not codes:
-        raise ConfigError(path, line_of(doc, "categories"), "no category codes")
-    return frozenset(codes)
+    """The category codes of the taxonomy file, validated in full (its errors name file:line too)."""
+    from streams.ingest.taxonomy import Taxonomy
+
+    return frozenset(Taxonomy.load(path).categories)
 
 
 def _sibling(path: Path, doc: Mapping[str, Any], key: str, default: str) -> Path:

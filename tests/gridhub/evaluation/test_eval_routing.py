@@ -79,6 +79,8 @@ def test_score_on_a_hand_made_example(rules: RuleSet) -> None:
     # categories: a3 (garbage for vending) and d1 (no report) are wrong; c1/c2 both right (a list)
     assert result.category == {"four-platforms": (2, 2), "hotline-12345": (3, 5)}
     assert {(m.source_ref, m.got) for m in result.category_misses} == {("a3", "garbage"), ("d1", None)}
+    assert sorted(result.confusions()) == [("hotline-12345", "street_vending", "None", 1),
+                                           ("hotline-12345", "street_vending", "garbage", 1)]
     # a hold-out subset scores only its incidents
     half = score(labels, incidents, mapping, reports, cases, rules, category_map=cmap, order=order,
                  only=lambda i, _inc: i in {"A", "B"})
@@ -134,3 +136,12 @@ def test_eval_routing_command(tmp_path: Path) -> None:
     text = CliRunner().invoke(eval_group, [*args, "--min-lead", "1.01"])
     assert text.exit_code == 1
     assert "routing lead accuracy" in text.output and "wrong category" in text.output
+
+
+def test_every_agency_the_dev_set_expects_is_in_the_catalog(rules: RuleSet) -> None:
+    """CONTRACTS 2 short codes: deploy/agencies.yaml knows every lead and assisting agency of the labels."""
+    wanted = set()
+    for inc in read_incidents(DEVSET / "incidents.json").values():
+        for code in [inc["expected_lead"], *inc.get("expected_also", [])]:
+            wanted.add(f"{inc['county_code']}.{code}")
+    assert wanted and {a for a in wanted if not rules.catalog.exists(a)} == set()

@@ -49,9 +49,23 @@ def conflicts(source: str, kind: str) -> float:
     ("网吧让未成年人通宵上网", "culture_market"),
     ("半夜有卡车来偷倒装修垃圾和渣土", "construction_waste"),
     ("河里死鱼一大片，水面一层白沫", "water_pollution"),
+    ("电线杆上贴满了小广告，墙上也被乱涂乱画", "outdoor_ads"),
+    ("台风把路边的大树刮倒了，树枝挡住了人行道", "greenery"),
+    ("山上下雨后有滑坡，石头滚到路上", "geological_hazard"),
+    ("小区里有人撬电瓶车的锁，晚上老是丢东西", "public_security"),
+    ("两家人为了宅基地的界线吵架，差点动手，请村里调解", "dispute"),
+    ("这家店短斤缺两，称有问题，还不给退款", "market_order"),
+    ("物业公司不管事，小区门禁坏了半年没人修", "housing"),
+    ("车间里工人没有戴安全帽就在高处作业，存在安全隐患", "work_safety"),
+    ("配电箱里的线缆发烫，闻到一股焦味，怕短路", "electrical_fire"),
+    ("老人想问低保怎么申请", "public_service"),
+    ("路口有辆小车乱停，堵住了公交车道", "traffic"),
+    ("饭店的菜里吃出了苍蝇，吃完肚子疼拉肚子", "food_safety"),
+    ("村里的养猪场死了好几头猪，扔在河边", "agriculture"),
+    ("液化气钢瓶放在楼道里，闻到一股臭鸡蛋味", "gas_leak"),
 ])
 def test_text_fills_a_missing_category(text: str, category: str) -> None:
-    d = taxonomy() and classify.classifier().decide(SourceCategory((), "none"), text)
+    d = classify.classifier().decide(SourceCategory((), "none"), text)
     assert d.category == category, (d.top, text)
     assert d.via == "text" and d.conflicts == ("text_filled",)
 
@@ -114,3 +128,42 @@ def test_conflicts_are_counted() -> None:
     assert conflicts("four-platforms", "unknown_code") == before[("four-platforms", "unknown_code")] + 1
     assert conflicts("four-platforms", "text_overrode") == before[("four-platforms", "text_overrode")] + 1
     assert conflicts("hotline-12345", "text_filled") == before[("hotline-12345", "text_filled")] + 1
+
+
+def test_skipping_segmentation_never_changes_a_decision() -> None:
+    """The shortcut in decide() (no other category reaches the prior on substrings: the source stands)
+    is exact: against a classifier that always segments, over the dev set's human texts and every
+    single-candidate source category."""
+    import json
+    from pathlib import Path
+
+    texts = []
+    for line in (Path(__file__).resolve().parents[2] / "data" / "devset" / "records.jsonl").open(encoding="utf-8"):
+        doc = json.loads(line)["doc"]
+        body = doc.get("description") or doc.get("content")
+        if body:
+            texts.append(f"{doc.get('title') or ''}\n{body}")
+    fast = Classifier(taxonomy(), "jieba")
+    always = Classifier(taxonomy(), "jieba")
+    everything = set(always._index)
+    always._substrings = lambda text: everything  # type: ignore[method-assign]  # rough scores: never skip
+    codes = [c for c in taxonomy().categories if c not in ("other", "consultation")]
+    checked = 0
+    for n, text in enumerate(texts):
+        for code in codes[n % 5::5]:  # a fifth of the categories per text, every category across texts
+            src = SourceCategory((code,), "name")
+            assert fast.decide(src, text).category == always.decide(src, text).category, (code, text)
+            checked += 1
+    assert len(texts) > 350 and checked > 2000
+
+
+def test_tokenizer_override() -> None:
+    try:
+        classify.use_tokenizer("off")
+        assert classify.classifier().tokenizer == "off"
+        assert classify.resolve("hotline-12345", name="其他/其他", text="下水道的盖子没了").category == "other"
+        with pytest.raises(ValueError, match="unknown tokenizer"):
+            classify.use_tokenizer("spaces")
+    finally:
+        classify.use_tokenizer(None)
+    assert classify.classifier().tokenizer == taxonomy().tokenizer

@@ -59,6 +59,17 @@ def test_source_mappings() -> None:
     ("文化旅游/文化市场/网吧管理", "culture_market"),
     ("城乡建设/物业管理/物业服务", "housing"),
     ("城乡建设/供水管理/停水", "utilities"),
+    # paths in the style of other hotlines: a department name alone decides nothing
+    ("交通运输/出租车/拒载", OTHER),
+    ("劳动就业/工资/拖欠农民工工资", "wage_arrears"),
+    ("城市管理/市政设施/下水道堵塞", "utilities"),
+    ("城乡建设/市政设施/下水道井盖", "manhole"),
+    ("国土/土地/非法占用耕地", "land_use"),
+    ("卫生/医疗/无证行医", "health"),
+    ("公共安全/消防/消防通道堵塞", "fire_hazard"),
+    ("住房保障/物业管理/电梯维修", "special_equipment"),
+    ("城管/渣土/运输撒漏", "construction_waste"),
+    ("政策咨询/社保咨询", "consultation"),   # equal names inside a segment: the last is the head
 ])
 def test_hotline_paths_and_segments(path: str, category: str) -> None:
     assert taxonomy().hotline(None, path) == category
