@@ -269,7 +269,7 @@ def run(records: Iterable[dict[str, Any]], labels: Iterable[dict[str, Any]], *,
     unlabelled = sum(1 for item in mapping if item not in truth and item not in other_kind)
     case_sizes = Counter(c for c in mapping.values() if c)
     non_incident = sorted(f"{k} {i[0]}:{i[1]}" for i, k in other_kind.items()
-                          if mapping.get(i) and case_sizes[mapping[i]] > 1)
+                          if case_sizes[mapping.get(i) or ""] > 1)
     scores = bcubed(truth, predicted)
     by_group: dict[str, BCubed] = {}
     if groups:
