@@ -20,10 +20,17 @@ class Category:
     """One kind of simulated incident and how each source labels it.
 
     ``taxonomy`` is the hub's code for it (``deploy/categories.yaml``): the four-platforms
-    ``fp_code``/``fp_name``, the 12345 ``hotline_name`` path and the sensor ``device_type`` are
-    all chosen so that ``streams.ingest.normalize`` maps them back to exactly that code (checked
-    by tests/gridhub/simulate/test_sim_taxonomy.py).  Otherwise fusion, which only joins reports
-    of compatible categories, would be scored on the simulator's labelling mistakes.
+    ``fp_code``/``fp_name``, the 12345 ``hotline_name`` path, the sensor ``device_type`` and the
+    wordings are all chosen so that ``streams.ingest.normalize`` maps them back to exactly that
+    code (checked by tests/gridhub/simulate/test_sim_taxonomy.py).  Otherwise fusion, which only
+    joins reports of compatible categories, would be scored on the simulator's labelling mistakes.
+
+    ``fp_code`` is the provincial template's code.  The taxonomy is finer than that template:
+    火情, 油烟 and 道路积水 have no code of their own there, so they carry the broader one the
+    platforms file them under (0402 消防隐患, 0502 大气污染, 0403 防汛防台) and the ``fp_name``
+    says what they are (the hub lets the name win over the code).  Likewise no wording leans to
+    a neighbouring category more than to its own: household garbage, not rubble
+    (construction_waste); spoiled food, not unlicensed trading (market_order).
     """
 
     key: str
@@ -58,12 +65,12 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
     ),
     Category(
         "garbage", "garbage", ("公共服务", "便民服务"), "0303", "垃圾乱堆", "010305", "市容环卫/垃圾清运",
-        ("暴露垃圾", "垃圾堆放未清运", "建筑垃圾乱倒"),
+        ("暴露垃圾", "垃圾堆放未清运", "生活垃圾乱扔"),
         ("{place}垃圾桶满溢，周边堆放生活垃圾约{m}平方米，未及时清运。",
-         "巡查发现{place}有人偷倒建筑垃圾，约{n}车，需清运。",
+         "巡查发现{place}有人乱扔生活垃圾，约{n}袋，需清运。",
          "{place}绿化带内暴露垃圾较多，已拍照上报。"),
         ("市民来电反映{vague}的垃圾好几天没人收了，臭气熏天，蚊蝇很多。",
-         "来电称{vague}有人半夜偷偷倒建筑垃圾，堆得像小山一样，希望尽快清理。",
+         "来电称{vague}有人天天把垃圾袋扔在路边，堆得像小山一样，希望尽快清理。",
          "反映{vague}垃圾箱旁边垃圾堆了一地，夏天味道很大，要求清运。"),
     ),
     Category(
@@ -127,7 +134,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
          "反映{vague}门口污水横流好几天，没人来管。"),
     ),
     Category(
-        "cooking_fume", "air_pollution", ("监管执法", "综合执法"), "0502", "大气污染", "020408", "环境保护/油烟",
+        "cooking_fume", "cooking_fume", ("监管执法", "综合执法"), "0502", "油烟扰民", "020408", "环境保护/油烟",
         ("油烟扰民", "餐饮油烟直排"),
         ("{place}{shop}未安装油烟净化设施，油烟直排。",
          "接群众反映{place}烧烤店油烟扰民，网格员已核实属实。"),
@@ -136,7 +143,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
          "反映{vague}的饭店油烟很大，呛得人咳嗽。"),
     ),
     Category(
-        "fire", "fire", ("应急管理", "综合执法"), "0402", "消防隐患", "050601", "应急管理/火灾",
+        "fire", "fire", ("应急管理", "综合执法"), "0402", "火情", "050601", "应急管理/火灾",
         ("火情", "居民楼起火", "疑似火情"),
         ("{place}{floor}楼冒出浓烟，疑似起火，已拨打119并组织疏散。",
          "网格员发现{place}有火情，现场浓烟较大，已通知物业和消防。",
@@ -150,7 +157,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
     ),
     Category(
         "electric_hazard", "electrical_fire", ("应急管理", "综合执法"), "0406", "用电安全", "050602", "应急管理/用电安全",
-        ("电气线路过热", "用电安全隐患"),
+        ("电气线路老化", "用电安全隐患"),
         ("{place}配电箱线路老化发热，存在电气火灾隐患。",
          "巡查发现{place}电动车违规充电、私拉电线。"),
         ("市民来电反映{vague}楼道里有人私拉电线给电瓶车充电，很危险。",
@@ -168,7 +175,7 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
         device_type="gas", urgency=(0.1, 0.5, 0.4),
     ),
     Category(
-        "waterlogging", "flood", ("应急管理", "便民服务"), "0403", "防汛防台", "060604", "城乡建设/道路积水",
+        "waterlogging", "waterlogging", ("应急管理", "便民服务"), "0403", "道路积水", "060604", "城乡建设/道路积水",
         ("道路积水", "内涝"),
         ("{place}下穿通道积水深约{n}0厘米，车辆无法通行，已设置警示。",
          "强降雨致{place}路段积水，已通知排水部门。"),
@@ -187,11 +194,11 @@ CATEGORIES: dict[str, Category] = {c.key: c for c in (
     ),
     Category(
         "food_safety", "food_safety", ("监管执法", "市场监管"), "0201", "食品安全", "030201", "市场监管/食品安全",
-        ("食品安全", "无证经营食品"),
+        ("食品安全", "销售过期食品"),
         ("{place}{shop}疑似无证经营，后厨卫生条件差。",
          "巡查发现{place}有商贩销售过期食品。"),
         ("市民来电投诉{vague}的{shop}卖的东西吃了拉肚子，怀疑不干净。",
-         "来电反映{vague}有家店卖过期食品，要求查处。",
+         "来电反映{vague}有家店卖过期变质的食品，要求查处。",
          "投诉{vague}{shop}后厨卫生太差，老鼠乱跑。"),
     ),
 )}
@@ -210,8 +217,8 @@ WHEN = ("每天早上", "每天傍晚", "晚上", "今天上午", "最近一周"
 #: Questions and thanks the hotline answers itself: (appealType, categoryName, categoryCode, title, text).
 #: Every path resolves to the taxonomy code ``consultation`` (first segment 政策咨询 / 意见建议).
 CONSULTATIONS = (
-    ("咨询", "政策咨询/社保咨询", "020101", "咨询社保卡补办流程", "市民来电咨询社保卡丢失后如何补办，已告知可在{county}市民中心或线上办理。"),
-    ("咨询", "政策咨询/户籍咨询", "020102", "咨询居住证办理", "来电人咨询居住证办理需要哪些材料，已答复。"),
+    ("咨询", "政策咨询/社会保险咨询", "020101", "咨询社保卡补办流程", "市民来电咨询社保卡丢失后如何补办，已告知可在{county}市民中心或线上办理。"),
+    ("咨询", "政策咨询/居住证咨询", "020102", "咨询居住证办理", "来电人咨询居住证办理需要哪些材料，已答复。"),
     ("咨询", "政策咨询/公交咨询", "020103", "咨询公交线路", "市民咨询去{landmark}坐几路公交，已告知线路。"),
     ("咨询", "政策咨询/入学咨询", "020104", "咨询小学入学政策", "家长来电咨询{town}学区划分和入学报名时间，已按政策答复。"),
     ("咨询", "政策咨询/医保咨询", "020105", "咨询医保报销比例", "来电人咨询门诊医保报销比例，已解答。"),

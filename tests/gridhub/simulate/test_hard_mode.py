@@ -19,16 +19,26 @@ from gridhub.simulate.text import CATEGORIES
 HUB_TABLE = yaml.safe_load((REPO_ROOT / "deploy" / "categories.yaml").read_text(encoding="utf-8"))
 
 
+def _hub_code_tables() -> dict[str, dict[str, str]]:
+    """The hub's four-platforms code tables (taxonomy v2: one per deployment catalogue), by id."""
+    tables = HUB_TABLE["four_platforms"]["tables"]
+    assert tables, "the hub's categories.yaml has no four-platforms code table"
+    return {str(t["id"]): {str(k): str(v) for k, v in t["codes"].items()} for t in tables}
+
+
 def test_codes_and_paths_are_another_deployment_s() -> None:
-    hub_codes = {str(k): v for k, v in HUB_TABLE["four_platforms"]["codes"].items()}
+    hub_tables = _hub_code_tables()
     hub_paths = set(HUB_TABLE["hotline_12345"]["paths"])
     for key, choices in OTHER_CATALOGUE.items():
         for code, name in choices:
-            # a code the hub knows means something else there (as in the real feeds of issue 13)
-            assert hub_codes.get(code) != CATEGORIES[key].taxonomy, (key, code)
+            # a code the hub knows means something else there, in every table the hub has (as in
+            # the real feeds of issue 13)
+            for table_id, hub_codes in hub_tables.items():
+                assert hub_codes.get(code) != CATEGORIES[key].taxonomy, (key, code, table_id)
             assert name
     assert not any(path in hub_paths for paths in CALL_TAKER_PATHS.values() for path in paths)
-    assert any(code in hub_codes for choices in OTHER_CATALOGUE.values() for code, _ in choices)
+    assert any(code in hub_codes for hub_codes in hub_tables.values()
+               for choices in OTHER_CATALOGUE.values() for code, _ in choices)
 
 
 def test_hard_traffic_varies_and_never_reads_the_hub_s_category_table(monkeypatch: pytest.MonkeyPatch) -> None:
