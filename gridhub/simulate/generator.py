@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 import json
 import random
 from dataclasses import dataclass
@@ -579,6 +580,22 @@ def devices_for(seed: int, rate: float, duration: float, *, start_ms: int = DEFA
     """The device fleet :func:`generate` uses for the same arguments (for the registry)."""
     world = load_world(tuple(counties) if counties else None)
     return _Sim(seed, rate, duration, start_ms, world, heartbeat_scale=heartbeat_scale).devices
+
+
+def sample(n: int, *, seed: int, end_ms: int, rate: float = 20.0) -> tuple[list[SimRecord], dict[str, dict[str, Any]]]:
+    """The first ``n`` records of simulated traffic whose window ends at ``end_ms``, and the device
+    registry (deviceId -> CONTRACTS 1.3 record) that locates its sensors.
+
+    For the tests and benchmarks that need realistic single documents (``gridhub bench normalize``,
+    the ingest worker's tests), so that one generator writes every document the hub is tested on.
+    ``rate`` (records per simulated second, heartbeats included) sets the window: 20/s, the
+    simulator's default, mixes the three sources as a day does.
+    """
+    duration = max(60.0, 2.0 * n / rate)  # twice what n records need: the warm-up starts quiet
+    start_ms = end_ms - int(duration * 1000)
+    records = list(itertools.islice(generate(seed, rate, duration, start_ms=start_ms), n))
+    registry = {d.device_id: d.registry_row() for d in devices_for(seed, rate, duration, start_ms=start_ms)}
+    return records, registry
 
 
 def count_by_kind(records: Iterator[SimRecord]) -> dict[str, int]:

@@ -18,7 +18,7 @@ from gridhub.core.codec import codec
 from gridhub.core.kafka_admin import admin_client
 from gridhub.core.settings import Settings
 from gridhub.core.topics import RAW, REGISTRY_DEVICES, REPORTS
-from streams.ingest.samples import SampleGenerator
+from gridhub.simulate.generator import sample
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +33,21 @@ def test_documents_right_after_ready_are_reported_for_every_source(settings: Set
         admin.close()
     worker(settings, only="ingest", ensure_topics=False)
 
-    gen = SampleGenerator(int(time.time() * 1000), seed=3)
-    for device_id, record in gen.registry.items():
+    records, registry = sample(600, seed=3, end_ms=int(time.time() * 1000))
+    for device_id, record in registry.items():
         kafka_producer.send(settings.topic(REGISTRY_DEVICES), key=device_id.encode(),
                             value=json.dumps(record, ensure_ascii=False).encode())
-    docs = {"four-platforms": gen.four_platforms(), "hotline-12345": gen.hotline(), "sensors": gen.sensor("alarm")}
-    for source, doc in docs.items():
-        kafka_producer.send(settings.topic(RAW[source]), key=b"k", value=json.dumps(doc, ensure_ascii=False).encode())
+    # One document of each source that becomes a report: a grid report, a new 12345 order, an alarm.
+    firsts = {}
+    for r in records:
+        if r.source not in firsts and r.kind == "report" and r.doc.get("eventType", "alarm") == "alarm":
+            firsts[r.source] = r
+    assert set(firsts) == set(RAW)
+    for source, r in firsts.items():
+        kafka_producer.send(settings.topic(RAW[source]), key=r.key.encode(), value=r.value())
     kafka_producer.flush()
 
     # 90 s: far below the 5-minute metadata refresh a missed subscription waits for.
     reports = [codec("Report").decode(r.value) for r in consume(REPORTS, 3, timeout=90)]
-    expected = {("four-platforms", docs["four-platforms"]["eventId"]),
-                ("hotline-12345", docs["hotline-12345"]["orderNo"]),
-                ("sensors", f"{docs['sensors']['deviceId']}@{docs['sensors']['eventTime']}")}
+    expected = {(r.source, r.source_ref) for r in firsts.values()}
     assert {(r["source"], r["source_ref"]) for r in reports} == expected

@@ -29,7 +29,7 @@ from gridhub.ops.common import read_to_end
 from gridhub.core.settings import Settings
 from gridhub.core.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES
 from streams.ingest.normalize import Rejected, normalize
-from streams.ingest.samples import SampleGenerator
+from helpers.documents import Documents
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -107,12 +107,12 @@ def _prose(c: Canaries, pad: str) -> str:
 def seeded_documents(c: Canaries, now_ms: int) -> tuple[list[tuple[str, bytes, dict[str, Any]]],
                                                         list[dict[str, Any]], list[tuple[str, bytes, dict[str, Any]]]]:
     """(good documents, registry rows, documents ingest rejects), every free field carrying canaries."""
-    gen = SampleGenerator(now_ms, seed=c.rng.randrange(10**6))
+    gen = Documents(now_ms, seed=c.rng.randrange(10**6))
     docs: list[tuple[str, bytes, dict[str, Any]]] = []
     for _ in range(3):
         d = gen.four_platforms()
         d.update(title=f"举报人{c.name()}反映{c.mobile('hyphens')}", description=_prose(c, "门口堆物，"),
-                 address=f"{d['address']} 户主{c.name()} 电话{c.landline('hyphen')}",
+                 address=f"{d.get('address', '')} 户主{c.name()} 电话{c.landline('hyphen')}",
                  status=f"待受理 {c.mobile('plain')}", eventSource=f"群众上报 {c.mobile('0086')}",
                  attachments=[f"https://img.example.org/{c.mobile('plain')}.jpg"],
                  reporter={"id": "W1", "name": c.name(), "phone": c.mobile("+86")})
@@ -120,7 +120,7 @@ def seeded_documents(c: Canaries, now_ms: int) -> tuple[list[tuple[str, bytes, d
     for _ in range(3):
         d = gen.hotline()
         d.update(caller=c.name(), phone=c.mobile("0086"), title=f"投诉人{c.name()}：{c.mobile('dots')}",
-                 content=_prose(c, "楼上噪声，"), address=f"{d['address']} 联系人{c.name()} {c.mobile('spaces')}",
+                 content=_prose(c, "楼上噪声，"), address=f"{d.get('address', '')} 联系人{c.name()} {c.mobile('spaces')}",
                  channel=f"电话 {c.mobile('plain')}", appealType="投诉", status="已派发")
         docs.append(("hotline-12345", d["orderNo"].encode(), d))
     registry = []

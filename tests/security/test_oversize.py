@@ -16,7 +16,7 @@ import pytest
 from gridhub.core.codec import codec
 from gridhub.core.dlq import DLQ_MAX_VALUE, PREVIEW_BYTES, parse_dead_letter_headers
 from gridhub.core.settings import Settings
-from streams.ingest.samples import SampleGenerator
+from helpers.documents import Documents
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,7 +43,7 @@ def _padded(doc: dict[str, Any], size: int) -> bytes:
 
 def test_oversized_documents_never_stall_ingest(settings: Settings, worker: Callable[..., Any],
                                                 kafka_producer: Any, consume: Callable[..., list[Any]]) -> None:
-    gen = SampleGenerator(int(time.time() * 1000), seed=16)
+    gen = Documents(int(time.time() * 1000), seed=16)
     good = [gen.four_platforms() for _ in range(3)]
     w = worker(settings, only="ingest,gateway")
     url = f"http://127.0.0.1:{settings.gateway_port}/v1/ingest/four-platforms"
