@@ -59,6 +59,11 @@ def fold(text: str | None) -> str:
     """NFKC (full-width -> half-width), lower case, no spaces."""
     if not text:
         return ""
+    return _fold(text)
+
+
+@lru_cache(maxsize=16384)  # one report's text is folded by several extractors; 16 Ki short strings ~ a few MB
+def _fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower().replace(" ", "").replace("\u3000", "")
 
 
@@ -262,14 +267,19 @@ def towns_in(text: str | None, county: str) -> set[str]:
 
 def villages_in(text: str | None, county: str) -> dict[str, tuple[str, str]]:
     """Village / community names of ``county`` in a text -> (village code, township code)."""
-    t = fold(text)
+    return dict(_villages_in(fold(text), county))
+
+
+@lru_cache(maxsize=16384)  # pure; a report's address and text are searched more than once
+def _villages_in(t: str, county: str) -> tuple[tuple[str, tuple[str, str]], ...]:
     pattern = _village_pattern(county)
     if not t or pattern is None:
-        return {}
+        return ()
     names = gazetteer().villages[county]
-    return {m.group(0): names[m.group(0)] for m in pattern.finditer(t)}
+    return tuple((m.group(0), names[m.group(0)]) for m in pattern.finditer(t))
 
 
+@lru_cache(maxsize=16384)  # pure; called by the road, place and village extractors of one report
 def strip_local(address: str, county: str | None) -> str:
     """Remove division names (province .. township) and the county's village / community names
     and township short names wherever they stand, so that ``南溪社区南溪东路`` and ``塘汇茶园路``
@@ -319,7 +329,12 @@ def concepts_in(text: str | None, vocabulary: dict[str, tuple[str, ...]]) -> fro
     t = fold(text)
     if not t:
         return frozenset()
-    return frozenset(name for name, words in vocabulary.items() if any(w in t for w in words))
+    return frozenset(name for name, words in vocabulary.items() if _words_pattern(words).search(t))
+
+
+@lru_cache(maxsize=256)  # one compiled alternation per concept of the config
+def _words_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(map(re.escape, sorted((fold(w) for w in words), key=len, reverse=True))))
 
 
 # A shop named by what it sells: 2-3 characters before 店 / 馆 (小炒店, 烤鱼店, 面馆, 快餐店).
