@@ -474,8 +474,23 @@ def recategorise_cmd(case_id: str, reason: str, operator: str | None, namespace:
 @click.option("--into", "into", required=True, help="the case that stays")
 def merge_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, into: str) -> None:
     """CASE_ID and INTO are one incident: CASE_ID is closed into INTO, for good."""
+    settings = settings_for(namespace)
+    refs = _refs_of(settings, case_id)
     _send(namespace, {"caseId": case_id, "action": "merge", "operator": _operator(operator), "reason": reason,
                       "intoCaseId": into})
+    _relink_after(settings, case_id, "centre_merge", refs)
+
+
+def _relink_after(settings: Settings, case_id: str, event: str, refs: list[tuple[str, str]]) -> None:
+    """Once routing recorded the action, re-drive the moved records so ClickHouse's report->case map follows."""
+    if not refs:
+        return
+    if not _wait_event(settings, case_id, event, 60.0):  # 60 s: the sink flushes every few seconds
+        click.echo(f"note: {event} not in ClickHouse yet; the report->case map follows when the sources resend "
+                   "(or run the command's relink again)", err=True)
+        return
+    time.sleep(2.0)  # routing -> case-lifecycle -> fusion: a moment after the event was recorded
+    click.echo(f"re-drove {relink(settings, refs)} source record(s) so the report->case map follows")
 
 
 @case.command("split")
@@ -498,6 +513,8 @@ def split_cmd(case_id: str, reason: str, operator: str | None, namespace: str | 
         doc.update(source=row.get("source"), sourceRef=row.get("source_ref"),
                    category=category or row.get("category"), streetCode=row.get("street_code"))
     _send(namespace, doc)
+    if rows:
+        _relink_after(settings, case_id, "centre_split", [(str(rows[0]["source"]), str(rows[0]["source_ref"]))])
 
 
 def _report_row(settings: Settings, report_id: str) -> list[dict[str, Any]]:
@@ -517,6 +534,85 @@ def reopen_cmd(case_id: str, reason: str, operator: str | None, namespace: str |
     """重办: CASE_ID goes back to its last lead agency with a new deadline."""
     _send(namespace, {"caseId": case_id, "action": "reopen", "operator": _operator(operator), "reason": reason,
                       "deadline": deadline})
+
+
+def relink(settings: Settings, refs: Sequence[tuple[str, str]]) -> int:
+    """Re-drive the latest raw record of each ``(source, source_ref)`` (tagged ``gridhub.replay``).
+
+    Why: after a merge or a split, fusion already files the record under its new case, but the
+    ClickHouse report->case map (``reports``) changes only when fusion sees the record again.
+    A re-driven record is a redelivery for fusion (same version): it links the report to the
+    case the centre chose and changes nothing else.  Reads only the partition the key hashes
+    to.  Returns how many records were re-driven (a record past the raw topic's retention is not).
+    """
+    from gridhub.core import topics as T
+    from gridhub.ops.common import make_consumer, make_producer, new_run_id, plan_spans, read_spans
+
+    wanted: dict[str, set[bytes]] = {}
+    for source, ref in refs:
+        if source in T.RAW_KEY_FIELD and source != "sensors":  # a sensor ref is deviceId@eventTime, not a key
+            wanted.setdefault(source, set()).add(ref.encode("utf-8"))
+    found: dict[tuple[str, bytes], Any] = {}
+    consumer = make_consumer(settings)
+    try:
+        for source, keys in wanted.items():
+            topic = settings.topic(T.RAW[source])
+            partitions = consumer.partitions_for_topic(topic) or set()
+            if not partitions:
+                continue
+            parts = {key_partition(k, len(partitions)) for k in keys}
+            for record in read_spans(consumer, plan_spans(consumer, topic, parts)):
+                if record.key in keys and record.value is not None:
+                    found[(topic, record.key)] = record  # the last one read is the latest
+    finally:
+        consumer.close()
+    if not found:
+        return 0
+    producer = make_producer(settings)
+    run_id = new_run_id().encode()
+    try:
+        for (topic, key), record in found.items():
+            headers = [(k, v) for k, v in (record.headers or []) if k != "gridhub.replay"]
+            producer.send(topic, key=key, value=record.value, headers=headers + [("gridhub.replay", run_id)],
+                          partition=record.partition).get(timeout=30)
+    finally:
+        producer.close()
+    return len(found)
+
+
+def _refs_of(settings: Settings, case_id: str) -> list[tuple[str, str]]:
+    try:
+        rows = find_case_reports(settings, case_id)
+    except CaseStoreError:
+        return []
+    return [(str(r["source"]), str(r["source_ref"])) for r in rows]
+
+
+def find_case_reports(settings: Settings, case_id: str) -> list[dict[str, Any]]:
+    client = ch_client(settings)
+    try:
+        return _select(client, settings.ch_database, "reports", "case_id = %(c)s", {"c": case_id})
+    except Exception as exc:  # clickhouse-driver: network and server errors of several types
+        raise CaseStoreError(f"ClickHouse query failed: {exc}") from exc
+    finally:
+        client.disconnect()
+
+
+def _wait_event(settings: Settings, case_id: str, event: str, timeout_s: float) -> bool:
+    client = ch_client(settings)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                n = client.execute(f"SELECT count() FROM {settings.ch_database}.case_events FINAL "
+                                   "WHERE case_id = %(c)s AND event = %(e)s", {"c": case_id, "e": event})[0][0]
+            except Exception:  # the sink's database may not exist yet: keep waiting
+                n = 0
+            if n or time.monotonic() > deadline:
+                return bool(n)
+            time.sleep(0.5)
+    finally:
+        client.disconnect()
 
 
 # --- for `gridhub demo` (issue 15) ---------------------------------------------------------------

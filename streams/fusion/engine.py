@@ -190,7 +190,8 @@ class FusionEngine:
                 # Redelivery, possibly after a crash lost the first outputs: emit them again,
                 # with the same ids, so every consumer ends up with them exactly once.
                 result.cases.append(to_case_record(case))
-                for name in entry.get("ev", []):
+                # (not when the county centre moved the record: its events belong to the old case)
+                for name in entry.get("ev", []) if case_id == entry.get("case") else ():
                     result.events.append(self._event(case, name, first))
             result.linked.append({**(first if kind == "duplicate" else report), "case_id": case_id})
         return result

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from gridhub.ops.case import case as case_cli
-from gridhub.ops.case import demo_centre_step, demo_summary_line, send_command
+from gridhub.ops.case import demo_centre_step, demo_summary_line, relink, send_command
 from helpers.kafka import TopicReader
 from helpers.routing import feedback_doc, send_feedback
 
@@ -129,6 +129,8 @@ def test_centre_actions_end_to_end(settings: Any, worker: Any, kafka_producer: A
                                                              ("assign", "recategorise", "reopen", "merge", "split")}
     new_case = next(json.loads(e["detail"])["new_case_id"] for e in history if e["event"] == "centre_split")
     sthj.until(lambda vs: any(v["caseId"] == new_case for v in vs), what="the split-off case routed")
+    # what `gridhub case split` does next: re-drive the record, so the report->case map follows the split
+    assert relink(settings, [("hotline-12345", "CE-2")]) == 1
 
     # --- ClickHouse: the actions are facts; the manual category held; the timeline shows who and why
     db = settings.ch_database
@@ -147,6 +149,11 @@ def test_centre_actions_end_to_end(settings: Any, worker: Any, kafka_producer: A
                  if len(ch_client.execute(f"SELECT case_id FROM {db}.cases FINAL WHERE case_id IN (%(a)s, %(b)s)",
                                           {"a": c2, "b": new_case})) == 2 else None, "cases rows")
     assert cats == {c2: "water_pollution", new_case: "water_pollution"}
+    _wait(lambda: dict(ch_client.execute(f"SELECT source_ref, case_id FROM {db}.reports FINAL")) == {
+        "CE-1": c1, "CE-2": new_case}, "the report->case map after merge and split")
+    created = ch_client.execute(f"SELECT case_id, count() FROM {db}.case_events FINAL WHERE event = 'created' "
+                                "GROUP BY case_id ORDER BY case_id")
+    assert sorted(created) == sorted([(c1, 1), (c2, 1), (new_case, 1)])  # the re-drive added no event
     shown = CliRunner().invoke(case_cli, ["show", c1, "--namespace", settings.namespace, "--no-kafka"])
     assert shown.exit_code == 0, shown.output
     assert "centre_assign" in shown.output and "op-centre-7: 测试assign" in shown.output
