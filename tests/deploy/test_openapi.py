@@ -9,7 +9,6 @@ not describe (or the reverse) fails too.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from connectors.gateway.contract import OPENAPI_SPEC
 from connectors.gateway.service import GatewayService
 from connectors.kafka_io import RawProducer
 from gridhub.core.settings import Settings
+from helpers.ports import free_port
 
 SPEC: dict[str, Any] = yaml.safe_load(OPENAPI_SPEC.read_text(encoding="utf-8"))
 #: Requests are matched against the spec's first server (the contract's host, whatever port the test got).
@@ -47,16 +47,11 @@ def test_the_spec_describes_exactly_the_gateways_routes() -> None:
     assert served == described
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture
 async def gateway(settings: Settings) -> AsyncIterator[GatewayService]:
     # A small body limit, so a 413 is cheap to provoke.
-    gw = GatewayService(settings, port=_free_port(), max_body=4096)
+    gw = GatewayService(settings, port=free_port(), max_body=4096)
     await gw.start()
     assert await gw.producer.wait_ready(30), "gateway producer never connected to Kafka"
     yield gw

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 import textwrap
 import time
 from pathlib import Path
@@ -73,3 +74,21 @@ def dead_letters(records: list[Any]) -> list[tuple[str, str, bytes]]:
         info = parse_dead_letter_headers(r.headers)
         out.append((info.stage, info.reason, r.value))
     return out
+
+
+def hotline_order(order_no: str, **kw: Any) -> dict[str, Any]:
+    """A valid 12345 order (CONTRACTS 1.2) accepted now, in 月河街道 (330502001); ``kw`` overrides fields."""
+    beijing = timezone(timedelta(hours=8))
+    doc = {"orderNo": order_no, "channel": "电话", "acceptTime": datetime.now(beijing).strftime("%Y-%m-%d %H:%M:%S"),
+           "caller": "张三", "phone": "13800001111", "appealType": "投诉", "categoryName": "市容环卫/占道经营",
+           "title": "流动摊贩占道经营", "content": "月河街道红旗路口有流动摊贩占道经营，影响通行，请处理。电话13800001111",
+           "address": "湖州市吴兴区月河街道红旗路12号", "areaCode": "330502", "streetCode": "330502001",
+           "lng": 120.0985, "lat": 30.8702, "urgency": "一般", "status": "已派发"}
+    doc.update(kw)
+    return doc
+
+
+def produce_raw(producer: Any, settings: Settings, source: str, key: str, doc: dict[str, Any]) -> None:
+    """One raw document of ``source`` to its namespaced raw topic, acknowledged."""
+    producer.send(settings.topic(f"raw.{source}"), key=key.encode(),
+                  value=json.dumps(doc, ensure_ascii=False).encode()).get(30)

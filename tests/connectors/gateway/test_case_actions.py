@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,20 +11,16 @@ import pytest
 
 from connectors.gateway.service import GatewayService
 from gridhub.core.settings import Settings
+from helpers.ports import free_port
 
 pytestmark = pytest.mark.integration
 ACTION = {"centre": "330502.zzzx", "action": "assign", "agency": "scjg", "operator": "op-1", "reason": "属地调整"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture
 async def gateway(settings: Settings) -> AsyncIterator[GatewayService]:
-    gw = GatewayService(settings, port=_free_port())
+    gw = GatewayService(settings, port=free_port())
     await gw.start()
     assert await gw.producer.wait_ready(30), "gateway producer never connected to Kafka"
     yield gw

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from gridhub.ops.case import case as case_cli
 from gridhub.ops.case import demo_centre_step, demo_summary_line, relink, send_command
 from helpers.kafka import TopicReader
-from helpers.routing import feedback_doc, send_feedback
+from helpers.routing import feedback_doc, hotline_order, produce_raw, send_feedback
 
 pytestmark = pytest.mark.integration
 BEIJING = timezone(timedelta(hours=8))
@@ -25,18 +25,11 @@ FAST_SINK = {"GRIDHUB_CH_SINK_FLUSH_SECONDS": "0.5"}
 
 
 def _order(order_no: str, **kw: Any) -> dict[str, Any]:
-    doc = {"orderNo": order_no, "channel": "电话", "acceptTime": datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S"),
-           "caller": "李四", "phone": "13900002222", "appealType": "投诉", "categoryName": "市容环卫/占道经营",
-           "title": "流动摊贩占道经营", "content": "月河街道红旗路口有流动摊贩占道经营，影响通行。",
-           "address": "湖州市吴兴区月河街道红旗路12号", "areaCode": "330502", "streetCode": "330502001",
-           "lng": 120.0985, "lat": 30.8702, "urgency": "一般", "status": "已派发"}
-    doc.update(kw)
-    return doc
+    """李四's 12345 order: another caller than the routing tests' (helpers.routing.hotline_order)."""
+    return hotline_order(order_no, **{"caller": "李四", "phone": "13900002222",
+                                      "content": "月河街道红旗路口有流动摊贩占道经营，影响通行。", **kw})
 
 
-def _produce(producer: Any, settings: Any, source: str, key: str, doc: dict[str, Any]) -> None:
-    producer.send(settings.topic(f"raw.{source}"), key=key.encode(),
-                  value=json.dumps(doc, ensure_ascii=False).encode()).get(30)
 
 
 def _act(settings: Any, case_id: str, action: str, **fields: Any) -> str:
@@ -65,9 +58,9 @@ def test_centre_actions_end_to_end(settings: Any, worker: Any, kafka_producer: A
     sthj = TopicReader(settings, "dispatch.330502.sthj", "Dispatch")
 
     order_deadline = datetime.now(BEIJING).replace(microsecond=0) + timedelta(days=2)
-    _produce(kafka_producer, settings, "hotline-12345", "CE-1",
-             _order("CE-1", deadline=order_deadline.strftime("%Y-%m-%d %H:%M:%S")))
-    _produce(kafka_producer, settings, "hotline-12345", "CE-2",
+    produce_raw(kafka_producer, settings, "hotline-12345", "CE-1",
+                _order("CE-1", deadline=order_deadline.strftime("%Y-%m-%d %H:%M:%S")))
+    produce_raw(kafka_producer, settings, "hotline-12345", "CE-2",
              _order("CE-2", categoryName="市容环卫/垃圾", title="垃圾堆放", content="爱山街道某小区门口垃圾堆放多日无人清理",
                     address="湖州市吴兴区爱山街道南街8号", streetCode="330502003", lng=120.0901, lat=30.8611))
     reports = linked.until(lambda vs: {"CE-1", "CE-2"} <= {v["source_ref"] for v in vs}, what="linked reports")
@@ -101,7 +94,7 @@ def test_centre_actions_end_to_end(settings: Any, worker: Any, kafka_producer: A
     _act(settings, c2, "recategorise", category="water_pollution")
     sthj.until(lambda vs: any(v["caseId"] == c2 and v["category"] == "water_pollution" for v in vs),
                what="sthj dispatch")
-    _produce(kafka_producer, settings, "hotline-12345", "CE-2",
+    produce_raw(kafka_producer, settings, "hotline-12345", "CE-2",
              _order("CE-2", categoryName="市容环卫/垃圾", title="垃圾堆放（催办）", content="爱山街道某小区门口垃圾堆放多日无人清理，再次反映",
                     address="湖州市吴兴区爱山街道南街8号", streetCode="330502003", lng=120.0901, lat=30.8611,
                     status="催办"))

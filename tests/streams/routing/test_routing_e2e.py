@@ -10,25 +10,12 @@ import pytest
 
 from helpers.kafka import TopicReader
 
-from helpers.routing import feedback_doc, send_feedback
+from helpers.routing import feedback_doc, hotline_order, produce_raw, send_feedback
 
 pytestmark = pytest.mark.integration
 BEIJING = timezone(timedelta(hours=8))
 
 
-def _order(order_no: str, **kw: Any) -> dict[str, Any]:
-    doc = {"orderNo": order_no, "channel": "电话", "acceptTime": datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S"),
-           "caller": "张三", "phone": "13800001111", "appealType": "投诉", "categoryName": "市容环卫/占道经营",
-           "title": "流动摊贩占道经营", "content": "月河街道红旗路口有流动摊贩占道经营，影响通行，请处理。电话13800001111",
-           "address": "湖州市吴兴区月河街道红旗路12号", "areaCode": "330502", "streetCode": "330502001",
-           "lng": 120.0985, "lat": 30.8702, "urgency": "一般", "status": "已派发"}
-    doc.update(kw)
-    return doc
-
-
-def _produce(producer: Any, settings: Any, source: str, key: str, doc: dict[str, Any]) -> None:
-    producer.send(settings.topic(f"raw.{source}"), key=key.encode(),
-                  value=json.dumps(doc, ensure_ascii=False).encode()).get(30)
 
 
 def test_raw_documents_to_closed_case(settings: Any, worker: Any, kafka_producer: Any) -> None:
@@ -37,12 +24,12 @@ def test_raw_documents_to_closed_case(settings: Any, worker: Any, kafka_producer
     events = TopicReader(settings, "case-events", "CaseEvent")
     zhzf = TopicReader(settings, "dispatch.330502.zhzf", "Dispatch")
 
-    _produce(kafka_producer, settings, "hotline-12345", "E2E-H1", _order("E2E-H1"))
-    _produce(kafka_producer, settings, "hotline-12345", "E2E-ASK",
-             _order("E2E-ASK", appealType="咨询", status="已办结", categoryName="政策咨询/其他",
+    produce_raw(kafka_producer, settings, "hotline-12345", "E2E-H1", hotline_order("E2E-H1"))
+    produce_raw(kafka_producer, settings, "hotline-12345", "E2E-ASK",
+             hotline_order("E2E-ASK", appealType="咨询", status="已办结", categoryName="政策咨询/其他",
                     title="社保咨询", content="咨询社保卡补办的地点和时间", address="湖州市吴兴区爱山街道",
                     streetCode="330502003", lng=120.0901, lat=30.8611))
-    _produce(kafka_producer, settings, "sensors", "E2E-SMOKE-1",
+    produce_raw(kafka_producer, settings, "sensors", "E2E-SMOKE-1",
              {"deviceId": "E2E-SMOKE-1", "deviceType": "smoke", "eventType": "alarm",
               "eventTime": datetime.now(BEIJING).isoformat(timespec="seconds"), "value": 48.0, "threshold": 30.0,
               "unit": "ppm", "lng": 120.1102, "lat": 30.8815, "streetCode": "330502002",
@@ -68,7 +55,7 @@ def test_raw_documents_to_closed_case(settings: Any, worker: Any, kafka_producer
     for action in ("sign", "progress", "resolve"):
         send_feedback(kafka_producer, settings, feedback_doc(d, action, note=f"{action}: 已处理"))
     events.until(lambda vs: any(e["case_id"] == case_id and e["event"] == "resolved" for e in vs), what="resolved")
-    _produce(kafka_producer, settings, "hotline-12345", "E2E-H1", _order("E2E-H1", status="已回访", satisfaction="满意"))
+    produce_raw(kafka_producer, settings, "hotline-12345", "E2E-H1", hotline_order("E2E-H1", status="已回访", satisfaction="满意"))
     history = events.until(lambda vs: any(e["case_id"] == case_id and e["event"] == "closed" for e in vs),
                            timeout=90, what="closed")
 
