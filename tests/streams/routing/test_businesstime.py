@@ -8,7 +8,6 @@ Working hours: 08:30-12:00 and 14:00-17:30 Beijing time (the default).
 from __future__ import annotations
 
 import json
-import textwrap
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from streams.routing import businesstime as bt
 from streams.routing import lifecycle as lc
 from streams.routing.rules import RuleSet, load_rules
 from gridhub.core.yamlconf import ConfigError
+from helpers.routing import write_rules
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 HOUR = 3_600_000
@@ -76,25 +76,21 @@ def test_working_hours_are_configurable_and_validated() -> None:
 # --------------------------------------------------------------------------- rules and lifecycle
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
-    path = tmp_path_factory.mktemp("rules") / "routing.yaml"
-    path.write_text(textwrap.dedent(f"""
-        agencies: {DEPLOY / 'agencies.yaml'}
-        categories: {DEPLOY / 'categories.yaml'}
-        defaults: {{clock: working}}
+    return load_rules(write_rules(tmp_path_factory.mktemp("rules"), """
+        defaults: {clock: working}
         rules:
           - id: fire
-            match: {{category: [fire]}}
+            match: {category: [fire]}
             lead: xfjy
             sign: 30m
             resolve: 2d
             clock: natural
           - id: garbage
-            match: {{category: [garbage]}}
+            match: {category: [garbage]}
             lead: zhzf
             sign: 2h
             resolve: 5d
-    """), encoding="utf-8")
-    return load_rules(path)
+    """))
 
 
 def case(category: str, at: int, severity: int = 1) -> dict[str, Any]:

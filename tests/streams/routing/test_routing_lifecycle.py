@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,8 @@ import pytest
 from gridhub.core.codec import codec
 from streams.routing import lifecycle as lc
 from streams.routing.rules import RuleSet, load_rules
+from helpers.routing import write_rules
 
-DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 T0 = 1_760_000_000_000  # an arbitrary epoch-ms instant (2025-10-09)
 MIN = 60_000
 HOUR = 60 * MIN
@@ -22,32 +21,28 @@ DAY = 24 * HOUR
 
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
-    path = tmp_path_factory.mktemp("rules") / "routing.yaml"
-    path.write_text(textwrap.dedent(f"""
-        agencies: {DEPLOY / 'agencies.yaml'}
-        categories: {DEPLOY / 'categories.yaml'}
-        escalation: {{grace: 1h}}
-        review: {{auto_close: 2d}}
+    return load_rules(write_rules(tmp_path_factory.mktemp("rules"), """
+        escalation: {grace: 1h}
+        review: {auto_close: 2d}
         rules:
           - id: fire-alarm
-            match: {{category: [fire], source: [sensors]}}
+            match: {category: [fire], source: [sensors]}
             lead: xfjy
             assist: [yjgl]
             sign: 5m
             resolve: 4h
           - id: garbage
-            match: {{category: [garbage], area: ["330502"]}}
+            match: {category: [garbage], area: ["330502"]}
             lead: zhzf
             sign: 30m
             resolve: 1d
           - id: garbage-town
-            match: {{category: [garbage]}}
+            match: {category: [garbage]}
             lead: town
           - id: noise
-            match: {{category: [noise]}}
+            match: {category: [noise]}
             lead: zhzf
-    """), encoding="utf-8")
-    return load_rules(path)
+    """))
 
 
 def make_case(version: int = 1, **kw: Any) -> dict[str, Any]:
