@@ -287,6 +287,12 @@ def demo(rate: float, duration: float, speed: float, tail: float, seed: int, cou
             raise click.ClickException(f"the hub worker died (log: {worker.log_path}):\n{worker.log_tail()}")
         _echo_step("summary")
         figures = summarise(settings, labels, landed)
+        # Issue 15: the county centre steers one case, and the hub answers the source systems.
+        from gridhub.ops.case import demo_centre_step, demo_summary_line
+
+        centre = demo_centre_step(settings)
+        click.echo("\nCounty centre: " + demo_summary_line(centre))
+        figures["centre"] = centre
     finally:
         worker.stop()
     page = write_report(settings, counties, out_dir / "report.html")

@@ -42,6 +42,11 @@ def test_demo_runs_the_hub_and_the_closed_loop_end_to_end(settings: Settings) ->
     assert loop["on_time"] < loop["resolved"] <= loop["signed"]
     assert 0.5 < loop["satisfaction_rate"] < 1.0
     assert "Closed loop" in proc.stdout and "Lifecycle events" in proc.stdout
+    # the county centre steered one case (recorded by routing), and the hub replied to a source system
+    centre = figures["centre"]
+    assert centre["centre_action"] and centre["centre_action"]["recorded"], centre
+    assert centre["status_reply"] and centre["status_reply"]["state"], centre
+    assert "County centre: centre action: assign" in proc.stdout
     page = (REPO_ROOT / "out" / settings.namespace / "report.html").read_text(encoding="utf-8")
     assert "乡镇（街道）晾晒指数排名" in page and "无数据" not in page
 
