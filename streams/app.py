@@ -101,7 +101,7 @@ async def dead_letter(event: faust.EventT, stage: str, reason: str) -> None:
     metrics.DEAD_LETTERS.labels(stage=stage).inc()
     log.warning("dead_letter", stage=stage, reason=reason, topic=msg.topic, partition=msg.partition,
                 offset=msg.offset)
-    # A value too large to dead-letter whole goes as its first KiB + size + sha256 (gridhub/dlq.py):
+    # A value too large to dead-letter whole goes as its first KiB + size + sha256 (gridhub/core/dlq.py):
     # a dead letter Kafka refused would raise here and stall the partition it was clearing.
     value, headers = fit_dead_letter(msg.value or b"", dead_letter_headers(stage, reason, msg.topic, msg.partition,
                                                                           msg.offset))

@@ -85,7 +85,7 @@ def stream_lag(read: Mapping[Any, int], ends: Mapping[Any, int]) -> dict[tuple[s
 
 
 class WorkerSensor(Sensor):
-    """Faust's sensor events as Prometheus metrics with units in their names (gridhub/metrics.py).
+    """Faust's sensor events as Prometheus metrics with units in their names (gridhub/core/metrics.py).
 
     Faust ships a Prometheus sensor, but its names carry no units (``_latency`` in ms, counters
     without ``_total``) and it replaces the app's monitor; this one is added beside it.

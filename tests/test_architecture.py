@@ -80,7 +80,7 @@ def test_the_rule_catches_a_tool_import(tmp_path: Path) -> None:
 PURE_MODULES = [
     "gridhub.core.settings", "gridhub.core.codec", "gridhub.core.topics", "gridhub.core.dlq",
     "gridhub.core.reference", "gridhub.core.agencies", "gridhub.core.errors", "gridhub.core.timeutil",
-    "streams.ingest.normalize", "streams.ingest.taxonomy", "streams.ingest.pii",
+    "streams.ingest.normalize", "streams.ingest.taxonomy", "gridhub.core.pii",
     "streams.fusion.engine", "streams.fusion.rules", "streams.fusion.text", "streams.fusion.geo",
     "streams.routing.rules", "streams.routing.lifecycle",
     "streams", "streams.ingest", "streams.fusion", "streams.routing",

@@ -39,7 +39,7 @@ from gridhub.core.topics import (DLQ, FEEDBACK, FEEDBACK_ACTIONS, FEEDBACK_AGENC
 
 log = get_logger(__name__)
 
-#: Default request body limit: what a dead letter can hold whole (gridhub/dlq.py: 900,000 bytes, i.e.
+#: Default request body limit: what a dead letter can hold whole (gridhub/core/dlq.py: 900,000 bytes, i.e.
 #: Faust's 1,000,000-byte record limit less room for key and headers).  It was 1 MiB, above that
 #: limit: a document of 1.0-1.05 MB was accepted, then could not be dead-lettered by ingest and
 #: stalled its partition (issue 16).  A batch bigger than this is split by the client.

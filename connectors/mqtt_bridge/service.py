@@ -15,7 +15,7 @@ So delivery is at-least-once; a redelivered message produces the same record
 again, which fusion treats as the same report (``deviceId@eventTime``).
 
 No message can stop the bridge: one larger than a dead letter can hold
-(gridhub/dlq.py, 900,000 bytes), or one Kafka refuses for its content
+(gridhub/core/dlq.py, 900,000 bytes), or one Kafka refuses for its content
 (record too large for the topic, corrupt, invalid), is dead-lettered as a
 *reference* (MQTT topic, size, sha256 and its first KiB), acknowledged and
 never retried.  Only unavailability (network, leader election, timeouts) is

@@ -1,6 +1,6 @@
 """Personal data: hashed for matching, masked for display, before leaving raw topics.
 
-Used by ingest (``streams.ingest.pii`` re-exports it) and by the ClickHouse sink (dead letters).
+Used by ingest (streams/ingest/normalize.py, the offline device events) and by the ClickHouse sink (dead letters).
 
 The hub needs to recognise the same caller across reports (fusion scores a
 repeated caller higher) without keeping the phone number: a keyed

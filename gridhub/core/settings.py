@@ -180,7 +180,7 @@ class Settings(BaseSettings):
     # "production" fails closed (check_production): no development defaults for any secret.
     env: str = Field(default="development", description="development | production")
     routing_rules: Path = REPO_ROOT / "deploy" / "routing.yaml"
-    # The hub's clock for deadlines and device liveness (gridhub/clock.py): "wall", or "event"
+    # The hub's clock for deadlines and device liveness (gridhub/core/clock.py): "wall", or "event"
     # (the latest event time seen, minus clock_lag_ms) for compressed-time demos and backfills.
     clock: str = Field(default="wall", pattern="^(wall|event)$", description="wall | event")
     clock_lag_ms: int = Field(default=0, ge=0, description="event clock: how far it stays behind the events")

@@ -47,7 +47,7 @@ from gridhub.core.codec import codec
 from gridhub.core.logging import get_logger
 from gridhub.core.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES, REPORTS
 from streams.app import app, dead_letter, ensure_topics, settings, table_options, topic
-from streams.ingest import pii
+from gridhub.core import pii
 from streams.ingest.normalize import REPORT_NAMESPACE, Normalized, Rejected, normalize
 from streams.ingest.taxonomy import OTHER
 
@@ -297,13 +297,13 @@ def silent_devices(states: dict[str, dict[str, Any]], registry: dict[str, dict[s
     return out
 
 
-#: "now" for liveness: wall time, or event time in compressed-time demos (gridhub/clock.py).
+#: "now" for liveness: wall time, or event time in compressed-time demos (gridhub/core/clock.py).
 hub_clock = HubClock(settings)
 
 
 @app.timer(interval=LIVENESS_SCAN_SECONDS, name="ingest-liveness")
 async def scan_liveness() -> None:
-    now_ms = hub_clock.now_ms()  # wall time, or event time in compressed-time demos (gridhub/clock.py)
+    now_ms = hub_clock.now_ms()  # wall time, or event time in compressed-time demos (gridhub/core/clock.py)
     # Every worker runs the timer and may hold standby copies of other workers' partitions:
     # only the owner of a key's partition reports it.
     changelog = liveness.changelog_topic.get_topic_name()

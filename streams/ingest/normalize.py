@@ -49,7 +49,7 @@ from gridhub.core.topics import SOURCES
 from gridhub.core.timeutil import BEIJING  # 12345 times are Beijing time without a zone
 from gridhub.core.reference import divisions
 from gridhub.core.reference.geo import gcj02_to_wgs84, in_zhejiang
-from streams.ingest import pii
+from gridhub.core import pii
 from streams.ingest import classify
 from streams.ingest.taxonomy import CONSULTATION
 from streams.ingest.taxonomy import taxonomy

@@ -92,7 +92,7 @@ table = app.Table(TABLE_NAME, default=None, key_type=bytes, value_type=bytes, pa
 _lock = asyncio.Lock()  # one case transition (read, compute, write, enqueue) at a time in this process
 _dispatch_topics: dict[str, faust.TopicT] = {}
 _status_topics: dict[str, faust.TopicT] = {}
-#: "now" for deadlines: wall time, or event time in compressed-time demos (gridhub/clock.py).
+#: "now" for deadlines: wall time, or event time in compressed-time demos (gridhub/core/clock.py).
 hub_clock = HubClock(settings)
 
 
@@ -195,7 +195,7 @@ async def _send_effects(fx: lc.Effects) -> None:
 
 
 async def send_status_replies(fx: lc.Effects) -> None:
-    """Issue 15: the replies to the source systems; a shadow namespace never writes them (gridhub/shadow.py)."""
+    """Issue 15: the replies to the source systems; a shadow namespace never writes them (gridhub/core/shadow.py)."""
     if not fx.status or is_shadow():
         return
     for record in fx.status:

@@ -53,7 +53,7 @@ def client(s: Settings, database: str = "default") -> Any:
     from clickhouse_driver import Client
 
     return Client(s.clickhouse_host, port=s.clickhouse_port, user=s.clickhouse_user,
-                  password=s.clickhouse_password, database=database)
+                  password=s.secret("clickhouse_password"), database=database)
 
 
 def ids(c: Any, database: str, table: str, column: str) -> set[str]:

@@ -15,7 +15,7 @@ from gridhub.core.codec import codec
 from gridhub.core.reference.geo import haversine_m, wgs84_to_gcj02
 from streams.ingest.normalize import (MAX_DOCUMENT_BYTES, REPORT_NAMESPACE, Normalized, Rejected, normalize,
                                       report_id)
-from streams.ingest.pii import reporter_hash
+from gridhub.core.pii import reporter_hash
 
 NOW = 1_790_000_000_000  # 2026-09-21T14:13:20Z: a fixed receipt time, so the tests never age
 KEY = b"test-pii-key"

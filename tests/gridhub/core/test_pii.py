@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 from streams.ingest.normalize import Rejected, normalize
-from streams.ingest.pii import (looks_like_person, mask_fields, mask_name, mask_phone, mask_text, masked_reporter,
+from gridhub.core.pii import (looks_like_person, mask_fields, mask_name, mask_phone, mask_text, masked_reporter,
                                 names_in, phone_region_ok, reporter_hash)
 
 DEVSET = Path(__file__).resolve().parents[2] / "data" / "devset"
