@@ -177,67 +177,101 @@ def _check_mode(backend: Backend, database: str, cluster: str | None) -> None:
             raise MigrationError(f"{database}.{name} is a {engine} table: run `gridhub ch migrate --cluster NAME`")
 
 
+def _prepare(backend: Backend, database: str, cluster: str | None) -> tuple[tuple[int, ...], dict[int, str]]:
+    """The server's version and the migrations already applied to ``database`` (created if missing)."""
+    check_database_name(database)
+    version = backend.server_version()
+    backend.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
+    backend.execute(_ledger_ddl(database))
+    _check_mode(backend, database, cluster)
+    return version, applied_migrations(backend, database)
+
+
+#: An ALTER of a replicated table (``cluster_statements`` names them ``<table>_local``).
+_REPLICATED_ALTER = re.compile(r"^ALTER TABLE \w+\.\w+_local\s")
+
+
+def _apply(backend: Backend, database: str, migration: Migration, version: tuple[int, ...], done: dict[int, str],
+           result: MigrateResult, cluster: str | None, replicated_alters: bool = True) -> None:
+    """Apply one migration unless ``done`` has it (a changed file is refused), and record it."""
+    label = f"{migration.version:04d}_{migration.name}"
+    if migration.version in done:
+        if done[migration.version] != migration.checksum:
+            raise MigrationError(f"{label} changed after it was applied to {database}; add a new migration")
+        result.already.append(label)
+        return
+    version_text = ".".join(map(str, version))
+    for statement in render(migration.text, database, version, cluster):
+        if not replicated_alters and _REPLICATED_ALTER.match(statement):
+            continue  # ClickHouse replicates it from the shard's first replica
+        backend.execute(statement)
+    backend.insert(f"{database}.schema_migrations", [{
+        "version": migration.version, "name": migration.name, "checksum": migration.checksum,
+        "server_version": version_text, "applied_at": int(time.time())}])
+    log.info("ch.migration_applied", database=database, migration=label, server_version=version_text)
+    result.applied.append(label)
+
+
 def migrate(backend: Backend, database: str, directory: Path = MIGRATIONS_DIR,
             cluster: str | None = None) -> MigrateResult:
     """Apply every migration not yet recorded in ``database``; idempotent.
 
     ``cluster``: this server is one replica of that cluster (``remote_servers``); create replicated
-    and Distributed tables (module docstring).  Run it on every replica: :func:`migrate_cluster`.
+    and Distributed tables (module docstring).  A cluster is migrated by :func:`migrate_cluster`,
+    all replicas in step.
     """
-    check_database_name(database)
-    version = backend.server_version()
-    version_text = ".".join(map(str, version))
-    backend.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
-    backend.execute(_ledger_ddl(database))
-    _check_mode(backend, database, cluster)
-    done = applied_migrations(backend, database)
-    result = MigrateResult(database, version_text)
+    version, done = _prepare(backend, database, cluster)
+    result = MigrateResult(database, ".".join(map(str, version)))
     for migration in load_migrations(directory):
-        label = f"{migration.version:04d}_{migration.name}"
-        if migration.version in done:
-            if done[migration.version] != migration.checksum:
-                raise MigrationError(f"{label} changed after it was applied to {database}; add a new migration")
-            result.already.append(label)
-            continue
-        for statement in render(migration.text, database, version, cluster):
-            backend.execute(statement)
-        backend.insert(f"{database}.schema_migrations", [{
-            "version": migration.version, "name": migration.name, "checksum": migration.checksum,
-            "server_version": version_text, "applied_at": int(time.time())}])
-        log.info("ch.migration_applied", database=database, migration=label, server_version=version_text)
-        result.applied.append(label)
+        _apply(backend, database, migration, version, done, result, cluster)
     return result
 
 
-def cluster_replicas(backend: Backend, cluster: str) -> list[tuple[str, int]]:
-    """``(host, port)`` of every replica of every shard of ``cluster``, as the server's config lists them."""
+def cluster_replicas(backend: Backend, cluster: str) -> list[tuple[int, str, int]]:
+    """``(shard, host, port)`` of every replica of every shard of ``cluster``, as the server's config lists them."""
     check_database_name(cluster)
-    result = backend.query(f"SELECT host_name, port FROM system.clusters WHERE cluster = '{cluster}' "
+    result = backend.query(f"SELECT shard_num, host_name, port FROM system.clusters WHERE cluster = '{cluster}' "
                            "ORDER BY shard_num, replica_num")
     if not result.rows:
         raise MigrationError(f"cluster {cluster!r} is not in this server's remote_servers (system.clusters)")
-    return [(str(host), int(port)) for host, port in result.rows]
+    return [(int(shard), str(host), int(port)) for shard, host, port in result.rows]
 
 
 def migrate_cluster(settings: Settings, database: str, cluster: str, directory: Path = MIGRATIONS_DIR,
                     **client_options: Any) -> list[tuple[str, MigrateResult]]:
-    """Migrate ``database`` on every replica of ``cluster``, one direct connection each.
+    """Migrate ``database`` on every replica of ``cluster``, one direct connection each, in step.
 
     The replica list comes from the server at ``settings.clickhouse_host``; any replica's
-    ``remote_servers`` names them all.  Returns ``("host:port", result)`` per replica.
+    ``remote_servers`` names them all.  Each migration is applied on every replica before the next
+    one starts: ZooKeeper keeps one structure per replicated table, so a replica that creates a
+    table from an older file after another replica altered it is refused (ClickHouse error 122,
+    "Table structure in ZooKeeper is too different").  An ALTER of a replicated table runs on the
+    first replica of each shard only: ClickHouse replicates it to the others, and the same ALTER run
+    twice would fail (18.16 has no ``ADD COLUMN IF NOT EXISTS``).  The Distributed tables, the
+    views and the ledger are per server and run everywhere.  Returns ``("host:port", result)`` per
+    replica.
     """
     first = DriverBackend.from_settings(settings, **client_options)
     try:
-        replicas = cluster_replicas(first, cluster)
+        layout = cluster_replicas(first, cluster)
     finally:
         first.close()
-    results = []
-    for host, port in replicas:
-        backend = DriverBackend.from_settings(settings.model_copy(update={"clickhouse_host": host,
-                                                                          "clickhouse_port": port}),
-                                              **client_options)
-        try:
-            results.append((f"{host}:{port}", migrate(backend, database, directory, cluster)))
-        finally:
+    replicas = []
+    try:
+        for shard, host, port in layout:
+            backend = DriverBackend.from_settings(settings.model_copy(update={"clickhouse_host": host,
+                                                                              "clickhouse_port": port}),
+                                                  **client_options)
+            replicas.append((shard, f"{host}:{port}", backend))
+        prepared = [_prepare(backend, database, cluster) for _, _, backend in replicas]
+        results = [MigrateResult(database, ".".join(map(str, version))) for version, _ in prepared]
+        for migration in load_migrations(directory):
+            shards_done: set[int] = set()
+            for (shard, _, backend), (version, done), result in zip(replicas, prepared, results):
+                _apply(backend, database, migration, version, done, result, cluster,
+                       replicated_alters=shard not in shards_done)
+                shards_done.add(shard)
+        return [(name, result) for (_, name, _), result in zip(replicas, results)]
+    finally:
+        for _, _, backend in replicas:
             backend.close()
-    return results
