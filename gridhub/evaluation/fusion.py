@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from gridhub.core.timeutil import BEIJING
 from gridhub.evaluation.bcubed import BCubed, bcubed
@@ -193,6 +193,75 @@ def _row(report: dict[str, Any]) -> Row:
                text=text[:60])
 
 
+@dataclass
+class Replay:
+    """What the hub made of a record stream: item -> case, item -> last report, case -> last state."""
+
+    mapping: dict[Item, str | None] = field(default_factory=dict)
+    reports: dict[Item, dict[str, Any]] = field(default_factory=dict)
+    cases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    order: dict[Item, int] = field(default_factory=dict)  # index of the first delivery
+    first_reports: dict[Item, dict[str, Any]] = field(default_factory=dict)  # the first delivery's report
+    rejected: Counter[str] = field(default_factory=Counter)  # reason (first 80 characters) -> documents
+    records: int = 0  # records read, registry and lifecycle ones included
+    report_count: int = 0  # reports the normaliser produced, redeliveries included
+
+
+def replay(records: Iterable[Mapping[str, Any]], *, config: FusionConfig | None = None,
+           registry: Mapping[str, Mapping[str, Any]] | None = None) -> Replay:
+    """Feed ``records`` (``{"source", "doc"}`` in delivery order) through normalize -> FusionEngine."""
+    from streams.ingest.normalize import Rejected, normalize
+
+    engine = FusionEngine(config or load_config())
+    kv = MemoryKV()
+    devices: dict[str, Any] = {str(k): dict(v) for k, v in (registry or {}).items()}
+    out = Replay()
+    clock = 0
+    for n, rec in enumerate(records):
+        out.records += 1
+        source, doc = rec.get("source"), rec.get("doc")
+        if not isinstance(source, str) or not isinstance(doc, dict):
+            raise ValueError(f"record {n + 1}: expected {{'source': str, 'doc': object}}")
+        if source == "registry":
+            devices[str(doc["deviceId"])] = doc
+            continue
+        if source == "lifecycle":
+            case_id = out.mapping.get((str(doc["source"]), str(doc["source_ref"])))
+            if case_id:
+                result = engine.process_lifecycle(kv, {"case_id": case_id, "event": doc["event"],
+                                                       "at": int(doc["at"]), "state": doc.get("state")})
+                for case in result.cases:
+                    out.cases[case["case_id"]] = case
+            continue
+        # Receipt time: the given delivery time, else the document's own time, never going back
+        # (versions of one source record must grow with the deliveries).
+        at = rec.get("at_ms") or doc_time_ms(source, doc) or clock
+        clock = max(clock + 1, int(at))
+        raw = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        try:
+            norm = normalize(source, raw, registry=devices, received_at_ms=clock, pii_key=b"gridhub-eval")
+        except Rejected as exc:
+            out.rejected[exc.reason.split("(")[0][:80]] += 1
+            continue
+        if norm.report is None:
+            continue
+        report = norm.report
+        out.report_count += 1
+        item = (report["source"], report["source_ref"])
+        out.order.setdefault(item, n)
+        out.first_reports.setdefault(item, report)
+        result = engine.process_report(kv, report)
+        for case in result.cases:
+            out.cases[case["case_id"]] = case
+        if result.linked:
+            out.mapping[item] = result.linked[-1]["case_id"]
+        else:
+            out.mapping.setdefault(item, None)
+        out.reports[item] = report
+    return out
+
+
+
 def run(records: Iterable[dict[str, Any]], labels: Iterable[dict[str, Any]], *,
         config: FusionConfig | None = None, registry: dict[str, dict[str, Any]] | None = None,
         worst: int = 5, groups: dict[str, str] | None = None) -> EvalResult:
@@ -205,51 +274,10 @@ def run(records: Iterable[dict[str, Any]], labels: Iterable[dict[str, Any]], *,
     another kind linked into a case with other records is listed in ``non_incident_linked``.
     ``groups`` maps an incident label to a group (the dev set's module) for per-group scores.
     """
-    from streams.ingest.normalize import Rejected, normalize
-
-    engine = FusionEngine(config or load_config())
-    kv = MemoryKV()
-    devices: dict[str, dict[str, Any]] = dict(registry or {})
-    mapping: dict[Item, str | None] = {}
-    info: dict[Item, Row] = {}
-    clock = 0
-    n_records = n_reports = n_rejected = 0
-    reasons: Counter[str] = Counter()
-    for rec in records:
-        n_records += 1
-        source, doc = rec.get("source"), rec.get("doc")
-        if not isinstance(source, str) or not isinstance(doc, dict):
-            raise ValueError(f"record {n_records}: expected {{'source': str, 'doc': object}}")
-        if source == "registry":
-            devices[str(doc["deviceId"])] = doc
-            continue
-        if source == "lifecycle":
-            case_id = mapping.get((str(doc["source"]), str(doc["source_ref"])))
-            if case_id:
-                engine.process_lifecycle(kv, {"case_id": case_id, "event": doc["event"], "at": int(doc["at"]),
-                                              "state": doc.get("state")})
-            continue
-        # Receipt time: the given delivery time, else the document's own time, never going back
-        # (the normaliser's version is the receipt time, so later deliveries must be later).
-        at = rec.get("at_ms") or doc_time_ms(source, doc) or clock
-        clock = max(clock + 1, int(at))
-        raw = json.dumps(doc, ensure_ascii=False).encode("utf-8")
-        try:
-            out = normalize(source, raw, registry=devices, received_at_ms=clock, pii_key=b"gridhub-eval")
-        except Rejected as exc:
-            n_rejected += 1
-            reasons[exc.reason.split("(")[0][:80]] += 1
-            continue
-        if out.report is None:
-            continue
-        n_reports += 1
-        result = engine.process_report(kv, out.report)
-        item = (out.report["source"], out.report["source_ref"])
-        if result.linked:
-            mapping[item] = result.linked[-1]["case_id"]
-        else:
-            mapping.setdefault(item, None)
-        info.setdefault(item, _row(out.report))
+    rp = replay(records, config=config, registry=registry)
+    mapping = rp.mapping
+    info = {item: _row(report) for item, report in rp.first_reports.items()}
+    n_records, n_reports, n_rejected, reasons = rp.records, rp.report_count, sum(rp.rejected.values()), rp.rejected
     label_list = list(labels)
     # the dev set's kinds (incident / maintenance / heartbeat / consultation); the simulator's
     # labels carry its own record kinds (report, update, ...) and are scored the old way

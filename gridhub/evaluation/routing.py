@@ -18,89 +18,24 @@ first routes a case; a case that is not dispatchable (12345 consultations) gets 
 re-routed in production may also have had earlier lead dispatches that were withdrawn; this
 evaluation scores the final routing only.
 
-The replay (:func:`replay`) is the same loop as :mod:`gridhub.evaluation.fusion` (real
-``normalize`` then ``FusionEngine``, delivery order) but keeps every report and case, which the
-routing and category scores need.  :func:`score` is pure, so it is unit-tested on hand-made data.
+The replay is :func:`gridhub.evaluation.fusion.replay` (real ``normalize`` then ``FusionEngine``,
+delivery order), the loop the fusion evaluation scores too; it keeps every report and case, which
+the routing and category scores need.  :func:`score` is pure, so it is unit-tested on hand-made data.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from gridhub.evaluation.fusion import doc_time_ms
-from streams.fusion.config import FusionConfig, load_config
-from streams.fusion.engine import FusionEngine
-from streams.fusion.state import MemoryKV
+from gridhub.evaluation.fusion import Replay, replay
+from streams.fusion.config import FusionConfig
 from streams.routing.rules import RuleSet
 
 Item = tuple[str, str]  # (source, source_ref)
-
-
-# --------------------------------------------------------------------------- replay
-@dataclass
-class Replay:
-    """What the hub made of a record stream: item -> case, item -> last report, case -> last state."""
-
-    mapping: dict[Item, str | None] = field(default_factory=dict)
-    reports: dict[Item, dict[str, Any]] = field(default_factory=dict)
-    cases: dict[str, dict[str, Any]] = field(default_factory=dict)
-    order: dict[Item, int] = field(default_factory=dict)  # index of the first delivery
-    rejected: Counter[str] = field(default_factory=Counter)
-
-
-def replay(records: Iterable[Mapping[str, Any]], *, config: FusionConfig | None = None,
-           registry: Mapping[str, Mapping[str, Any]] | None = None) -> Replay:
-    """Feed ``records`` (``{"source", "doc"}`` in delivery order) through normalize -> FusionEngine."""
-    from streams.ingest.normalize import Rejected, normalize
-
-    engine = FusionEngine(config or load_config())
-    kv = MemoryKV()
-    devices: dict[str, Any] = {str(k): dict(v) for k, v in (registry or {}).items()}
-    out = Replay()
-    clock = 0
-    for n, rec in enumerate(records):
-        source, doc = rec.get("source"), rec.get("doc")
-        if not isinstance(source, str) or not isinstance(doc, dict):
-            raise ValueError(f"record {n + 1}: expected {{'source': str, 'doc': object}}")
-        if source == "registry":
-            devices[str(doc["deviceId"])] = doc
-            continue
-        if source == "lifecycle":
-            case_id = out.mapping.get((str(doc["source"]), str(doc["source_ref"])))
-            if case_id:
-                result = engine.process_lifecycle(kv, {"case_id": case_id, "event": doc["event"],
-                                                       "at": int(doc["at"]), "state": doc.get("state")})
-                for case in result.cases:
-                    out.cases[case["case_id"]] = case
-            continue
-        # Receipt time as in gridhub.evaluation.fusion: the delivery time, else the document's own,
-        # never going back.
-        at = rec.get("at_ms") or doc_time_ms(source, doc) or clock
-        clock = max(clock + 1, int(at))
-        raw = json.dumps(doc, ensure_ascii=False).encode("utf-8")
-        try:
-            norm = normalize(source, raw, registry=devices, received_at_ms=clock, pii_key=b"gridhub-eval")
-        except Rejected as exc:
-            out.rejected[exc.reason.split("(")[0][:80]] += 1
-            continue
-        if norm.report is None:
-            continue
-        report = norm.report
-        item = (report["source"], report["source_ref"])
-        out.order.setdefault(item, n)
-        result = engine.process_report(kv, report)
-        for case in result.cases:
-            out.cases[case["case_id"]] = case
-        if result.linked:
-            out.mapping[item] = result.linked[-1]["case_id"]
-        else:
-            out.mapping.setdefault(item, None)
-        out.reports[item] = report
-    return out
 
 
 # --------------------------------------------------------------------------- scoring
