@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from connectors.clickhouse.backend import DriverBackend
-from connectors.clickhouse.migrate import migrate
 from gridhub.core.settings import Settings
 from helpers.cli import run_cli
+from helpers.clickhouse import migrate_database
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +28,7 @@ def _insert(ch: Any, table: str, rows: list[dict[str, Any]]) -> None:
 
 
 def _load(settings: Settings, ch: Any) -> None:
-    backend = DriverBackend.from_settings(settings)
-    try:
-        migrate(backend, settings.ch_database)
-    finally:
-        backend.close()
+    migrate_database(settings)
     db = settings.ch_database
     report = {"source": "hotline-12345", "source_ref": "12345-0042", "case_id": CASE, "county_code": "330502",
               "street_code": "330502001", "category": "street_vending", "reported_at": _dt(T0 + 60),

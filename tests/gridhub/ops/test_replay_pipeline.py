@@ -19,14 +19,13 @@ from typing import Any, Callable
 import pytest
 
 from connectors.clickhouse.rows import TopicMap
-from connectors.clickhouse.backend import DriverBackend
-from connectors.clickhouse.migrate import migrate
 from streams.health import LagProbe
 from gridhub.core.kafka_admin import ensure_topics
 from gridhub.core.settings import REPO_ROOT, Settings
 from gridhub.core.topics import SOURCES
 from helpers.kafka import read_all
 from helpers.cli import run_cli
+from helpers.clickhouse import migrate_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -97,11 +96,7 @@ def _snapshot(ch: Any, db: str) -> dict[str, list[tuple[Any, ...]]]:
 
 def test_replaying_a_day_leaves_aggregates_unchanged(settings: Settings, worker: Callable[..., Any],
                                                       ch_client: Any, tmp_path: Path) -> None:
-    backend = DriverBackend.from_settings(settings)
-    try:
-        migrate(backend, settings.ch_database)
-    finally:
-        backend.close()
+    migrate_database(settings)
     ensure_topics(settings)
     start = time.time() - 1
     worker(settings)

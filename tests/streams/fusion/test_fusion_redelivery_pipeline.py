@@ -19,13 +19,12 @@ from typing import Any, Callable
 
 import pytest
 
-from connectors.clickhouse.backend import DriverBackend
-from connectors.clickhouse.migrate import migrate
 from gridhub.evaluation.fusion import doc_time_ms, read_jsonl
 from streams.health import LagProbe
 from gridhub.core.kafka_admin import ensure_topics
 from gridhub.core.settings import Settings
 from gridhub.core.topics import RAW, REGISTRY_DEVICES
+from helpers.clickhouse import migrate_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -132,11 +131,7 @@ def _wait_for_reports(ch: Any, db: str, expected: int, timeout: float) -> None:
 
 def test_devset_twice_and_a_stale_version_change_nothing(settings: Settings, worker: Callable[..., Any],
                                                           kafka_producer: Any, ch_client: Any) -> None:
-    backend = DriverBackend.from_settings(settings)
-    try:
-        migrate(backend, settings.ch_database)
-    finally:
-        backend.close()
+    migrate_database(settings)
     ensure_topics(settings)
     for device in read_jsonl(DEVSET / "registry.jsonl"):
         kafka_producer.send(settings.topic(REGISTRY_DEVICES), key=str(device["deviceId"]).encode(),
