@@ -561,7 +561,10 @@ def on_linked(state: dict[str, Any] | None, report: Mapping[str, Any]) -> tuple[
     if new_ref:
         _remember_brief(state, report)
     order = report.get("deadline") if source == "hotline-12345" else None
-    if order is not None and (state.get("order_deadline") is None or int(order) < int(state["order_deadline"])):
+    earlier = order is not None and (state.get("order_deadline") is None or int(order) < int(state["order_deadline"]))
+    if order is not None and earlier:
+        # Kept even when no dispatch exists yet (the case is dispatched later with it): a state
+        # that dropped it would apply it only when the same order came again (a redelivery).
         state["order_deadline"] = int(order)
         lead_id = state.get("lead")
         lead = state["dispatches"].get(lead_id) if lead_id else None
@@ -574,7 +577,7 @@ def on_linked(state: dict[str, Any] | None, report: Mapping[str, Any]) -> tuple[
                                     discriminator=f"order@{order}", report_id=report.get("report_id"),
                                     detail={"previous_deadline": previous, "new_deadline": lead["resolve_deadline"],
                                             "reason": "12345 order deadline (办理时限)", "source_ref": ref}))
-    if not new_ref and not fx and original is not None:
+    if not new_ref and not earlier and not fx and original is not None:
         return original, fx  # nothing new: no table write
     return state, fx
 

@@ -108,3 +108,16 @@ def test_order_deadline_earlier_than_the_rule_wins(rules: RuleSet) -> None:
     # a later order deadline changes nothing
     s, fx = step(s, lc.on_linked(s, report("hotline-12345", "ORD-3", deadline=order + DAY)))
     assert fx.dispatches == [] and s["dispatches"][s["lead"]]["resolve_deadline"] == order
+
+
+def test_an_earlier_order_deadline_of_a_known_order_is_kept_before_dispatch(rules: RuleSet) -> None:
+    """An order's update with an earlier 办理时限, before the case is dispatched: the state keeps it, so
+    the dispatch uses it (and a redelivery of the same update later changes nothing)."""
+    order = T0 + 2 * DAY
+    s, _ = step(None, lc.on_linked(None, report("hotline-12345", "ORD-1")))  # first version: no deadline
+    s, _ = step(s, lc.on_linked(s, report("hotline-12345", "ORD-1", deadline=order)))  # the update
+    assert s["order_deadline"] == order
+    s, fx = step(s, lc.on_case(s, case(), rules))
+    assert fx.dispatches[0]["resolveDeadline"] == order
+    again, fx = lc.on_linked(s, report("hotline-12345", "ORD-1", deadline=order))  # redelivered
+    assert fx.dispatches == [] and fx.events == [] and again is s
