@@ -1,7 +1,7 @@
-"""The operators' commands: ``gridhub topics``, ``gridhub dlq``, ``gridhub archive``.
+"""The operators' commands: ``gridhub topics``, ``dlq``, ``archive``, ``case`` and ``replay``.
 
 Each command parses its options, calls the library beside it (``gridhub/core/kafka_admin.py``
-for topics, ``gridhub/ops/dlq.py``, ``gridhub/ops/archive.py``) and prints; the libraries know
+for topics, ``gridhub/ops/dlq.py``, ``archive.py``, ``case.py``, ``replay.py``, ``replay_diff.py``) and prints; the libraries know
 nothing about click, so the demo, the tests and the benchmarks use them directly.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import click
+from tqdm import tqdm
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from gridhub.core import topics as T
@@ -22,8 +23,12 @@ from gridhub.core.kafka_admin import (admin_client, describe, end_offsets, ensur
 from gridhub.core.logging import get_logger
 from gridhub.core.yamlconf import ConfigError
 from gridhub.core.settings import Settings
+from gridhub.core.settings import get_settings
 from gridhub.ops.archive import CODECS, MANIFEST, export_archive, import_archive, load_manifest, verify_archive
+from gridhub.ops.case import (CaseStoreError, CaseView, _refs_of, _select, _wait_event, ch_client, find_case,
+                              load_case, load_case_from_kafka, relink, render_case, send_command, view_json)
 from gridhub.ops.common import Headers, fmt_ms, parse_time, preview, render_table, settings_for
+from gridhub.ops.replay import next_steps, replay_records
 from gridhub.ops.dlq import DeadLetter, Filters, find_dead_letter, format_letter, read_dead_letters, retry_dead_letters
 
 log = get_logger(__name__)
@@ -300,3 +305,252 @@ def archive_verify(src: Path) -> None:
         sys.exit(1)
     click.echo(f"ok: {len(manifest['files'])} file(s), "
                f"{sum(f['records'] for f in manifest['files'])} records match {src / MANIFEST}")
+
+
+# --- case (gridhub/ops/case.py) ------------------------------------------------------------------
+
+def _operator(value: str | None) -> str:
+    import getpass
+    import os
+
+    return value or os.environ.get("GRIDHUB_OPERATOR") or getpass.getuser()
+
+
+def _common(fn: Any) -> Any:
+    fn = click.option("--namespace", default=None, help="another namespace than GRIDHUB_NAMESPACE")(fn)
+    fn = click.option("--operator", default=None, help="operator id (default $GRIDHUB_OPERATOR, else the login)")(fn)
+    fn = click.option("--reason", required=True, help="why: kept in the case's audit trail")(fn)
+    return click.argument("case_id")(fn)
+
+
+def _send(namespace: str | None, doc: dict[str, Any]) -> None:
+    command_id = send_command(settings_for(namespace), doc)
+    click.echo(f"{doc['action']} of case {doc['caseId']} sent: command {command_id} "
+               "(see it with: gridhub case show " + doc["caseId"] + ")")
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+@click.group("case")
+def case() -> None:
+    """Look up a case: its reports, dispatches and lifecycle (from ClickHouse)."""
+
+
+@case.command("show")
+@click.argument("case_id")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object (times in epoch ms)")
+@click.option("--kafka/--no-kafka", "use_kafka", default=True,
+              help="when ClickHouse has nothing, read the case's partition of reports.linked, cases, case-events")
+@click.option("--namespace", default=None, help="another namespace than GRIDHUB_NAMESPACE")
+def show_cmd(case_id: str, as_json: bool, use_kafka: bool, namespace: str | None) -> None:
+    """Every report behind CASE_ID, its dispatches and its timeline with both clocks."""
+    settings = settings_for(namespace)
+    try:
+        view = load_case(settings, case_id)
+    except CaseStoreError as exc:
+        if not use_kafka:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        click.echo(f"warning: {exc}; reading Kafka instead", err=True)
+        view = CaseView(case_id, None, [], [], [], int(time.time() * 1000))
+    if not view.known and use_kafka:
+        view = load_case_from_kafka(settings, case_id)
+    if not view.known:
+        click.echo(f"case {case_id} is unknown: no row in {settings.ch_database}.cases, reports, dispatches or "
+                   "case_events" + (", nor on its partition of reports.linked, cases, case-events" if use_kafka
+                                    else " (a case appears there once the ClickHouse sink has loaded it)"),
+                   err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(view_json(view), ensure_ascii=False, default=str))
+    else:
+        click.echo(render_case(view))
+
+
+@case.command("find")
+@click.option("--source", required=True, type=click.Choice(["four-platforms", "hotline-12345", "sensors"]))
+@click.option("--ref", required=True, help="eventId, orderNo, or deviceId@eventTime (eventTime as delivered)")
+@click.option("--namespace", default=None, help="another namespace than GRIDHUB_NAMESPACE")
+def find_cmd(source: str, ref: str, namespace: str | None) -> None:
+    """Print the case_id that a source record belongs to."""
+    settings = settings_for(namespace)
+    try:
+        rows = find_case(settings, source, ref)
+    except CaseStoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    cases = sorted({str(r["case_id"]) for r in rows if r.get("case_id")})
+    if not cases:
+        click.echo(f"no case for {source} {ref} in {settings.ch_database}.reports", err=True)
+        sys.exit(1)
+    for case_id in cases:
+        click.echo(case_id)
+
+
+@case.command("assign")
+@_common
+@click.option("--agency", required=True, help="agency code: zhzf, or 330502.zhzf")
+@click.option("--assist", is_flag=True, help="add as an assisting agency instead of making it the lead")
+def assign_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, agency: str,
+               assist: bool) -> None:
+    """指派/转办: make AGENCY the lead of CASE_ID (or add it as an assisting agency)."""
+    _send(namespace, {"caseId": case_id, "action": "assign", "operator": _operator(operator), "reason": reason,
+                      "agency": agency, "role": "assist" if assist else "lead"})
+
+
+@case.command("recategorise")
+@_common
+@click.option("--category", default=None, help="category code (deploy/categories.yaml)")
+@click.option("--street", "street_code", default=None, help="township code (9 digits)")
+@click.option("--address", default=None)
+def recategorise_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, category: str | None,
+                     street_code: str | None, address: str | None) -> None:
+    """Set the category and/or the township of CASE_ID; the case is re-routed and later reports keep it."""
+    _send(namespace, {"caseId": case_id, "action": "recategorise", "operator": _operator(operator),
+                      "reason": reason, "category": category, "streetCode": street_code, "address": address})
+
+
+@case.command("merge")
+@_common
+@click.option("--into", "into", required=True, help="the case that stays")
+def merge_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, into: str) -> None:
+    """CASE_ID and INTO are one incident: CASE_ID is closed into INTO, for good."""
+    settings = settings_for(namespace)
+    refs = _refs_of(settings, case_id)
+    _send(namespace, {"caseId": case_id, "action": "merge", "operator": _operator(operator), "reason": reason,
+                      "intoCaseId": into})
+    _relink_after(settings, case_id, "centre_merge", refs)
+
+
+def _relink_after(settings: Settings, case_id: str, event: str, refs: list[tuple[str, str]]) -> None:
+    """Once routing recorded the action, re-drive the moved records so ClickHouse's report->case map follows."""
+    if not refs:
+        return
+    if not _wait_event(settings, case_id, event, 60.0):  # 60 s: the sink flushes every few seconds
+        click.echo(f"note: {event} not in ClickHouse yet; the report->case map follows when the sources resend "
+                   "(or run the command's relink again)", err=True)
+        return
+    time.sleep(2.0)  # routing -> case-lifecycle -> fusion: a moment after the event was recorded
+    click.echo(f"re-drove {relink(settings, refs)} source record(s) so the report->case map follows")
+
+
+@case.command("split")
+@_common
+@click.option("--report", "report_id", required=True, help="report_id to move off into a new case")
+@click.option("--category", default=None, help="the new case's category (default: the report's)")
+def split_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, report_id: str,
+              category: str | None) -> None:
+    """Move one report of CASE_ID off into a new case; it never rejoins CASE_ID."""
+    settings = settings_for(namespace)
+    doc: dict[str, Any] = {"caseId": case_id, "action": "split", "operator": _operator(operator),
+                           "reason": reason, "reportId": report_id, "category": category}
+    try:  # the report's source id and place, so the new case is routed where the report is
+        rows = _report_row(settings, report_id)
+    except CaseStoreError as exc:
+        click.echo(f"warning: {exc}; the new case takes the old case's place", err=True)
+        rows = []
+    if rows:
+        row = rows[0]
+        doc.update(source=row.get("source"), sourceRef=row.get("source_ref"),
+                   category=category or row.get("category"), streetCode=row.get("street_code"))
+    _send(namespace, doc)
+    if rows:
+        _relink_after(settings, case_id, "centre_split", [(str(rows[0]["source"]), str(rows[0]["source_ref"]))])
+
+
+def _report_row(settings: Settings, report_id: str) -> list[dict[str, Any]]:
+    client = ch_client(settings)
+    try:
+        return _select(client, settings.ch_database, "reports", "report_id = %(r)s", {"r": report_id})
+    except Exception as exc:  # clickhouse-driver: network and server errors of several types
+        raise CaseStoreError(f"ClickHouse query failed: {exc}") from exc
+    finally:
+        client.disconnect()
+
+
+@case.command("reopen")
+@_common
+@click.option("--deadline", default=None, help="new 办结 deadline (ISO-8601, Beijing time without a zone)")
+def reopen_cmd(case_id: str, reason: str, operator: str | None, namespace: str | None, deadline: str | None) -> None:
+    """重办: CASE_ID goes back to its last lead agency with a new deadline."""
+    _send(namespace, {"caseId": case_id, "action": "reopen", "operator": _operator(operator), "reason": reason,
+                      "deadline": deadline})
+
+
+# --- replay (gridhub/ops/replay.py, gridhub/ops/replay_diff.py) ---------------------------------
+
+@click.group("replay", invoke_without_command=True)
+@click.option("--source", "sources", multiple=True, type=click.Choice(T.SOURCES),
+              help="a source to replay (repeatable; default all three)")
+@click.option("--from", "since", default=None, help="records with timestamp >= this (ISO or relative: 6h, 1d)")
+@click.option("--to", "until", default=None, help="records with timestamp < this")
+@click.option("--archive", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="read from an archive directory instead of the live raw topics")
+@click.option("--namespace", default=None,
+              help="replay into this namespace (own topics, consumer group, ClickHouse database) instead of live")
+@click.option("--dry-run", is_flag=True, help="count what would be replayed per topic/partition")
+@click.option("--restamp", is_flag=True, help="give the records the current time instead of the original one")
+@click.option("--yes", is_flag=True, help="replay into the live pipeline without asking")
+@click.option("--progress/--no-progress", default=True, help="tqdm bar with rate and ETA on a terminal")
+@click.option("--historical", is_flag=True,
+              help="backfill: cases and facts are recorded for analysts, nothing is dispatched, nothing escalates")
+@click.pass_context
+def replay(ctx: click.Context, sources: tuple[str, ...], since: str | None, until: str | None, archive: Path | None,
+           namespace: str | None, dry_run: bool, restamp: bool, yes: bool, progress: bool,
+           historical: bool) -> None:
+    """Re-drive raw feeds from a time range or an archive, into live or another namespace.
+
+    `gridhub replay diff --namespace NS` then compares that shadow namespace with live.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = get_settings()
+    since_ms, until_ms = parse_time(since), parse_time(until)
+    if archive is None and since_ms is None and until_ms is None:
+        raise click.UsageError("give a time range (--from/--to) or --archive DIR")
+    if namespace is None and not dry_run and not yes:
+        click.confirm(f"Replay into the LIVE raw topics of namespace '{settings.namespace or '(contract)'}'?",
+                      abort=True)
+    result = replay_records(settings, list(sources) or T.SOURCES, since_ms=since_ms, until_ms=until_ms, archive=archive,
+                    namespace=namespace, dry_run=dry_run, restamp=restamp, progress=progress, historical=historical)
+    rows = [(topic, "any" if part < 0 else part, n) for (topic, part), n in sorted(result.counts.items())]
+    click.echo(render_table(rows, ["topic", "partition", "records"]))
+    rate = result.total / result.seconds if result.seconds else 0.0
+    window = f"{fmt_ms(since_ms)} .. {fmt_ms(until_ms)}"
+    verb = "would replay" if dry_run else "replayed"
+    click.echo(f"{verb} {result.total} records ({window}) in {result.seconds:.1f}s, {rate:.0f} rec/s, "
+               f"run id {result.run_id}")
+    if namespace is not None and not dry_run:
+        click.echo("next:")
+        for line in next_steps(namespace):
+            click.echo("  " + line)
+
+
+@replay.command("diff")
+@click.option("--namespace", required=True, help="the shadow namespace (fed by gridhub replay --namespace NS)")
+@click.option("--from", "since", default=None, help="reports received at or after this (ISO or relative: 6h, 1d)")
+@click.option("--to", "until", default=None, help="reports received before this")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object: cases and totals")
+def diff_cmd(namespace: str, since: str | None, until: str | None, as_json: bool) -> None:
+    """Per case, what the shadow NAMESPACE decided differently from live: lead and assisting agencies,
+    category, deadlines, escalations, fusion (reports that joined different cases), then totals."""
+    from gridhub.ops import replay_diff as rd
+    from gridhub.ops.case import ch_client
+
+    live = get_settings()
+    shadow = settings_for(namespace, live)
+    if shadow.ch_database == live.ch_database:
+        raise click.UsageError("the shadow namespace is the live one: give another --namespace")
+    since_ms, until_ms = parse_time(since), parse_time(until)
+    client = ch_client(live)
+    try:
+        have = {str(n) for (n,) in client.execute("SELECT name FROM system.databases")}
+        for db in (live.ch_database, shadow.ch_database):
+            if db not in have:
+                raise click.ClickException(f"ClickHouse database {db} does not exist (run: gridhub ch migrate)")
+        diffs, totals = rd.diff(rd.load_summaries(client, live.ch_database, since_ms, until_ms),
+                                rd.load_summaries(client, shadow.ch_database, since_ms, until_ms))
+    finally:
+        client.disconnect()
+    click.echo(rd.as_json(diffs, totals, live.ch_database, shadow.ch_database) if as_json
+               else rd.render(diffs, totals, live.ch_database, shadow.ch_database))

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import pytest
 from click.testing import CliRunner
 
-from gridhub.ops.case import case as case_cli
+from gridhub.ops.cli import case as case_cli
 from gridhub.ops.case import demo_centre_step, demo_summary_line, relink, send_command
 from helpers.kafka import TopicReader
 from helpers.routing import feedback_doc, hotline_order, produce_raw, send_feedback
