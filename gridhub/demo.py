@@ -175,12 +175,17 @@ def summarise(settings: Settings, labels_path: Path, landed: int) -> dict[str, A
 
     truth = _expected_reports(labels_path)
     found = {key: label for key, label in truth.items() if key in mapping}
+    # A sensor recover whose case the closed loop already resolved finds no open case to update:
+    # an orphan (no report row, CONTRACTS 1.3), not a loss; counted apart from the other misses.
+    recovers = {(r["source"], r["source_ref"]) for r in map(json.loads, labels_path.open(encoding="utf-8"))
+                if r.get("kind") == "recover"}
+    missing_recovers = sum(1 for key in truth if key not in mapping and key in recovers)
     quality = bcubed(found, {key: mapping[key] for key in found})
     figures = {
         "namespace": settings.namespace, "reports": landed, "cases": cases,
         "dedupe_ratio": round(landed / cases, 3) if cases else None,
         "multi_source_cases": multi_source, "expected_reports": len(truth),
-        "missing_reports": len(truth) - len(found),
+        "missing_reports": len(truth) - len(found), "missing_recovers": missing_recovers,
         "bcubed": {"precision": round(quality.precision, 4), "recall": round(quality.recall, 4),
                    "f1": round(quality.f1, 4)},
         "dispatches": sum(n for _, _, n in dispatches), "dead_letters": sum(n for _, n in dead),
@@ -191,7 +196,7 @@ def summarise(settings: Settings, labels_path: Path, landed: int) -> dict[str, A
                f"{multi_source} cases fused from more than one source)")
     click.echo(f"fusion vs ground truth: B-cubed precision {quality.precision:.3f}, recall {quality.recall:.3f}, "
                f"F1 {quality.f1:.3f} over {quality.items} reports; {figures['missing_reports']} expected reports "
-               f"not landed")
+               f"not landed ({missing_recovers} of them sensor recovers after their case was closed)")
     _table("Top dispatches (agency, role)", [tuple(r) for r in dispatches], ("agency", "role", "dispatches"))
     _table("Lifecycle events", [tuple(r) for r in events], ("event", "count"))
     click.echo("\nClosed loop (lead dispatches; 满意率 = (满意 + 基本满意) / 回访): "

