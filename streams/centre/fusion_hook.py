@@ -107,8 +107,7 @@ def apply(engine: Any, st: Any, event: dict[str, Any], result: Any) -> bool:
         if detail.get("source") and detail.get("source_ref"):
             skey = f"s:{detail['source']}|{detail['source_ref']}"
             entry = st.get(skey) or {"v": 0, "rid": report_id, "ev": []}
-            # a later version of the record joins the new case; ``mv`` counts the moves (engine._known_record)
-            st.set(skey, {**entry, "case": new_id, "ev": [], "mv": int(entry.get("mv", 0)) + 1})
+            st.set(skey, {**entry, "case": new_id, "ev": []})  # a later version of the record joins the new case
         result.cases.append(to_case_record(new))
         result.events.append({
             "event_id": f"{new_id}-split", "case_id": new_id, "county_code": new["county"], "event": "created",

@@ -184,13 +184,8 @@ class FusionEngine:
         if kind == "stale":
             return result  # an older state of the record: it changes nothing and is not re-emitted
         if case_id:
-            # the record as first emitted: same version and receipt time, so the same rows / ids; a
-            # record the county centre moved (split off, or its case merged) is re-emitted one version
-            # up per move, so the facts' ReplacingMergeTree (a tie keeps the older row on 18.16) takes
-            # the new case: that is what `gridhub case split/merge` re-drives the record for.
-            moves = int(entry.get("mv", 0)) + (1 if case_id != entry.get("case") else 0)
-            first = {**report, "version": int(entry["v"]) + moves,
-                     "received_at": entry.get("ra", report["received_at"])}
+            # the record as first emitted: same version and receipt time, so the same rows / ids
+            first = {**report, "version": int(entry["v"]), "received_at": entry.get("ra", report["received_at"])}
             if kind == "duplicate" and case is not None:
                 # Redelivery, possibly after a crash lost the first outputs: emit them again,
                 # with the same ids, so every consumer ends up with them exactly once.
