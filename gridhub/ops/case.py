@@ -421,14 +421,19 @@ def _refs_of(settings: Settings, case_id: str) -> list[tuple[str, str]]:
     return [(str(r["source"]), str(r["source_ref"])) for r in rows]
 
 
-def find_case_reports(settings: Settings, case_id: str) -> list[dict[str, Any]]:
+def select_reports(settings: Settings, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of ``reports`` matching ``where`` (allow-listed columns); ClickHouse errors as CaseStoreError."""
     client = ch_client(settings)
     try:
-        return _select(client, settings.ch_database, "reports", "case_id = %(c)s", {"c": case_id})
+        return _select(client, settings.ch_database, "reports", where, params)
     except Exception as exc:  # clickhouse-driver: network and server errors of several types
         raise CaseStoreError(f"ClickHouse query failed: {exc}") from exc
     finally:
         client.disconnect()
+
+
+def find_case_reports(settings: Settings, case_id: str) -> list[dict[str, Any]]:
+    return select_reports(settings, "case_id = %(c)s", {"c": case_id})
 
 
 def _wait_event(settings: Settings, case_id: str, event: str, timeout_s: float) -> bool:

@@ -25,8 +25,9 @@ from gridhub.core.yamlconf import ConfigError
 from gridhub.core.settings import Settings
 from gridhub.core.settings import get_settings
 from gridhub.ops.archive import CODECS, MANIFEST, export_archive, import_archive, load_manifest, verify_archive
-from gridhub.ops.case import (CaseStoreError, CaseView, _refs_of, _select, _wait_event, ch_client, find_case,
-                              load_case, load_case_from_kafka, relink, render_case, send_command, view_json)
+from gridhub.ops.case import (CaseStoreError, CaseView, _refs_of, _wait_event, ch_client, find_case,
+                              load_case, load_case_from_kafka, relink, render_case, select_reports, send_command,
+                              view_json)
 from gridhub.ops.common import Headers, fmt_ms, parse_time, preview, render_table, settings_for
 from gridhub.ops.replay import next_steps, replay_records
 from gridhub.ops.dlq import DeadLetter, Filters, find_dead_letter, format_letter, read_dead_letters, retry_dead_letters
@@ -459,13 +460,7 @@ def split_cmd(case_id: str, reason: str, operator: str | None, namespace: str | 
 
 
 def _report_row(settings: Settings, report_id: str) -> list[dict[str, Any]]:
-    client = ch_client(settings)
-    try:
-        return _select(client, settings.ch_database, "reports", "report_id = %(r)s", {"r": report_id})
-    except Exception as exc:  # clickhouse-driver: network and server errors of several types
-        raise CaseStoreError(f"ClickHouse query failed: {exc}") from exc
-    finally:
-        client.disconnect()
+    return select_reports(settings, "report_id = %(r)s", {"r": report_id})
 
 
 @case.command("reopen")
@@ -535,7 +530,6 @@ def diff_cmd(namespace: str, since: str | None, until: str | None, as_json: bool
     """Per case, what the shadow NAMESPACE decided differently from live: lead and assisting agencies,
     category, deadlines, escalations, fusion (reports that joined different cases), then totals."""
     from gridhub.ops import replay_diff as rd
-    from gridhub.ops.case import ch_client
 
     live = get_settings()
     shadow = settings_for(namespace, live)
