@@ -1,0 +1,69 @@
+"""Effects confirmed before commit (issue 14, item 2).
+
+Faust 0.15 only *logs* a failed send (``faust/topics.py``, ``Topic._on_published``) and
+``producer.flush()`` waits for completion, not success, so an input whose output Kafka
+refused (a record over ``max.message.bytes``, a topic the principal may not write, a
+timeout) would be committed anyway and its effect lost.  Agents therefore send through a
+:class:`Deliveries`: it keeps the broker's future of every record an input (or a batch of
+inputs) produced, and :meth:`Deliveries.confirm` waits for all of them *before* the agent
+moves on, i.e. before Faust may acknowledge (and later commit) those inputs.  If any record
+was refused, the worker stops at once without acknowledging anything
+(:func:`streams.app.fail_stop`): the restarted worker processes the inputs again, and the
+deterministic ids make the repeat the same records.
+
+Usage inside an agent::
+
+    out = Deliveries("fusion")
+    async for events in batches:           # one partition's events
+        for event in events:
+            ...
+            await out.send(cases_topic, key=k, value=v)
+        await out.confirm(events)          # raises nothing: refused -> the process exits
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Sequence
+
+import faust
+
+from gridhub.core.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class Deliveries:
+    """The not-yet-confirmed records of the inputs being processed (one per agent, reused)."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self._pending: list[asyncio.Future[Any]] = []
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def send(self, topic: faust.TopicT, *, key: bytes | None, value: bytes | None,
+                   headers: Any = None, partition: int | None = None) -> None:
+        """Hand the record to the producer (it batches them: ``producer_linger_ms``) and keep its future."""
+        future = await topic.send(key=key, value=value, headers=headers, partition=partition)
+        self.track(future)
+
+    def track(self, future: Any) -> None:
+        """Also wait for a future produced elsewhere (a table's changelog record, ``send_soon``)."""
+        self._pending.append(future)
+
+    async def confirm(self, events: Sequence[faust.EventT]) -> None:
+        """Wait until the broker acknowledged every pending record; on any refusal stop the worker
+        without acknowledging ``events`` (:func:`streams.app.fail_stop`)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            from streams.app import fail_stop  # late: keeps this module importable without building the app
+
+            log.critical("effects_refused", stage=self.stage, refused=len(failed), of=len(pending),
+                         inputs=len(events), error=f"{type(failed[0]).__name__}: {failed[0]}")
+            fail_stop(events[-1], self.stage, failed[0])
