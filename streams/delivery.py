@@ -24,9 +24,11 @@ Usage inside an agent::
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Sequence
+import weakref
+from typing import Any, AsyncIterator, Sequence
 
 import faust
+from faust.streams import _current_event
 
 from gridhub.core.logging import get_logger
 
@@ -67,3 +69,30 @@ class Deliveries:
             log.critical("effects_refused", stage=self.stage, refused=len(failed), of=len(pending),
                          inputs=len(events), error=f"{type(failed[0]).__name__}: {failed[0]}")
             fail_stop(events[-1], self.stage, failed[0])
+
+
+async def partition_batches(stream: Any, *, max_events: int, within_s: float) -> AsyncIterator[list[faust.EventT]]:
+    """The stream's events as lists of events of ONE partition number, in arrival order.
+
+    Why per partition number rather than per topic-partition: an agent reading two
+    co-partitioned topics (fusion: ``reports`` + ``case-lifecycle``) must apply one county's
+    records of both in the order they arrived, and a Faust table stores a write in the
+    partition of the *current event*.  While a batch is being processed the current event is
+    its last event, so table writes made for the batch land in that partition's store and
+    changelog partition (``faust.tables.base.Collection.partition_for_key``).
+
+    Faust acknowledges the events of a ``take_events`` list when the caller asks for the next
+    list: confirm every effect (:meth:`Deliveries.confirm`) before that.
+    """
+    async for events in stream.take_events(max_events, within=within_s):
+        groups: dict[int, list[faust.EventT]] = {}
+        for event in events:
+            groups.setdefault(event.message.partition, []).append(event)
+        for group in groups.values():
+            # Faust's own contextvar (faust.streams._current_event), as Stream._c_aiter sets it per event.
+            previous = _current_event.get(None)
+            _current_event.set(weakref.ref(group[-1]))
+            try:
+                yield group
+            finally:
+                _current_event.set(previous)  # not reset(token): aclose() may run in another context

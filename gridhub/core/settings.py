@@ -161,6 +161,12 @@ class Settings(BaseSettings):
     # of host each produce request costs ~0.4 ms of socket time whatever its size (e2e profile,
     # docs/benchmarks.md): a few ms more per hop buys fewer, fuller requests.
     producer_linger_ms: int = Field(default=5, ge=0, le=1000, description="Faust producer linger (ms)")
+    # Issue 14: agents take up to this many events of one partition at a time, or what arrived within
+    # batch_within_ms: state is written once per changed key per batch and outputs confirmed once per batch.
+    # 500 events is ~0.1 s of work at the hub's per-event cost (docs/benchmarks.md), so a batch never holds
+    # a partition long; 20 ms is the added latency per hop when the feed is quiet (4x the producer linger).
+    batch_max_events: int = Field(default=500, ge=1, le=100_000, description="events per agent batch")
+    batch_within_ms: int = Field(default=20, ge=1, le=60_000, description="longest wait to fill a batch (ms)")
     # 10 minutes: a rebalance takes seconds, a big table's recovery from its changelog minutes
     # (a week of province-scale fusion state: gridhub bench state); longer is a stuck worker.
     rebalance_stall_seconds: float = Field(default=600.0, gt=0,
