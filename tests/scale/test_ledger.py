@@ -115,7 +115,7 @@ def test_the_same_run_against_its_reference_passes() -> None:
     reference = expect(run(**CLEAN), source_refs=SENT)  # type: ignore[arg-type]
     again = expect(incidents(run(**CLEAN), reference), source_refs=SENT, reference=reference)  # type: ignore[arg-type]
     assert_no_loss(again)
-    lost = expect(incidents(run(**{**CLEAN, "dispatches": CLEAN["dispatches"][:1]}), reference),  # type: ignore[arg-type,index]
+    lost = expect(incidents(run(**{**CLEAN, "dispatches": CLEAN["dispatches"][:1]}), reference),  # type: ignore[index]
                   source_refs=SENT, reference=reference)
     assert lost.hops["dispatches"].lost == {"c3|330502.scjg"}
 
