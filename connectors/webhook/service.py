@@ -19,8 +19,13 @@ another's deliveries).  For each record, in partition order:
    withdrawal, so a receiver that dedupes on the key still sees it);
 3. 2xx: delivered.  408 / 425 / 429 / 5xx, timeouts and connection errors:
    retry after an exponential backoff with jitter (``Retry-After`` honoured
-   up to the maximum backoff), at most ``max_attempts`` attempts.  Any other
-   4xx is the receiver refusing the data: no retry;
+   up to the maximum backoff), for at least ``max_attempts`` attempts AND at
+   least ``retry_for`` (default 3 min) since the first one: a receiver down
+   for a restart or a short outage gets its dispatches when it is back, not
+   a dead letter (issue 14).  Once one dispatch of a batch has used up its
+   retries, the others of that batch for the same agency get one attempt
+   each (the receiver is known to be down: a batch of 100 must not take 100
+   retry windows).  Any other 4xx is the receiver refusing the data: no retry;
 4. after the last attempt (or a refusal): refused; the runner sends the
    original bytes to ``dlq`` with the reason, acknowledged by Kafka
    (``acks=all``) before step 5;
@@ -87,13 +92,17 @@ class WebhookDeliverer:
 
     def __init__(self, session: aiohttp.ClientSession, *, rng: random.Random | None = None,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.session = session
         self.rng = rng or random.Random()
         self.sleep = sleep
         self.clock = clock
+        self.monotonic = monotonic
 
-    async def deliver(self, target: WebhookTarget, dispatch: dict[str, Any]) -> Outcome:
+    async def deliver(self, target: WebhookTarget, dispatch: dict[str, Any], *, patient: bool = True) -> Outcome:
+        """POST with retries: at least ``max_attempts`` and at least ``retry_for`` (module doc, step 3);
+        ``patient=False``: a single attempt (the receiver is known to be down)."""
         try:
             secret = target.secret()
         except LookupError as exc:
@@ -102,7 +111,10 @@ class WebhookDeliverer:
         key = idempotency_key(dispatch)
         reason = ""
         status: int | None = None
-        for attempt in range(1, target.max_attempts + 1):
+        began = self.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
             timestamp = str(int(self.clock()))
             headers = {
                 "Content-Type": "application/json; charset=utf-8",
@@ -132,14 +144,17 @@ class WebhookDeliverer:
                 reason = f"{exc.__class__.__name__}: {exc}".rstrip(": ")
                 status = None
             WEBHOOK_DELIVERIES.labels(target.agency, "failed").inc()
+            elapsed_ms = (self.monotonic() - began) * 1000
             log.warning("webhook_attempt_failed", agency=target.agency, dispatch_id=dispatch["dispatchId"],
-                        attempt=attempt, max_attempts=target.max_attempts, reason=reason)
-            if attempt < target.max_attempts:
-                wait = backoff_ms(target, attempt, self.rng)
-                if retry_after is not None:
-                    wait = max(wait, min(retry_after * 1000, target.max_backoff_ms))
-                await self.sleep(wait / 1000)
-        return Outcome(False, target.max_attempts, f"gave up after {target.max_attempts} attempts: {reason}", status)
+                        attempt=attempt, max_attempts=target.max_attempts, elapsed_s=round(elapsed_ms / 1000, 1),
+                        retry_for_s=target.retry_for_ms / 1000, reason=reason)
+            if not patient or (attempt >= target.max_attempts and elapsed_ms >= target.retry_for_ms):
+                break
+            wait = backoff_ms(target, attempt, self.rng)
+            if retry_after is not None:
+                wait = max(wait, min(retry_after * 1000, target.max_backoff_ms))
+            await self.sleep(wait / 1000)
+        return Outcome(False, attempt, f"gave up after {attempt} attempts: {reason}", status)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -177,15 +192,16 @@ class WebhookSink(Sink):
 
     async def write(self, batch: Sequence[RawRecord]) -> list[Refused]:
         refused = []
+        down: set[str] = set()  # agencies whose receiver used up a dispatch's retries in this batch
         for record in batch:
-            outcome = await self.deliver_record(record)
+            outcome = await self.deliver_record(record, down)
             if not outcome.delivered:
                 log.error("webhook_refused", topic=record.topic, partition=record.partition, offset=record.offset,
                           reason=outcome.reason)
                 refused.append((record, outcome.reason))
         return refused
 
-    async def deliver_record(self, record: RawRecord) -> Outcome:
+    async def deliver_record(self, record: RawRecord, down: set[str] | None = None) -> Outcome:
         assert self.deliverer is not None
         try:
             dispatch = codec("Dispatch").decode(record.value)
@@ -194,7 +210,13 @@ class WebhookSink(Sink):
         target = self.catalog.webhook(str(dispatch["agency"]))
         if target is None:
             return Outcome(False, 0, f"agency {dispatch['agency']} has no webhook configured")
-        return await self.deliverer.deliver(target, dispatch)
+        down = set() if down is None else down
+        outcome = await self.deliverer.deliver(target, dispatch, patient=target.agency not in down)
+        if outcome.delivered:
+            down.discard(target.agency)
+        elif outcome.status is None or outcome.status >= 500 or outcome.status in _RETRIABLE_STATUS:
+            down.add(target.agency)  # retriable and used up: the receiver is down
+        return outcome
 
 
 def runner(settings: Settings, catalog: AgencyCatalog) -> SinkRunner:

@@ -58,6 +58,12 @@ class WebhookTarget:
     max_backoff_ms: int = 60_000
     # 10 s: agency endpoints answer in well under a second; a slow one is down.
     timeout_ms: int = 10_000
+    # Issue 14: retriable failures (5xx, 408/425/429, timeouts, refused connections) are retried for
+    # at least this long, whatever max_attempts says, so a receiver away for a restart or a short
+    # outage (the test: 60 s) gets its dispatches instead of the dead-letter topic.  3 minutes: well
+    # over a restart, and under aiokafka's max_poll_interval (5 min), past which the webhook
+    # sink's consumer, paused while it delivers, would be expelled from its group.
+    retry_for_ms: int = 180_000
 
     def secret(self) -> bytes:
         """The HMAC key: from the named env variable or file (never from the YAML itself)."""
@@ -180,6 +186,7 @@ def _webhook(path: Path, agency: str, spec: Any, defaults: Mapping[str, Any]) ->
             initial_backoff_ms=parse_duration_ms(merged.get("initial_backoff", "1s")),
             max_backoff_ms=parse_duration_ms(merged.get("max_backoff", "60s")),
             timeout_ms=parse_duration_ms(merged.get("timeout", "10s")),
+            retry_for_ms=parse_duration_ms(merged.get("retry_for", "3m")),
         )
     except ValueError as exc:
         raise ConfigError(path, line, f"webhook of {agency}: {exc}") from exc

@@ -54,7 +54,7 @@ HOPS: tuple[tuple[str, str | None], ...] = (
     ("ch.reports", "reports.linked"),
     ("ch.cases", "cases"),
     ("ch.dispatches", "dispatches"),
-    ("webhook", None),
+    ("webhook", "dispatch.<agency>"),
 )
 
 #: Report kinds fusion links to a case (Report.avsc: ``incident`` opens or joins one; ``recover``

@@ -60,9 +60,45 @@ def dispatch(did: str = "d-1") -> dict[str, Any]:
     return sample_dispatch(did, "330502.whsc", case_id="c-1")
 
 
-def target(url: str, attempts: int = 5) -> WebhookTarget:
+def target(url: str, attempts: int = 5, retry_for_ms: int = 0) -> WebhookTarget:
     return WebhookTarget("330502.whsc", url, secret_env="GRIDHUB_TEST_WEBHOOK_SECRET", max_attempts=attempts,
-                         initial_backoff_ms=10, max_backoff_ms=50, timeout_ms=2000)
+                         initial_backoff_ms=10, max_backoff_ms=50, timeout_ms=2000, retry_for_ms=retry_for_ms)
+
+
+async def test_a_receiver_back_within_retry_for_gets_the_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: the receiver is down (connection refused) longer than max_attempts lasts; retry_for keeps
+    trying, and the dispatch is delivered once it is back, not dead-lettered."""
+    import asyncio
+
+    from helpers.ports import free_port
+
+    monkeypatch.setenv("GRIDHUB_TEST_WEBHOOK_SECRET", SECRET)
+    rec, port = AgencyEndpoint(SECRET), free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+
+    async def come_back() -> web.AppRunner:
+        await asyncio.sleep(1.5)  # 2 attempts take ~0.1 s: the window, not the count, must carry it
+        app = web.Application()
+        app.router.add_post("/hook", rec.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return runner
+
+    back = asyncio.ensure_future(come_back())
+    async with aiohttp.ClientSession() as session:
+        outcome = await WebhookDeliverer(session).deliver(target(url, attempts=2, retry_for_ms=10_000), dispatch())
+    await (await back).cleanup()
+    assert outcome.delivered and outcome.attempts > 2
+    assert list(rec.accepted) == ["d-1"]
+
+
+async def test_without_patience_one_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRIDHUB_TEST_WEBHOOK_SECRET", SECRET)
+    async with aiohttp.ClientSession() as session:
+        outcome = await WebhookDeliverer(session).deliver(target("http://127.0.0.1:9/none", retry_for_ms=60_000),
+                                                          dispatch(), patient=False)
+    assert not outcome.delivered and outcome.attempts == 1
 
 
 async def test_retries_until_delivered_once(receiver: tuple[AgencyEndpoint, str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,8 @@ from gridhub.core.dlq import parse_dead_letter_headers
 from helpers.http import sample_dispatch as dispatch
 from helpers.http import AgencyEndpoint, catalog_with_delivery, serve_post
 from helpers.kafka import read_topic
+from helpers.ledger import assert_no_loss, collect, expect, observe
+from helpers.ports import free_port
 
 pytestmark = pytest.mark.integration
 SECRET = "shared-secret-for-whsc"
@@ -49,7 +51,8 @@ async def test_sink_retries_dedupes_and_dead_letters(settings: Any, kafka_produc
           webhook: {{max_attempts: 5, initial_backoff: 50ms, max_backoff: 200ms, timeout: 2s}}
           agencies:
             "330502.whsc": {{mode: webhook, url: "{flaky_url}", secret_file: "{secret_file}"}}
-            "330502.nync": {{mode: webhook, url: "{down_url}", secret_env: GRIDHUB_TEST_NYNC_SECRET, max_attempts: 3}}
+            "330502.nync": {{mode: webhook, url: "{down_url}", secret_env: GRIDHUB_TEST_NYNC_SECRET, max_attempts: 3,
+                            retry_for: 0s}}
             "330502.zhzf": {{mode: kafka}}
     """)
     assert sorted(catalog.webhooks) == ["330502.nync", "330502.whsc"]
@@ -92,6 +95,61 @@ async def test_sink_retries_dedupes_and_dead_letters(settings: Any, kafka_produc
     assert flaky.deliveries == 4 and down.attempts == 3
     await flaky_runner.cleanup()
     await down_runner.cleanup()
+
+
+async def test_a_receiver_down_for_60_s_gets_every_dispatch_when_it_returns(
+        settings: Any, kafka_producer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: the agency's receiver is away for 60 s (connection refused) while dispatches arrive;
+    the sink keeps retrying (``retry_for``, default 3 min, longer than ``max_attempts`` lasts) and
+    delivers every one once it is back: nothing dead-lettered, nothing lost (ledger: the agency's
+    topic against what the receiver accepted)."""
+    began = time.monotonic()
+    monkeypatch.setenv("GRIDHUB_TEST_WHSC_SECRET", SECRET)
+    port = free_port()
+    receiver = AgencyEndpoint(SECRET)
+    # max_attempts 3 alone gives up within ~1 s; only the (default) retry_for window carries 60 s.
+    # max_backoff 5 s: the first attempt after the return comes within 5 s.
+    catalog = catalog_with_delivery(tmp_path, f"""
+        delivery:
+          default: kafka
+          webhook: {{max_attempts: 3, initial_backoff: 200ms, max_backoff: 5s, timeout: 2s}}
+          agencies:
+            "330502.whsc": {{mode: webhook, url: "http://127.0.0.1:{port}/dispatch", secret_env: GRIDHUB_TEST_WHSC_SECRET}}
+    """)
+    assert catalog.webhooks["330502.whsc"].retry_for_ms == 180_000
+
+    def send(ids: range) -> None:
+        for i in ids:
+            kafka_producer.send(settings.topic("dispatch.330502.whsc"), key=f"case-w{i}".encode(),
+                                value=codec("Dispatch").encode(dispatch(f"w{i}", "330502.whsc", f"case-w{i}"))).get(30)
+
+    send(range(0, 10))                      # waiting when the receiver goes away
+    sink = runner(settings, catalog)
+    await sink.start()
+    try:
+        await asyncio.sleep(30)
+        await asyncio.to_thread(send, range(10, 20))  # arriving during the outage
+        await asyncio.sleep(30)
+        assert receiver.attempts == 0       # it really was down: nothing reached it
+        site_runner = web.AppRunner(web.Application())
+        site_runner.app.router.add_post("/dispatch", receiver.handle)
+        await site_runner.setup()
+        await web.TCPSite(site_runner, "127.0.0.1", port).start()
+        back = time.monotonic()
+        await wait_for(lambda: len(receiver.accepted) == 20, 60, "every dispatch after the receiver returned")
+        delivered_after = time.monotonic() - back
+        await asyncio.sleep(2)  # a commit round: anything else would show on the dlq below
+    finally:
+        await sink.stop()
+    letters = await asyncio.to_thread(read_topic, settings, "dlq", 0, 3)
+    assert letters == [], "dispatches were dead-lettered during a 60 s outage"
+    ledger = await asyncio.to_thread(collect, settings, hops=("dispatch.<agency>",), title="webhook down 60 s")
+    observe(ledger, "webhook", [(f"{d['caseId']}|{d['agency']}", d["dispatchId"]) for d in receiver.accepted.values()])
+    print(f"webhook receiver down 60 s: all {len(receiver.accepted)} delivered {delivered_after:.1f} s after it "
+          f"returned; test took {time.monotonic() - began:.0f} s")
+    assert_no_loss(expect(ledger))
+    assert receiver.bad_signatures == 0 and len(ledger.hops["webhook"].ids) == 20
+    await site_runner.cleanup()
 
 
 def test_factory_is_disabled_without_webhook_agencies(settings: Any) -> None:
