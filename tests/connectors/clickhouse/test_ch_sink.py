@@ -20,6 +20,7 @@ from connectors.clickhouse.migrate import migrate
 from gridhub.clickhouse.report import run_queries
 from gridhub.clickhouse.synthetic import FactSet, encoded, generate, produce, rows
 from gridhub.core.settings import Settings
+from helpers.ledger import assert_no_loss, collect, expect, ref_key
 from helpers.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,6 +35,19 @@ ID_COLUMNS = {"reports": "report_id", "cases": "case_id", "case_events": "event_
 def expected_ids(facts: FactSet) -> dict[str, int]:
     data = rows(facts, Settings())
     return {t: len({r[col] for r in data[t]}) for t, col in ID_COLUMNS.items()}
+
+
+def fact_keys(facts: FactSet) -> dict[str, set[str]]:
+    """The ledger's expected keys of the ClickHouse hops (tests/helpers/ledger.py) for ``facts``."""
+    data = rows(facts, Settings())
+    return {"ch.reports": {ref_key(r["source"], r["source_ref"]) for r in data["reports"]},
+            "ch.cases": {r["case_id"] for r in data["cases"]},
+            "ch.dispatches": {f"{r['case_id']}|{r['agency']}" for r in data["dispatches"]}}
+
+
+def ledger_check(settings: Settings, client: Any, facts: FactSet, title: str) -> None:
+    """0 lost, 0 duplicated under a new id in reports / cases / dispatches (the per-hop table printed)."""
+    assert_no_loss(expect(collect(settings, hops=(), clickhouse=client, title=title), given=fact_keys(facts)))
 
 
 def final_counts(client: Any, database: str) -> dict[str, int]:
@@ -116,6 +130,7 @@ def test_redelivery_and_a_killed_sink_leave_every_answer_as_a_clean_load(
     loaded = run_queries(DriverBackend.from_settings(settings, database=db), NOW)
 
     assert raw >= want["case_events"]  # duplicates may already be merged away, never fewer rows
+    ledger_check(settings, ch_client, facts, "clickhouse sink killed mid-load, then the whole set again")
     assert final_counts(ch_client, db) == clean_counts == want
     assert all(answer.rows for answer in clean)
     for got, expected in zip(loaded, clean, strict=True):
@@ -138,6 +153,7 @@ def test_clickhouse_outage_the_sink_waits_retries_and_catches_up(
         server.start()
         wait_for(server.healthy, 60, "the private ClickHouse to start")
 
+    began = time.monotonic()
     facts = generate(400, NOW * 1000, seed=33, townships=4, agencies=3)
     records = encoded(facts, settings)
     want = expected_ids(facts)
@@ -162,9 +178,13 @@ def test_clickhouse_outage_the_sink_waits_retries_and_catches_up(
         assert "sink_runner.retry" in w.log_text(log_offset)
 
         up()
+        back = time.monotonic()
         wait_for(lambda: final_counts(client, settings.ch_database) == want and consumer_lag(settings) == 0, 120,
                  "the sink to catch up after the outage")
         assert w.running()
+        print(f"clickhouse down 30 s: caught up {time.monotonic() - back:.1f} s after it returned; "
+              f"test took {time.monotonic() - began:.0f} s")
+        ledger_check(settings, client, facts, "clickhouse down 30 s")
     finally:
         client.disconnect()
         server.stop()
