@@ -154,7 +154,8 @@ def routing_domain() -> Domain:
     rules = load_rules(Defaults().routing_rules)
     categories = taxonomy_categories()[0]
     at = int(time.time() * 1000) + 3600_000
-    inputs, pairs = [], set()
+    inputs: list[tuple[str, bytes, bytes]] = []
+    pairs: set[str] = set()
     for i in range(600):
         county = COUNTIES[i % len(COUNTIES)]
         case = make_case(f"c2w-{i:04d}", categories[i % len(categories)], severity=1 + (i % 7 == 0) * 2,
