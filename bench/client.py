@@ -16,11 +16,13 @@ with the hub's producer settings on both sides:
   changelogs) holds.  librdkafka's default (``consistent_random``, CRC32) would break it;
   :func:`confluent_partitions` and tests/bench/test_client_partitioner.py check the mapping.
 
-Three variants per record size, one after the other in this process:
+Four variants per record size, one after the other in this process:
 
 ``aiokafka``
     ``await producer.send(...)`` per record, then all the futures gathered: what a Faust agent
-    does through ``streams/delivery.py`` (``Deliveries.send`` / ``confirm``).
+    does through ``streams/delivery.py`` (``Deliveries.send`` / ``confirm``), on asyncio's loop.
+``aiokafka-uvloop``
+    The same on uvloop's loop (``GRIDHUB_EVENT_LOOP=uvloop``, the worker's default).
 ``confluent``
     ``produce()`` with a delivery callback, ``poll(0)`` now and then, ``flush()``: the C client
     at its cheapest, with no asyncio future per record.
@@ -173,7 +175,15 @@ async def _aiokafka_run(settings: Settings, topic: str, recs: list[Record]) -> t
 
 
 def run_aiokafka(settings: Settings, topic: str, recs: list[Record]) -> tuple[float, float]:
-    return asyncio.run(_aiokafka_run(settings, topic, recs))
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        return runner.run(_aiokafka_run(settings, topic, recs))
+
+
+def run_aiokafka_uvloop(settings: Settings, topic: str, recs: list[Record]) -> tuple[float, float]:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_aiokafka_run(settings, topic, recs))
 
 
 def run_confluent(settings: Settings, topic: str, recs: list[Record]) -> tuple[float, float]:
@@ -250,6 +260,7 @@ def run_confluent_asyncio(settings: Settings, topic: str, recs: list[Record]) ->
 
 CLIENTS: dict[str, Callable[[Settings, str, list[Record]], tuple[float, float]]] = {
     "aiokafka": run_aiokafka,
+    "aiokafka-uvloop": run_aiokafka_uvloop,
     "confluent": run_confluent,
     "confluent-asyncio": run_confluent_asyncio,
 }
