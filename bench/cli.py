@@ -106,3 +106,15 @@ def json_cmd(hours: float, repeat: int, seed: int, as_json: bool) -> None:
     from bench.jsonstate import run_json_bench
 
     run_json_bench(hours, repeat, seed, as_json)
+
+
+@bench.command("baseline")
+@click.option("-n", "--documents", default=30_000, show_default=True, help="pre-loaded documents")
+@click.option("--seed", default=141, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
+def baseline_cmd(documents: int, seed: int, as_json: bool) -> None:
+    """The pass-through of `bench e2e` alone (hub's client stack, no logic): documents/s and CPU per
+    document; A/B the stack's settings with GRIDHUB_EVENT_LOOP, GRIDHUB_PRODUCER_LINGER_MS, ..."""
+    from bench.e2e import run_baseline
+
+    run_baseline(documents, seed, as_json)
