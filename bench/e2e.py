@@ -497,6 +497,12 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
 
     if as_json:  # stdout carries the one JSON object; progress lines of the tools used stay quiet
         logging.getLogger().setLevel(logging.WARNING)
+    t0 = time.monotonic()
+    phases: dict[str, float] = {}
+
+    def phase(name: str) -> None:  # wall seconds per phase: is --quick still under ~3 minutes, and where not
+        phases[name] = round(time.monotonic() - t0 - sum(phases.values()), 1)
+
     settings, work = bench_workspace("bench")
     ns = settings.namespace
     _ch_client(settings).execute(f"CREATE DATABASE IF NOT EXISTS {settings.ch_database}")
@@ -511,7 +517,9 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
     result: dict[str, Any] = {"namespace": ns, "quick": quick, "counties": len(COUNTIES), **stack(settings)}
     try:
         proc.wait_ready()
+        phase("setup")
         result.update(saturation(settings, load, proc, timeout=600))
+        phase("saturation")
         result.update(kafka_records(settings, len(load.docs)))
         # Half the measured throughput at most: the latency of a saturated pipeline is its queue's length.
         rate = min(offered, LATENCY_CAP * result["throughput_rps"])
@@ -521,6 +529,7 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
         # use a few hundred was wasted set-up time.  The worker is idle meanwhile; nothing is being timed.
         live = workload(seed + 1, max(1, int(rate * latency_seconds)), now)
         result.update(latency(settings, live, rate, seconds=latency_seconds, timeout=120))
+        phase("latency")
         result["peak_rss_mb"] = proc.peak_rss_mb()
         faust_dir = settings.faust_datadir
         tables = faust_dir / "v1" / "tables"
@@ -530,6 +539,8 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
         proc.stop()
         delete_namespace(settings)
     result.update(baseline(settings, load, work, timeout=300))
+    phase("baseline")
+    result["phase_seconds"] = {**phases, "total": round(time.monotonic() - t0, 1)}
     # Keep the logs (hub.log, baseline.log) for a look afterwards; the table state is only a cache.
     shutil.rmtree(work / "hub" / "faust", ignore_errors=True)
     shutil.rmtree(work / "baseline", ignore_errors=True)
@@ -563,6 +574,7 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
                f"({result['latency_reports']} reports; {result['latency_unlinked']} never linked)")
     click.echo(f"peak RSS     {result['peak_rss_mb']} MB; table state {result['state_mb']['total']} MB "
                f"(fusion {result['state_mb']['fusion']} MB)")
+    click.echo("wall seconds " + ", ".join(f"{k} {v}" for k, v in result["phase_seconds"].items()))
     click.echo(f"stack        {result['client']} on {result['event_loop']}, acks=all, linger {result['producer_linger_ms']} ms, "
                f"batches of {result['batch_max_events']} events / {result['batch_within_ms']} ms (hub and baseline alike)")
     click.echo("issue 14 targets (this run):")
