@@ -538,6 +538,7 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
     finally:
         proc.stop()
         delete_namespace(settings)
+    phase("stop")
     result.update(baseline(settings, load, work, timeout=300))
     phase("baseline")
     result["phase_seconds"] = {**phases, "total": round(time.monotonic() - t0, 1)}
