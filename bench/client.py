@@ -81,6 +81,13 @@ def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         # The Java client's murmur2 (aiokafka's DefaultPartitioner); random only for a null key, like them.
         "partitioner": "murmur2_random",
     }
+    if settings.kafka_security_protocol != "PLAINTEXT":  # the same cluster credentials as the hub's clients
+        conf["security.protocol"] = settings.kafka_security_protocol
+        if settings.kafka_security_protocol.startswith("SASL"):
+            conf.update({"sasl.mechanism": settings.kafka_sasl_mechanism, "sasl.username": settings.kafka_sasl_username,
+                         "sasl.password": settings.secret("kafka_sasl_password")})
+        if settings.kafka_ssl_cafile:
+            conf["ssl.ca.location"] = settings.kafka_ssl_cafile
     conf.update(extra)
     return conf
 
