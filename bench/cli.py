@@ -98,7 +98,7 @@ def client_cmd(count: int, seed: int, as_json: bool) -> None:
 
 @bench.command("json")
 @click.option("--hours", default=6.0, show_default=True, help="simulated hours of traffic that build the state")
-@click.option("--repeat", default=5, show_default=True, help="passes per variant; the best is reported")
+@click.option("--repeat", default=9, show_default=True, help="passes per variant (interleaved); the best is reported")
 @click.option("--seed", default=141, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object instead of a table")
 def json_cmd(hours: float, repeat: int, seed: int, as_json: bool) -> None:

@@ -69,20 +69,23 @@ def routing_values(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _best(fn: Callable[[], Any], repeat: int) -> float:
-    """Best of ``repeat`` passes with the garbage collector off, as ``timeit`` does: the values held
-    for the run make a large heap whose collections would land on whichever variant runs then."""
+def _best(variants: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+    """Best of ``repeat`` passes per variant, the variants interleaved pass by pass (on a shared box
+    a slow spell then hits every variant, not only the one running), with the garbage collector
+    off during the passes, as ``timeit`` does: the values held for the run make a large heap whose
+    collections would land on whichever variant runs then."""
     import gc
 
-    best = float("inf")
+    best = {name: float("inf") for name in variants}
     enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
         for _ in range(repeat):
-            t = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t)
+            for name, fn in variants.items():
+                t = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - t)
     finally:
         if enabled:
             gc.enable()
@@ -105,12 +108,12 @@ def compare(values: list[Any], sort_keys: bool, repeat: int) -> dict[str, Any]:
     differ = sum(1 for v, raw in zip(values, encoded) if orjson_dumps(v) != raw)
     read_differently = sum(1 for raw in encoded if orjson.loads(raw) != json.loads(raw))
     n = len(values)
-    t = {
-        "json_dumps": _best(lambda: [json_dumps(v) for v in values], repeat),
-        "orjson_dumps": _best(lambda: [orjson_dumps(v) for v in values], repeat),
-        "json_loads": _best(lambda: [json.loads(raw) for raw in encoded], repeat),
-        "orjson_loads": _best(lambda: [orjson.loads(raw) for raw in encoded], repeat),
-    }
+    t = _best({
+        "json_dumps": lambda: [json_dumps(v) for v in values],
+        "orjson_dumps": lambda: [orjson_dumps(v) for v in values],
+        "json_loads": lambda: [json.loads(raw) for raw in encoded],
+        "orjson_loads": lambda: [orjson.loads(raw) for raw in encoded],
+    }, repeat)
     return {"values": n, "mean_bytes": round(sum(map(len, encoded)) / max(n, 1)),
             **{f"{k}_us": round(v * 1e6 / max(n, 1), 3) for k, v in t.items()},
             "dumps_speedup": round(t["json_dumps"] / t["orjson_dumps"], 2),
