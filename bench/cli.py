@@ -83,3 +83,38 @@ def state_cmd(days: float, per_day: int, seed: int, timeout: float, as_json: boo
     from bench.state import run_state_bench
 
     run_state_bench(days, per_day, seed, timeout, as_json)
+
+
+@bench.command("client")
+@click.option("-n", "--records", "count", default=50_000, show_default=True, help="records per client and size")
+@click.option("--seed", default=141, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of a table")
+def client_cmd(count: int, seed: int, as_json: bool) -> None:
+    """Produce path: aiokafka (Faust's client) vs confluent-kafka (librdkafka, murmur2), hub settings."""
+    from bench.client import run_client_bench
+
+    run_client_bench(count, seed, as_json)
+
+
+@bench.command("json")
+@click.option("--hours", default=6.0, show_default=True, help="simulated hours of traffic that build the state")
+@click.option("--repeat", default=9, show_default=True, help="passes per variant (interleaved); the best is reported")
+@click.option("--seed", default=141, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of a table")
+def json_cmd(hours: float, repeat: int, seed: int, as_json: bool) -> None:
+    """State JSON: orjson vs json (dumps / loads) on real fusion and routing state values, in process."""
+    from bench.jsonstate import run_json_bench
+
+    run_json_bench(hours, repeat, seed, as_json)
+
+
+@bench.command("baseline")
+@click.option("-n", "--documents", default=30_000, show_default=True, help="pre-loaded documents")
+@click.option("--seed", default=141, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
+def baseline_cmd(documents: int, seed: int, as_json: bool) -> None:
+    """The pass-through of `bench e2e` alone (hub's client stack, no logic): documents/s and CPU per
+    document; A/B the stack's settings with GRIDHUB_EVENT_LOOP, GRIDHUB_PRODUCER_LINGER_MS, ..."""
+    from bench.e2e import run_baseline
+
+    run_baseline(documents, seed, as_json)

@@ -12,6 +12,7 @@ service by adding ``"module:factory"`` to ``SERVICES``, where
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
 from pathlib import Path
@@ -71,12 +72,34 @@ def ensure_contract_topics(settings: Any) -> None:
         log.warning("contract_topics_not_ensured", topics=len(names), error=str(exc))
 
 
+def install_event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    """Make ``choice`` (``uvloop`` | ``asyncio``) the event loop of this process, and return it.
+
+    Called before the Faust app or any service asks for a loop: mode's services take the loop of
+    ``asyncio.get_event_loop()`` when they first need one, so the policy and the current loop are
+    set here, once, and every part of the worker runs on the same loop.  Why uvloop by default:
+    the measured figures in docs/benchmarks.md ("Client stack"); ``GRIDHUB_EVENT_LOOP=asyncio``
+    switches back.
+    """
+    if choice == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    else:
+        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
 def build_worker(domains: list[str] | None = None, services: list[str] | None = None) -> Any:
+    settings = get_settings()
+    loop = install_event_loop(settings.event_loop)
+
     import faust
 
     from streams.app import app, prepare_worker
 
-    settings = get_settings()
     prepare_worker()
     ensure_contract_topics(settings)
     # Faust creates its datadir without parents; a fresh run dir has no faust/ yet.
@@ -85,7 +108,8 @@ def build_worker(domains: list[str] | None = None, services: list[str] | None = 
         importlib.import_module(f"{module}.agents")
     extra = [svc for svc in (_load(t)(app, settings) for t in (SERVICES if services is None else services)) if svc]
     worker = faust.Worker(app, *extra, loglevel=settings.log_level, redirect_stdouts=False,
-                          override_logging=False)
+                          override_logging=False, loop=loop)
+    log.info("worker_event_loop", event_loop=settings.event_loop, loop=type(loop).__module__ + "." + type(loop).__name__)
     if not sys.stdout.isatty():
         # Faust's progress spinner writes terminal escapes and "OK ^" to stdout; logs say "Ready" instead.
         worker.spinner = None

@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     # a partition long; 20 ms is the added latency per hop when the feed is quiet (4x the producer linger).
     batch_max_events: int = Field(default=500, ge=1, le=100_000, description="events per agent batch")
     batch_within_ms: int = Field(default=20, ge=1, le=60_000, description="longest wait to fill a batch (ms)")
+    # The worker's event loop (gridhub/runner.py): libuv's (uvloop) used 16 % less CPU per document than
+    # asyncio's on the hub's client stack (gridhub bench baseline, docs/benchmarks.md "Client stack").
+    event_loop: str = Field(default="uvloop", pattern="^(uvloop|asyncio)$", description="uvloop | asyncio")
     # 10 minutes: a rebalance takes seconds, a big table's recovery from its changelog minutes
     # (a week of province-scale fusion state: gridhub bench state); longer is a stuck worker.
     rebalance_stall_seconds: float = Field(default=600.0, gt=0,
