@@ -13,6 +13,15 @@ which needs a few seconds through Kafka, time to arrive before the deadline it
 meets is due (DESIGN: "time in routing is event time during replay and
 backfill, wall time live").
 
+``GRIDHUB_CLOCK=auto`` (the default, issue 14) decides per input: live, "now" is the wall
+clock; when the newest event time seen lags the wall clock (at the moment it was seen) by more
+than ``GRIDHUB_CLOCK_REPLAY_AFTER_MS`` (1 h), the input is a replay or a backfill and "now"
+follows event time as above.  A month-old log then fires what would have fired while its events
+happened, once, instead of every deadline since then against today's wall clock (an ``overdue``
+per deadline per day and the 督办 storm that follows).  When the replay ends the clock stays at
+the log's last event time until live input arrives; from then on it is the wall clock again.
+The decision uses the newest event seen, so one late record among live ones changes nothing.
+
 The simulator's own compressed clock (:func:`compressed_ms`) maps wall time to
 simulated time for ``gridhub simulate --closed-loop``.  Kernel module: imports
 nothing but the settings, does no work at import.
@@ -21,6 +30,7 @@ nothing but the settings, does no work at import.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from gridhub.core.settings import Settings
 
@@ -30,21 +40,29 @@ def wall_ms() -> int:
 
 
 class HubClock:
-    """One process's "now": wall time, or the event-time watermark minus a lag."""
+    """One process's "now": wall time, the event-time watermark minus a lag, or (auto) either."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, wall: Callable[[], int] = wall_ms) -> None:
+        self.mode = settings.clock
         self.event_time = settings.clock == "event"
         self.lag_ms = int(settings.clock_lag_ms)
+        self.replay_after_ms = int(getattr(settings, "clock_replay_after_ms", 3_600_000))
         self.watermark = 0
+        self.replaying = False  # auto: the newest input was a replay / backfill when it was seen
+        self._wall = wall
 
     def observe(self, at_ms: int | float | None) -> None:
         """An event time this process processed (ignored on the wall clock; capped at wall time)."""
-        if self.event_time and at_ms is not None:
-            self.watermark = max(self.watermark, min(int(at_ms), wall_ms()))
+        if at_ms is None or self.mode == "wall":
+            return
+        wall = self._wall()
+        self.watermark = max(self.watermark, min(int(at_ms), wall))
+        if self.mode == "auto":
+            self.replaying = wall - self.watermark > self.replay_after_ms
 
     def now_ms(self) -> int:
-        if not self.event_time:
-            return wall_ms()
+        if self.mode == "wall" or (self.mode == "auto" and not self.replaying):
+            return self._wall()
         return self.watermark - self.lag_ms if self.watermark else 0
 
 
