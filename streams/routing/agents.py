@@ -379,7 +379,7 @@ class DeadlineClock(Service):
         if faust_app.rebalancing or not faust_app.tables.recovery.completed.is_set():
             return None
         names = {settings.topic(T.CASES), _FEEDBACK, _REPORTS, _TIMERS, settings.topic(centre.COMMANDS_TOPIC)}
-        return frozenset(tp.partition for tp in faust_app.assignment.assigned_actives() if tp.topic in names)
+        return frozenset(tp.partition for tp in faust_app.assignor.assigned_actives() if tp.topic in names)
 
     async def scan(self, now: int) -> None:
         """Send a tick to the partition of every case whose deadline or expiry has passed."""
