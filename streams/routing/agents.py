@@ -15,12 +15,18 @@ Outputs: ``dispatch.<agency>`` (Avro ``Dispatch``, keyed by case id, created
 on first use per ``deploy/topics.yaml``), ``case-events`` (Avro ``CaseEvent``), ``case-lifecycle``
 (``resolved`` / ``closed``, keyed by county code, for fusion) and ``dlq``.
 
-Deadlines live in the changelogged table, so they survive restarts: after a
-SIGKILL the table is recovered, the scanner finds the deadline and the tick
-fires it; the deadline is marked as fired in the same table write that
-produced the ``overdue`` event, so it fires once (and a redelivered tick
-finds it marked).  Event ids are deterministic, so even the at-least-once
-window between producing and committing cannot create a *different* event.
+Every decision is made by the pure :class:`streams.routing.processor.Processor` (docs/routing.md);
+this module decodes, batches and produces.  Per partition batch: decide each event over a
+write-behind view of the table, write each changed key once, produce every effect through a
+:class:`streams.delivery.Deliveries`, and confirm all of it (changelog records included) before
+the next batch, so no input offset is committed before what it caused is acknowledged.  A
+redelivered input re-emits its own effects from the case's outbox.
+
+Deadlines live in the changelogged table, so they survive restarts; a time-ordered in-memory
+index (rebuilt from the table when the worker's partitions change) tells the deadline clock
+which cases are due, and the tick marks the deadline fired in the same table write that
+produced the ``overdue`` event, so it fires once.  Event ids are deterministic, so even the
+at-least-once window between producing and committing cannot create a *different* event.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import time
 from typing import Any, Callable
 
 import faust
+from faust.types import TP
 from mode import Service
 
 from gridhub.core import topics as T
@@ -40,7 +47,6 @@ from gridhub.core.logging import get_logger
 from gridhub.core.dlq import dead_letter_headers, fit_dead_letter
 from gridhub.core.metrics import DEAD_LETTERS, DISPATCHES, OVERDUE_CASES
 from gridhub.core.kafka_admin import ensure_topics_off_loop, spec_partitions
-from faust.types import TP
 from streams.app import app, settings, stop_on_infrastructure_error, table_options
 from streams.delivery import Deliveries, partition_batches
 from gridhub.core.shadow import is_shadow
