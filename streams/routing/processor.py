@@ -127,6 +127,17 @@ def decode(raw: bytes | None) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
+def _outbox(state: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The state's outbox entries; a state written before the outbox kept its last input as
+    ``fx_src`` / ``fx``, read as a first entry so an upgrade loses no redelivery."""
+    if not state:
+        return []
+    entries = list(state.get("outbox") or [])
+    if state.get("fx_src") is not None:
+        entries.insert(0, {"at": list(state["fx_src"]), "fx": state.get("fx") or {}})
+    return entries
+
+
 def _effects(doc: Mapping[str, Any] | None) -> lc.Effects:
     return lc.Effects(**(doc or {}))
 
@@ -147,7 +158,7 @@ class Processor:
 
     # ----------------------------------------------------------------- outbox
     def _replay(self, state: Mapping[str, Any] | None, pos: Position) -> Outcome | None:
-        for entry in (state or {}).get("outbox", ()):
+        for entry in _outbox(state):
             if tuple(entry["at"]) == tuple(pos):
                 fx = _effects(entry.get("fx"))
                 log.info("redelivered_effects_resent", topic=pos[0], partition=pos[1], offset=pos[2],
@@ -159,7 +170,7 @@ class Processor:
                   stage: str = "routing") -> None:
         """Add this input's entry; drop those the committed offsets have passed (never asked for again)."""
         kept = []
-        for entry in state.get("outbox", ()):
+        for entry in _outbox(state):
             topic, partition, offset = entry["at"]
             committed = self.committed(str(topic), int(partition))
             if committed is not None and int(offset) < committed:
@@ -176,6 +187,8 @@ class Processor:
                         dropped=kept[0]["at"], keep=OUTBOX_KEEP)
             kept = kept[-OUTBOX_KEEP:]
         state["outbox"] = kept
+        state.pop("fx_src", None)  # the one-entry form written before the outbox (now in ``kept``)
+        state.pop("fx", None)
 
     # ----------------------------------------------------------------- case inputs
     def _apply(self, kv: KV, key: bytes, pos: Position,

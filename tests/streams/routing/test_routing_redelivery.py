@@ -123,3 +123,17 @@ def test_write_behind_writes_each_changed_key_once(rules: RuleSet) -> None:
     assert table.data == {}  # nothing reaches the table before the flush
     changes = kv.changes()
     assert list(changes) == [b"c-1"] and decode(changes[b"c-1"])["case_version"] == 3
+
+
+def test_a_state_written_before_the_outbox_still_re_emits_its_last_input(rules: RuleSet) -> None:
+    """Upgrade: the previous version kept the last input's effects as fx_src / fx."""
+    kv, p = DictKV(), Processor(lambda: rules)
+    first = p.case(kv, ("cases", 0, 1), case(1))
+    state = decode(kv.data[b"c-1"])
+    entry = state.pop("outbox")[0]
+    state["fx_src"], state["fx"] = entry["at"], entry["fx"]
+    kv.data[b"c-1"] = proc.encode(state)
+    assert ids(p.case(kv, ("cases", 0, 1), case(1))) == ids(first)
+    p.case(kv, ("cases", 0, 2), case(2, "noise"))
+    upgraded = decode(kv.data[b"c-1"])
+    assert "fx_src" not in upgraded and [e["at"] for e in upgraded["outbox"]] == [["cases", 0, 1], ["cases", 0, 2]]
