@@ -127,6 +127,17 @@ def decode(raw: bytes | None) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
+def _expiry(state: Mapping[str, Any], rules: RuleSet) -> int | None:
+    """When the state may leave the table: ``retention.closed`` after the case closed.  A placeholder
+    (a linked report whose case never came, e.g. a late 回访 of an expired case) expires as long
+    after it was created, so it cannot stay for good either."""
+    if state.get("status") == "closed" and state.get("closed_at") is not None:
+        return int(state["closed_at"]) + rules.retention_closed_ms
+    if state.get("placeholder"):
+        return int(state["opened_at"]) + rules.retention_closed_ms
+    return None
+
+
 def _outbox(state: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """The state's outbox entries; a state written before the outbox kept its last input as
     ``fx_src`` / ``fx``, read as a first entry so an upgrade loses no redelivery."""
@@ -220,8 +231,7 @@ class Processor:
         rules = self.rules()
         state["partition"] = partition
         state["due"] = lc.next_due(state, rules)
-        state["expires"] = (int(state["closed_at"]) + rules.retention_closed_ms
-                            if state.get("status") == "closed" and state.get("closed_at") is not None else None)
+        state["expires"] = _expiry(state, rules)
         kv.set(key, encode(state))
         if self.index is not None:
             self.index.update(key, state)
@@ -274,7 +284,7 @@ class Processor:
         if replay is not None:
             return replay
         expires = old.get("expires")
-        if expires is not None and int(expires) <= now and old.get("status") == "closed":
+        if expires is not None and int(expires) <= now and _expiry(old, self.rules()) is not None:
             kv.set(key, None)  # retention.closed_days passed: the changelog gets a tombstone
             if self.index is not None:
                 self.index.update(key, None)

@@ -211,3 +211,16 @@ def test_the_auto_clock_is_the_wall_clock_for_live_input() -> None:
     event = HubClock(Settings(clock="event", clock_lag_ms=MIN), wall=lambda: wall[0])
     event.observe(T0)
     assert event.now_ms() == T0 - MIN  # the demos' event clock is unchanged
+
+
+def test_a_placeholder_whose_case_never_came_expires_too(rules: RuleSet) -> None:
+    kv, index = DictKV(), DeadlineIndex()
+    p = Processor(lambda: rules, index=index)
+    late = {"report_id": "rv-1", "source": "hotline-12345", "source_ref": "ORD-1", "kind": "incident",
+            "county_code": "330502", "street_code": "330502001", "category": "garbage", "text": "回访",
+            "reported_at": T0, "received_at": T0, "severity": 1, "status": "已回访", "version": 2,
+            "satisfaction": "满意", "case_id": "c-gone"}
+    p.report(kv, ("reports.linked", 0, 1), late)
+    assert decode(kv.data[b"c-gone"])["placeholder"] and decode(kv.data[b"c-gone"])["expires"] == T0 + 7 * DAY
+    Scanner(p, kv, index).scan(T0 + 7 * DAY)
+    assert b"c-gone" not in kv.data
