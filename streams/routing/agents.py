@@ -220,7 +220,26 @@ async def _run(stream: faust.StreamT, stage: str, tbl: Any, handle: Handler) -> 
                     await _dead_letter(out, event, outcome.stage, outcome.dead)
                 if outcome.effects:
                     await _send_effects(out, outcome.effects)
-        await out.confirm(events)
+        await _confirm(out, events, stage)
+
+
+#: Seconds a batch may wait for the broker's acknowledgements before it is logged as slow (a new
+#: topic's leader election takes a second or two on the dev broker; ten means something is stuck).
+CONFIRM_SLOW_S = 10.0
+
+
+async def _confirm(out: Deliveries, events: list[faust.EventT], stage: str) -> None:
+    """``out.confirm(events)``, logging every CONFIRM_SLOW_S while it waits (where a stuck batch waits)."""
+    records, started = len(out), time.monotonic()
+    confirm = asyncio.ensure_future(out.confirm(events))
+    while True:
+        done, _ = await asyncio.wait({confirm}, timeout=CONFIRM_SLOW_S)
+        if done:
+            break
+        msg = events[-1].message
+        log.warning("routing_confirm_slow", stage=stage, records=records, inputs=len(events), topic=msg.topic,
+                    partition=msg.partition, offset=msg.offset, waited_s=round(time.monotonic() - started, 1))
+    confirm.result()
 
 
 async def _send_effects(out: Deliveries, fx: lc.Effects) -> None:

@@ -156,9 +156,9 @@ def _effects(doc: Mapping[str, Any] | None) -> lc.Effects:
 class Processor:
     """The routing decision per input; one per worker, stateless apart from its settings.
 
-    ``rules`` returns the current rules (they reload live); ``committed`` the consumer's committed
-    offsets; ``retention_ms`` how long a closed case is kept; ``index`` (optional) is told about
-    every state write so the deadline scan stays exact.
+    ``rules`` returns the current rules (they reload live; ``retention.closed`` is one of them);
+    ``committed`` the consumer's committed offsets; ``index`` (optional) is told about every state
+    write so the deadline scan stays exact.
     """
 
     def __init__(self, rules: Callable[[], RuleSet], committed: Committed | None = None,
