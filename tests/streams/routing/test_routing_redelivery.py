@@ -137,3 +137,20 @@ def test_a_state_written_before_the_outbox_still_re_emits_its_last_input(rules: 
     p.case(kv, ("cases", 0, 2), case(2, "noise"))
     upgraded = decode(kv.data[b"c-1"])
     assert "fx_src" not in upgraded and [e["at"] for e in upgraded["outbox"]] == [["cases", 0, 1], ["cases", 0, 2]]
+
+
+def test_the_worker_reads_committed_offsets_from_the_faust_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """agents._committed: Faust's Consumer._committed_offset (the next offset after a restart), None if unknown."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    from streams.routing import agents
+
+    offsets: defaultdict[TP, int | None] = defaultdict(lambda: None, {TP("t.cases", 1): 5})
+    monkeypatch.setattr(agents, "app", SimpleNamespace(consumer=SimpleNamespace(_committed_offset=offsets)))
+    assert agents._committed("t.cases", 1) == 5
+    assert agents._committed("t.cases", 2) is None and TP("t.cases", 2) not in offsets  # no entry created
+    monkeypatch.setattr(agents, "app", SimpleNamespace())  # no consumer yet
+    assert agents._committed("t.cases", 1) is None
