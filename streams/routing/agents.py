@@ -211,7 +211,16 @@ async def _run(stream: faust.StreamT, stage: str, tbl: Any, handle: Handler) -> 
         async with _lock:  # the agents share the table: one batch's read-decide-write at a time
             kv = WriteBehind(tbl.get)
             for event in events:
-                results.append((event, handle(kv, event)))
+                try:
+                    outcome = handle(kv, event)
+                except (KeyError, TypeError, ValueError) as exc:
+                    # A record the decoders accepted but the transition cannot read (a field of the
+                    # wrong shape): dead-lettered with the reason, never a stopped partition.  The
+                    # processor writes a key only after its transition succeeded, so nothing is half-applied.
+                    log.exception("routing_input_unreadable", topic=event.message.topic,
+                                  partition=event.message.partition, offset=event.message.offset)
+                    outcome = Outcome(dead=f"cannot process: {exc.__class__.__name__}: {exc}", stage=stage)
+                results.append((event, outcome))
             with stop_on_infrastructure_error(events[-1], stage):
                 _flush(tbl, kv, out)
         with stop_on_infrastructure_error(events[-1], stage):

@@ -154,3 +154,39 @@ def test_the_worker_reads_committed_offsets_from_the_faust_consumer(monkeypatch:
     assert agents._committed("t.cases", 2) is None and TP("t.cases", 2) not in offsets  # no entry created
     monkeypatch.setattr(agents, "app", SimpleNamespace())  # no consumer yet
     assert agents._committed("t.cases", 1) is None
+
+
+def test_an_unreadable_input_is_dead_lettered_and_the_batch_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """agents._run over a fake one-batch stream: the record whose transition raises goes to the dlq, the
+    others of its batch are applied and written once."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams.routing import agents
+
+    class Event:  # weak-referenceable, as partition_batches needs (Faust's current-event contextvar)
+        def __init__(self, offset: int) -> None:
+            self.message = SimpleNamespace(topic="t.cases", partition=2, offset=offset, value=b"x", key=b"k")
+            self.key = b"k"
+
+    class Stream:
+        async def take_events(self, max_events: int, within: float) -> Any:
+            yield [Event(7), Event(8)]
+
+    dead: list[tuple[int, str]] = []
+
+    async def dead_letter(out: Any, event: Any, stage: str, reason: str) -> None:
+        dead.append((event.message.offset, reason))
+
+    monkeypatch.setattr(agents, "_dead_letter", dead_letter)
+
+    def handle(kv: proc.WriteBehind, event: Any) -> proc.Outcome:
+        if event.message.offset == 7:
+            raise KeyError("version")
+        kv.set(b"c-8", b"{}")
+        return proc.Outcome()
+
+    table: dict[bytes, bytes] = {}
+    asyncio.run(agents._run(Stream(), "routing", table, handle))
+    assert dead == [(7, "cannot process: KeyError: 'version'")]
+    assert table == {b"c-8": b"{}"}
