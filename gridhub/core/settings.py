@@ -191,8 +191,14 @@ class Settings(BaseSettings):
     routing_rules: Path = REPO_ROOT / "deploy" / "routing.yaml"
     # The hub's clock for deadlines and device liveness (gridhub/core/clock.py): "wall", or "event"
     # (the latest event time seen, minus clock_lag_ms) for compressed-time demos and backfills.
-    clock: str = Field(default="wall", pattern="^(wall|event)$", description="wall | event")
+    # "auto" (issue 14): the wall clock while the input is live, event time while it is a replay or a
+    # backfill (the newest event seen more than clock_replay_after_ms behind the wall clock).
+    clock: str = Field(default="auto", pattern="^(wall|event|auto)$", description="auto | wall | event")
     clock_lag_ms: int = Field(default=0, ge=0, description="event clock: how far it stays behind the events")
+    # 1 h: a live feed's newest record is seconds (sensors, fusion) to minutes (an agency typing its
+    # feedback in late) behind the wall clock; an hour behind is a replay or an import, not a live feed.
+    clock_replay_after_ms: int = Field(default=3_600_000, gt=0,
+                                       description="auto clock: input this far behind the wall clock is a replay")
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = Field(default="auto", description="auto | json | console")
 

@@ -15,12 +15,18 @@ Outputs: ``dispatch.<agency>`` (Avro ``Dispatch``, keyed by case id, created
 on first use per ``deploy/topics.yaml``), ``case-events`` (Avro ``CaseEvent``), ``case-lifecycle``
 (``resolved`` / ``closed``, keyed by county code, for fusion) and ``dlq``.
 
-Deadlines live in the changelogged table, so they survive restarts: after a
-SIGKILL the table is recovered, the scanner finds the deadline and the tick
-fires it; the deadline is marked as fired in the same table write that
-produced the ``overdue`` event, so it fires once (and a redelivered tick
-finds it marked).  Event ids are deterministic, so even the at-least-once
-window between producing and committing cannot create a *different* event.
+Every decision is made by the pure :class:`streams.routing.processor.Processor` (docs/routing.md);
+this module decodes, batches and produces.  Per partition batch: decide each event over a
+write-behind view of the table, write each changed key once, produce every effect through a
+:class:`streams.delivery.Deliveries`, and confirm all of it (changelog records included) before
+the next batch, so no input offset is committed before what it caused is acknowledged.  A
+redelivered input re-emits its own effects from the case's outbox.
+
+Deadlines live in the changelogged table, so they survive restarts; a time-ordered in-memory
+index (rebuilt from the table when the worker's partitions change) tells the deadline clock
+which cases are due, and the tick marks the deadline fired in the same table write that
+produced the ``overdue`` event, so it fires once.  Event ids are deterministic, so even the
+at-least-once window between producing and committing cannot create a *different* event.
 """
 
 from __future__ import annotations
@@ -28,25 +34,28 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
 import faust
+from faust.types import TP
 from mode import Service
 
 from gridhub.core import topics as T
 from gridhub.core.clock import HubClock
 from gridhub.core.codec import DecodeError, codec
 from gridhub.core.logging import get_logger
-from gridhub.core.metrics import DISPATCHES, OVERDUE_CASES
+from gridhub.core.dlq import dead_letter_headers, fit_dead_letter
+from gridhub.core.metrics import DEAD_LETTERS, DISPATCHES, OVERDUE_CASES
 from gridhub.core.kafka_admin import ensure_topics_off_loop, spec_partitions
-from streams.app import app, dead_letter, settings, stop_on_infrastructure_error, table_options
+from streams.app import app, settings, stop_on_infrastructure_error, table_options
+from streams.delivery import Deliveries, partition_batches
 from gridhub.core.shadow import is_shadow
 from streams.routing import centre
 from streams.routing import devices
 from streams.routing import feedback as feedback_relay
 from streams.routing import lifecycle as lc
 from streams.routing import status as status_replies
+from streams.routing.processor import DeadlineIndex, Outcome, Position, Processor, WriteBehind
 from streams.routing.rules import RulesHolder
 
 log = get_logger(__name__)
@@ -89,16 +98,11 @@ commands_topic = app.topic(settings.topic(centre.COMMANDS_TOPIC), key_type=bytes
 # bytes key/value types give the "raw" serializers: values are the JSON state of lifecycle.py.
 table = app.Table(TABLE_NAME, default=None, key_type=bytes, value_type=bytes, partitions=_N, options=table_options())
 
-_lock = asyncio.Lock()  # one case transition (read, compute, write, enqueue) at a time in this process
+_lock = asyncio.Lock()  # one batch's read-decide-write over the routing table at a time in this process
 _dispatch_topics: dict[str, faust.TopicT] = {}
 _status_topics: dict[str, faust.TopicT] = {}
 #: "now" for deadlines: wall time, or event time in compressed-time demos (gridhub/core/clock.py).
 hub_clock = HubClock(settings)
-
-
-def _load(key: bytes) -> dict[str, Any] | None:
-    raw = table.get(key)
-    return json.loads(raw) if raw else None
 
 
 async def _ensure(names: list[str]) -> bool:
@@ -129,72 +133,145 @@ async def _dispatch_topic(agency: str) -> faust.TopicT:
 
 
 
-def _source(event: faust.EventT) -> list[Any]:
-    """Where an input record sits: the identity of a redelivery (JSON-friendly, stored in the state)."""
-    return [event.message.topic, event.message.partition, event.message.offset]
+def _source(event: faust.EventT) -> Position:
+    """Where an input record sits: the identity of a redelivery (stored in the state's outbox)."""
+    return (str(event.message.topic), int(event.message.partition), int(event.message.offset))
 
 
-async def _commit(event: faust.EventT, key: bytes, old: dict[str, Any] | None, new: dict[str, Any] | None,
-                  fx: lc.Effects) -> None:
-    """Write the new state, then enqueue its effects (Faust flushes both before committing the offset).
+def _committed(topic: str, partition: int) -> int | None:
+    """The group's committed offset of ``topic``/``partition`` as this worker's consumer knows it.
 
-    The state also keeps the input record that produced it and that record's effects
-    (``fx_src``, ``fx``): see :func:`_resend_if_redelivered`.  A Kafka error here stops the
-    worker without acknowledging the record (:func:`streams.app.fail_stop`).
+    Faust keeps it (``Consumer._committed_offset``: read at assignment from the broker, updated at
+    each commit; the next offset a restarted worker reads).  None when unknown: the outbox then
+    keeps its entries (processor.OUTBOX_KEEP bounds them).
     """
-    with stop_on_infrastructure_error(event, "routing"):
-        if new is not None and new is not old:
-            lc.with_replies(new, fx)  # issue 15: status.<source> replies, remembered in the state
-            new["partition"] = event.message.partition
-            due = lc.next_due(new, rules.current)
-            new["due"] = due
-            new["fx_src"], new["fx"] = _source(event), asdict(fx)
-            table[key] = json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-            deadline_clock.ticked.pop(key, None)
-        await _send_effects(fx)
+    try:
+        offsets: Any = getattr(app.consumer, "_committed_offset")
+    except Exception:  # the consumer is not built yet (unit tests, start-up)
+        return None
+    value = offsets.get(TP(topic, partition)) if hasattr(offsets, "get") else None
+    return int(value) if value is not None else None
 
 
-async def _resend_if_redelivered(event: faust.EventT, old: dict[str, Any] | None) -> bool:
-    """Is this the very record whose transition ``old`` holds?  Then send its effects again.
-
-    A worker killed between the table write and the flush of its sends comes back with the
-    new state (RocksDB or the changelog) but without the dispatches it announced, and the
-    redelivered record is then "already applied": without this, those dispatches were lost
-    (tests/scale/test_two_workers.py, two of 747 dispatch ids).  Ids are deterministic, so
-    consumers that saw the first send see the same record twice, never a different one.  A
-    *new* record with the same content (another offset) still changes nothing.
-    """
-    if old is None or old.get("fx_src") != _source(event):
-        return False
-    fx = lc.Effects(**old.get("fx", {}))
-    log.info("redelivered_effects_resent", topic=event.message.topic, partition=event.message.partition,
-             offset=event.message.offset, dispatches=len(fx.dispatches), events=len(fx.events))
-    with stop_on_infrastructure_error(event, "routing"):  # as in _commit: a crash here would lose the record
-        await _send_effects(fx)
-    return True
+deadline_index = DeadlineIndex()
+processor = Processor(lambda: rules.current, committed=_committed, index=deadline_index)
+#: Changelog futures of table writes, collected so the batch's Deliveries waits for them too.
+_changelog_futures: list[Any] = []
 
 
-async def _send_effects(fx: lc.Effects) -> None:
+def _track_changelog(tbl: Any) -> None:
+    """Keep the broker future of every changelog record the table sends (Faust only logs a failure)."""
+    send = tbl.send_changelog
+
+    def tracked(*args: Any, **kwargs: Any) -> Any:
+        fut = send(*args, **kwargs)
+        _changelog_futures.append(fut)
+        return fut
+
+    tbl.send_changelog = tracked
+
+
+_track_changelog(table)
+
+
+def _flush(tbl: Any, kv: WriteBehind, out: Deliveries) -> None:
+    """The batch's state writes: one changelog record per changed key (a tombstone for a deleted one)."""
+    for key, value in kv.changes().items():
+        if value is None:
+            if key in tbl:
+                del tbl[key]
+        else:
+            tbl[key] = value
+    while _changelog_futures:
+        out.track(_changelog_futures.pop())
+
+
+async def _dead_letter(out: Deliveries, event: faust.EventT, stage: str, reason: str) -> None:
+    """As streams.app.dead_letter (original key and bytes, ``error.*`` headers), confirmed with the batch."""
+    msg = event.message
+    DEAD_LETTERS.labels(stage=stage).inc()
+    log.warning("dead_letter", stage=stage, reason=reason, topic=msg.topic, partition=msg.partition,
+                offset=msg.offset)
+    value, headers = fit_dead_letter(msg.value or b"", dead_letter_headers(stage, reason, msg.topic, msg.partition,
+                                                                          msg.offset))
+    await out.send(dlq_topic, key=msg.key, value=value, headers=headers)
+
+
+Handler = Callable[[WriteBehind, faust.EventT], Outcome]
+
+
+async def _run(stream: faust.StreamT, stage: str, tbl: Any, handle: Handler) -> None:
+    """The agents' loop: per partition batch, decide every event over a write-behind view of ``tbl``,
+    write the changed keys once, produce every effect, and confirm all of it before the next batch
+    (issue 14 items 1-3).  Kafka errors stop the worker without committing (streams.app.fail_stop)."""
+    out = Deliveries(stage)
+    async for events in partition_batches(stream, max_events=settings.batch_max_events,
+                                          within_s=settings.batch_within_ms / 1000):
+        results: list[tuple[faust.EventT, Outcome]] = []
+        async with _lock:  # the agents share the table: one batch's read-decide-write at a time
+            kv = WriteBehind(tbl.get)
+            for event in events:
+                try:
+                    outcome = handle(kv, event)
+                except (KeyError, TypeError, ValueError) as exc:
+                    # A record the decoders accepted but the transition cannot read (a field of the
+                    # wrong shape): dead-lettered with the reason, never a stopped partition.  The
+                    # processor writes a key only after its transition succeeded, so nothing is half-applied.
+                    log.exception("routing_input_unreadable", topic=event.message.topic,
+                                  partition=event.message.partition, offset=event.message.offset)
+                    outcome = Outcome(dead=f"cannot process: {exc.__class__.__name__}: {exc}", stage=stage)
+                results.append((event, outcome))
+            with stop_on_infrastructure_error(events[-1], stage):
+                _flush(tbl, kv, out)
+        with stop_on_infrastructure_error(events[-1], stage):
+            for event, outcome in results:
+                if outcome.dead is not None:
+                    await _dead_letter(out, event, outcome.stage, outcome.dead)
+                if outcome.effects:
+                    await _send_effects(out, outcome.effects)
+        await _confirm(out, events, stage)
+
+
+#: Seconds a batch may wait for the broker's acknowledgements before it is logged as slow (a new
+#: topic's leader election takes a second or two on the dev broker; ten means something is stuck).
+CONFIRM_SLOW_S = 10.0
+
+
+async def _confirm(out: Deliveries, events: list[faust.EventT], stage: str) -> None:
+    """``out.confirm(events)``, logging every CONFIRM_SLOW_S while it waits (where a stuck batch waits)."""
+    records, started = len(out), time.monotonic()
+    confirm = asyncio.ensure_future(out.confirm(events))
+    while True:
+        done, _ = await asyncio.wait({confirm}, timeout=CONFIRM_SLOW_S)
+        if done:
+            break
+        msg = events[-1].message
+        log.warning("routing_confirm_slow", stage=stage, records=records, inputs=len(events), topic=msg.topic,
+                    partition=msg.partition, offset=msg.offset, waited_s=round(time.monotonic() - started, 1))
+    confirm.result()
+
+
+async def _send_effects(out: Deliveries, fx: lc.Effects) -> None:
     dispatch_codec, event_codec = codec("Dispatch"), codec("CaseEvent")
     for record in fx.dispatches:
         topic = await _dispatch_topic(record["agency"])
         DISPATCHES.labels(record["agency"]).inc()
         key, value = record["caseId"].encode("utf-8"), dispatch_codec.encode(record)
-        await topic.send(key=key, value=value)  # the agency's copy
-        await dispatches_topic.send(key=key, value=value)  # the analysts' copy (gridhub/core/topics.py)
+        await out.send(topic, key=key, value=value)  # the agency's copy
+        await out.send(dispatches_topic, key=key, value=value)  # the analysts' copy (gridhub/core/topics.py)
     for ev in fx.events:
-        await case_events_topic.send(key=ev["case_id"].encode("utf-8"), value=event_codec.encode(ev))
+        await out.send(case_events_topic, key=ev["case_id"].encode("utf-8"), value=event_codec.encode(ev))
         log.info("case_event", case_id=ev["case_id"], case_event=ev["event"], agency=ev["agency"],
                  dispatch_id=ev["dispatch_id"], state=ev["state"])
     for ev in fx.lifecycle:
-        await lifecycle_topic.send(key=ev["county_code"].encode("utf-8"), value=event_codec.encode(ev))
-    await send_status_replies(fx)
+        await out.send(lifecycle_topic, key=ev["county_code"].encode("utf-8"), value=event_codec.encode(ev))
+    await send_status_replies(fx, out)
     for cmd in fx.commands:  # issue 15: follow-ups of a centre action (a merge tells its target)
-        await commands_topic.send(key=str(cmd["caseId"]).encode("utf-8"),
-                                  value=json.dumps(cmd, ensure_ascii=False).encode("utf-8"))
+        await out.send(commands_topic, key=str(cmd["caseId"]).encode("utf-8"),
+                       value=json.dumps(cmd, ensure_ascii=False).encode("utf-8"))
 
 
-async def send_status_replies(fx: lc.Effects) -> None:
+async def send_status_replies(fx: lc.Effects, out: Deliveries | None = None) -> None:
     """Issue 15: the replies to the source systems; a shadow namespace never writes them (gridhub/core/shadow.py)."""
     if not fx.status or is_shadow():
         return
@@ -206,34 +283,29 @@ async def send_status_replies(fx: lc.Effects) -> None:
                                                      internal=True, partitions=spec_partitions(settings, name))
             if not await _ensure([name]):
                 await topic.maybe_declare()
-        await topic.send(key=key, value=value)
+        if out is not None:
+            await out.send(topic, key=key, value=value)
+        else:
+            await topic.send(key=key, value=value)
+
+
+def _handle_case(kv: WriteBehind, event: faust.EventT) -> Outcome:
+    try:
+        case = codec("Case").decode(event.value)
+    except DecodeError as exc:
+        return Outcome(dead=str(exc))
+    key = case["case_id"].encode("utf-8")
+    hub_clock.observe(case.get("updated_at") or case.get("last_seen"))
+    if event.key is not None and event.key != key:
+        return Outcome(dead=f"record key {event.key!r} is not the case id {case['case_id']}")
+    return processor.case(kv, _source(event), case)
 
 
 @app.agent(cases_topic, name="routing.cases")
 async def route_cases(stream: faust.StreamT) -> None:
     """Route each new case version (first appearance, or a change of category / township)."""
     await _declare_outputs()
-    async for event in stream.events():
-        try:
-            case = codec("Case").decode(event.value)
-        except DecodeError as exc:
-            await dead_letter(event, "routing", str(exc))
-            continue
-        key = case["case_id"].encode("utf-8")
-        hub_clock.observe(case.get("updated_at") or case.get("last_seen"))
-        if event.key is not None and event.key != key:
-            await dead_letter(event, "routing", f"record key {event.key!r} is not the case id {case['case_id']}")
-            continue
-        async with _lock:
-            old = _load(key)
-            if await _resend_if_redelivered(event, old):
-                continue
-            try:
-                new, fx = lc.on_case(old, case, rules.current)
-            except (KeyError, TypeError, ValueError) as exc:
-                await dead_letter(event, "routing", f"cannot route case: {exc.__class__.__name__}: {exc}")
-                continue
-            await _commit(event, key, old, new, fx)
+    await _run(stream, "routing", table, _handle_case)
 
 
 def _sender(event: faust.EventT, fb: dict[str, Any]) -> str:
@@ -256,91 +328,69 @@ def _sender(event: faust.EventT, fb: dict[str, Any]) -> str:
     return agency
 
 
-async def _on_feedback(event: faust.EventT) -> None:
+def _on_feedback(kv: WriteBehind, event: faust.EventT) -> Outcome:
     try:
         fb = lc.parse_feedback(event.value)
         if event.key is None or event.key.decode("utf-8", "replace") != fb["caseId"]:
             raise lc.Rejected(f"feedback must be keyed by its caseId {fb['caseId']} (key was {event.key!r})")
         fb["agency"] = _sender(event, fb)
-        key = fb["caseId"].encode("utf-8")
-        hub_clock.observe(fb["time"])
-        old = _load(key)
-        if await _resend_if_redelivered(event, old):
-            return
-        new, fx = lc.on_feedback(old, fb, rules.current)
     except lc.Rejected as exc:
-        await dead_letter(event, "feedback", str(exc))
-        return
-    await _commit(event, key, old, new, fx)
+        return Outcome(dead=str(exc), stage="feedback")
+    hub_clock.observe(fb["time"])
+    return processor.feedback(kv, _source(event), fb)
 
 
-async def _on_report(event: faust.EventT) -> None:
+def _on_report(kv: WriteBehind, event: faust.EventT) -> Outcome:
     try:
         report = codec("Report").decode(event.value)
     except DecodeError as exc:
-        await dead_letter(event, "routing", str(exc))
-        return
+        return Outcome(dead=str(exc))
     hub_clock.observe(report.get("received_at") or report.get("reported_at"))
-    if not report.get("case_id"):
-        return
-    key = str(report["case_id"]).encode("utf-8")
-    old = _load(key)
-    if await _resend_if_redelivered(event, old):
-        return
-    # issue 15: remember the source id (status replies) and a 12345 order's own deadline
-    new, fx = lc.on_linked(old, report)
-    if report.get("source") == "hotline-12345" and report.get("satisfaction"):  # 回访
-        at = int(report.get("received_at") or report["reported_at"])
-        new, review_fx = lc.on_review(new, str(report["satisfaction"]), at, report.get("report_id"), rules.current)
-        for name in ("dispatches", "events", "lifecycle", "status"):
-            getattr(fx, name).extend(getattr(review_fx, name))
-    await _commit(event, key, old, new, fx)
+    return processor.report(kv, _source(event), report)
 
 
-async def _on_tick(event: faust.EventT) -> None:
-    key = event.key or b""
-    old = _load(key)
-    if old is None or await _resend_if_redelivered(event, old):
-        return
+def _on_tick(kv: WriteBehind, event: faust.EventT) -> Outcome:
     try:
         now = int(json.loads(event.value)["now"])
     except (ValueError, KeyError, TypeError):
-        await dead_letter(event, "routing", "malformed routing timer tick")
-        return
-    new, fx = lc.on_tick(old, now, rules.current)
-    if fx:
-        await _commit(event, key, old, new, fx)
+        return Outcome(dead="malformed routing timer tick")
+    return processor.tick(kv, _source(event), event.key or b"", now)
+
+
+_FEEDBACK, _REPORTS, _TIMERS = (settings.topic(t) for t in (T.FEEDBACK, T.REPORTS_LINKED, ROUTING_TIMERS))
+
+
+def _handle_action(kv: WriteBehind, event: faust.EventT) -> Outcome:
+    topic = event.message.topic
+    if topic == _FEEDBACK:
+        return _on_feedback(kv, event)
+    if topic == _REPORTS:
+        return _on_report(kv, event)
+    if topic == _TIMERS:
+        return _on_tick(kv, event)
+    return Outcome()
 
 
 @app.agent(actions_topic, name="routing.actions")
 async def route_actions(stream: faust.StreamT) -> None:
     """Feedback, 回访 and deadline ticks: everything that moves a routed case along."""
-    feedback, reports, timers = (settings.topic(t) for t in (T.FEEDBACK, T.REPORTS_LINKED, ROUTING_TIMERS))
-    async for event in stream.events():
-        topic = event.message.topic
-        async with _lock:
-            if topic == feedback:
-                await _on_feedback(event)
-            elif topic == reports:
-                await _on_report(event)
-            elif topic == timers:
-                await _on_tick(event)
+    await _run(stream, "routing", table, _handle_action)
 
 
 class DeadlineClock(Service):
     """Routing's clock: reloads edited rules, and every ``clock.scan_interval`` (deploy/routing.yaml)
-    sends a tick to the partition of each case whose next deadline has passed, once per deadline.
+    sends a tick to the partition of each case whose next deadline (or expiry) has passed.
 
-    Its state lives here, on one instance per worker: when it last scanned, and which deadline of each
-    case it has already ticked (so a slow tick is not sent again at every scan).  It wakes every
-    ``GRIDHUB_ROUTING_WAKE_SECONDS``, so a shorter ``scan_interval`` in reloaded rules takes effect
-    without a restart.
+    The deadlines come from :data:`deadline_index` (streams/routing/processor.py): rebuilt from the
+    table once the worker's partitions change and their recovery is done, then kept by every state
+    write, so a scan reads only the due entries.  It wakes every ``GRIDHUB_ROUTING_WAKE_SECONDS``, so a
+    shorter ``scan_interval`` in reloaded rules takes effect without a restart.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.last_scan_s = 0.0
-        self.ticked: dict[bytes, int] = {}  # case key -> due instant already ticked
+        self.indexed: frozenset[int] | None = None  # partitions the index was built for
 
     @Service.task
     async def _wake(self) -> None:
@@ -354,25 +404,29 @@ class DeadlineClock(Service):
             try:
                 await self.scan(hub_clock.now_ms())
             except Exception as exc:  # e.g. a store closed by a rebalance mid-scan: log, scan again next time
+                self.indexed = None  # rebuild: the index may have missed part of the table
                 log.warning("routing_scan_failed", error=f"{exc.__class__.__name__}: {exc}")
 
+    def _partitions(self) -> frozenset[int] | None:
+        """The routing partitions this worker owns, or None while a rebalance or recovery runs."""
+        faust_app: Any = app  # Faust's typing stubs omit the recovery manager and the assignor
+        if faust_app.rebalancing or not faust_app.tables.recovery.completed.is_set():
+            return None
+        names = {settings.topic(T.CASES), _FEEDBACK, _REPORTS, _TIMERS, settings.topic(centre.COMMANDS_TOPIC)}
+        return frozenset(tp.partition for tp in faust_app.assignor.assigned_actives() if tp.topic in names)
+
     async def scan(self, now: int) -> None:
-        """Send a tick to the partition of every case whose next deadline has passed."""
-        overdue = 0
-        due_keys: list[tuple[bytes, int, int]] = []
-        for key, raw in list(table.items()):
-            if not raw:
-                continue
-            state = json.loads(raw)
-            if (any(d.get("fired") for d in state.get("dispatches", {}).values())
-                    and state.get("status") in lc.OPEN_STATES):
-                overdue += 1
-            due = state.get("due")
-            if due is not None and int(due) <= now and self.ticked.get(key) != int(due):
-                due_keys.append((key, int(due), int(state.get("partition", 0))))
-        OVERDUE_CASES.set(overdue)
-        for key, due, partition in due_keys:
-            self.ticked[key] = due
+        """Send a tick to the partition of every case whose deadline or expiry has passed."""
+        partitions = self._partitions()
+        if partitions is None:
+            return
+        if partitions != self.indexed:
+            deadline_index.rebuild(list(table.items()))  # the one full read per change of partitions
+            deadline_index.drop_partitions(set(partitions))
+            self.indexed = partitions
+            log.info("routing_deadline_index_built", partitions=sorted(partitions), entries=len(deadline_index))
+        OVERDUE_CASES.set(len(deadline_index.overdue))
+        for key, _due, partition in deadline_index.pop_due(now):
             await timers_topic.send(key=key, value=json.dumps({"now": now}).encode("utf-8"), partition=partition)
 
 
@@ -381,26 +435,24 @@ deadline_clock = DeadlineClock()
 app.service(deadline_clock)  # type: ignore[arg-type]
 
 
+def _handle_command(kv: WriteBehind, event: faust.EventT) -> Outcome:
+    try:
+        cmd = centre.parse_command(event.value or b"")
+        if event.key is None or event.key.decode("utf-8", "replace") != cmd["caseId"]:
+            raise lc.Rejected(f"case command must be keyed by its caseId {cmd['caseId']} (key {event.key!r})")
+    except lc.Rejected as exc:
+        return Outcome(dead=str(exc), stage="case-command")
+    outcome = processor.command(kv, _source(event), cmd)
+    if outcome.dead is None and not outcome.replayed:
+        log.info("centre_action", case_id=cmd["caseId"], action=cmd["action"], operator=cmd["operator"],
+                 command_id=cmd["commandId"])
+    return outcome
+
+
 @app.agent(commands_topic, name="routing.commands")
 async def route_commands(stream: faust.StreamT) -> None:
     """Issue 15: the county centre's actions (assign, recategorise, merge, split, reopen) on ``case-commands``."""
-    async for event in stream.events():
-        async with _lock:
-            try:
-                cmd = centre.parse_command(event.value or b"")
-                if event.key is None or event.key.decode("utf-8", "replace") != cmd["caseId"]:
-                    raise lc.Rejected(f"case command must be keyed by its caseId {cmd['caseId']} (key {event.key!r})")
-                key = cmd["caseId"].encode("utf-8")
-                old = _load(key)
-                if await _resend_if_redelivered(event, old):
-                    continue
-                new, fx = centre.on_command(old, cmd, rules.current)
-            except lc.Rejected as exc:
-                await dead_letter(event, "case-command", str(exc))
-                continue
-            log.info("centre_action", case_id=cmd["caseId"], action=cmd["action"], operator=cmd["operator"],
-                     command_id=cmd["commandId"])
-            await _commit(event, key, old, new, fx)
+    await _run(stream, "routing", table, _handle_command)
 
 
 # --------------------------------------------------------------------------- issue 15: device events
@@ -413,25 +465,18 @@ device_table = app.Table("routing-devices", default=None, key_type=bytes, value_
 device_owners = devices.owners_beside(settings.routing_rules, rules.current.catalog)
 
 
+_track_changelog(device_table)
+
+
+def _handle_device(kv: WriteBehind, event: faust.EventT) -> Outcome:
+    try:
+        ev = codec("DeviceEvent").decode(event.value or b"")
+    except DecodeError as exc:
+        return Outcome(dead=str(exc))
+    return processor.device(kv, _source(event), ev, device_owners, rules.current.catalog)
+
+
 @app.agent(device_events_in, name="routing.devices")
 async def route_devices(stream: faust.StreamT) -> None:
     """Device maintenance events to the owner's agency; repeated offline reports join one open device case."""
-    async for event in stream.events():
-        try:
-            ev = codec("DeviceEvent").decode(event.value or b"")
-        except DecodeError as exc:
-            await dead_letter(event, "routing", str(exc))
-            continue
-        key = str(ev["device_id"]).encode("utf-8")
-        raw = device_table.get(key)
-        old = json.loads(raw) if raw else None
-        if old is not None and old.get("fx_src") == _source(event):
-            with stop_on_infrastructure_error(event, "routing"):  # redelivered after a crash: same effects again
-                await _send_effects(lc.Effects(**old.get("fx", {})))
-            continue
-        new, fx = devices.on_device_event(old, ev, device_owners, rules.current.catalog)
-        with stop_on_infrastructure_error(event, "routing"):
-            if fx:
-                new["fx_src"], new["fx"] = _source(event), asdict(fx)
-            device_table[key] = json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-            await _send_effects(fx)
+    await _run(stream, "routing", device_table, _handle_device)

@@ -35,7 +35,7 @@ log = get_logger(__name__)
 TOWN = "town"  # rule shorthand for the case's own township platform, town-<streetCode>
 MAJOR_SEVERITY = 3  # Report.severity: 1 一般, 2 紧急, 3 特急 (schemas/avro/Report.avsc)
 _TOP_KEYS = {"agencies", "categories", "defaults", "triage", "major_severity", "escalation", "extension",
-             "review", "clock", "rules"}
+             "review", "clock", "retention", "rules"}
 _RULE_KEYS = {"id", "match", "lead", "assist", "sign", "resolve", "note", "clock"}
 _MATCH_KEYS = {"category", "area", "source", "severity_min"}
 
@@ -134,6 +134,7 @@ class RuleSet:
     mtime_ns: int = 0
     rule_index: dict[str, int] = field(default_factory=dict)
     working_hours: WorkingHours = DEFAULT_HOURS  # clock.working_hours: the periods of a working day
+    retention_closed_ms: int = 30 * 24 * 3600 * 1000  # retention.closed: a closed case's routing state is dropped then
     reopen_unsatisfied: bool = False  # review.reopen_unsatisfied: a 不满意 回访 reopens (重办) the case (issue 15)
 
     # ------------------------------------------------------------------ routing
@@ -356,8 +357,10 @@ def load_rules(path: Path, text: str | None = None, env: Mapping[str, str] | Non
     extension = doc.get("extension") or {}
     review = doc.get("review") or {}
     clock = doc.get("clock") or {}
+    retention = doc.get("retention") or {}
     for name, section in (("defaults", defaults), ("triage", triage), ("escalation", escalation),
-                          ("extension", extension), ("review", review), ("clock", clock)):
+                          ("extension", extension), ("review", review), ("clock", clock),
+                          ("retention", retention)):
         if not isinstance(section, dict):
             raise ConfigError(path, line_of(doc, name), f"{name}: expected a mapping")
     # Natural time unless the file says otherwise: deadlines of existing files keep their meaning.
@@ -412,6 +415,9 @@ def load_rules(path: Path, text: str | None = None, env: Mapping[str, str] | Non
         rule_index={r.id: i for i, r in enumerate(rules)},
         working_hours=working_hours,
         reopen_unsatisfied=_flag(path, review, "reopen_unsatisfied"),
+        # 30 days: how long a closed case stays in the routing table (a late 回访, the centre's 重办);
+        # its history stays in case-events / ClickHouse for good.  Issue 14: bounded state.
+        retention_closed_ms=_duration(path, retention, "closed", 30 * 24 * 3600 * 1000),
     )
 
 

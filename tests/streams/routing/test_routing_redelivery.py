@@ -1,48 +1,192 @@
-"""streams/routing/agents.py: a redelivered input record re-sends the effects its transition produced.
+"""streams/routing/processor.py: the outbox - a redelivered input re-emits exactly its own effects.
 
-The crash this covers (state written, sends not yet flushed, SIGKILL) is exercised against the real
-broker by tests/scale/test_two_workers.py; here, the decision itself, without Kafka.
+The crash this covers (state written, records not yet confirmed, SIGKILL) is explored by the model
+in test_routing_model.py; here, the named scenarios of issue 14, without Kafka.
 """
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import asdict
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from streams.routing import agents
-from streams.routing import lifecycle as lc
+from streams.routing import devices
+from streams.routing import processor as proc
+from streams.routing.processor import DictKV, Processor, decode
+from streams.routing.rules import RuleSet, load_rules
+from helpers.routing import write_rules
+
+T0 = 1_760_000_000_000  # an arbitrary epoch-ms instant (2025-10-09)
+MIN = 60_000
 
 
-def event(offset: int, topic: str = "t.cases", partition: int = 3) -> Any:
-    return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=partition, offset=offset))
+@pytest.fixture(scope="module")
+def rules(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
+    return load_rules(write_rules(tmp_path_factory.mktemp("rules"), """
+        rules:
+          - id: garbage
+            match: {category: [garbage]}
+            lead: zhzf
+            sign: 30m
+            resolve: 1d
+          - id: noise
+            match: {category: [noise]}
+            lead: town
+    """))
 
 
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[lc.Effects]:
-    out: list[lc.Effects] = []
-
-    async def send(fx: lc.Effects) -> None:
-        out.append(fx)
-
-    monkeypatch.setattr(agents, "_send_effects", send)
-    return out
+def case(version: int, category: str = "garbage") -> dict[str, Any]:
+    return {"case_id": "c-1", "county_code": "330502", "street_code": "330502001", "category": category,
+            "title": "t", "address": "a", "lng": 120.1, "lat": 30.8, "severity": 1, "sources": ["four-platforms"],
+            "report_ids": ["r1"], "report_count": 1, "first_seen": T0, "last_seen": T0, "status": "reported",
+            "dispatchable": True, "device_ids": [], "version": version, "updated_at": T0 + version * MIN}
 
 
-def test_the_same_record_again_resends_what_it_produced(sent: list[lc.Effects]) -> None:
-    fx = lc.Effects(dispatches=[{"dispatchId": "d-1", "agency": "330502.zhzf", "caseId": "c-1"}],
-                    events=[{"event_id": "e-1", "case_id": "c-1"}])
-    state = {"status": "dispatched", "fx_src": ["t.cases", 3, 41], "fx": asdict(fx)}
-    assert asyncio.run(agents._resend_if_redelivered(event(41), state)) is True
-    assert sent == [fx]
+def ids(outcome: proc.Outcome) -> set[str]:
+    fx = outcome.effects
+    return {d["dispatchId"] + ":" + d["action"] for d in fx.dispatches} | {e["event_id"] for e in fx.events} \
+        | {"lc:" + e["event_id"] for e in fx.lifecycle}
 
 
-@pytest.mark.parametrize("other", [event(42), event(41, partition=4), event(41, topic="t.feedback")])
-def test_any_other_record_is_processed_normally(sent: list[lc.Effects], other: Any) -> None:
-    state = {"status": "dispatched", "fx_src": ["t.cases", 3, 41], "fx": asdict(lc.Effects())}
-    assert asyncio.run(agents._resend_if_redelivered(other, state)) is False
-    assert asyncio.run(agents._resend_if_redelivered(other, None)) is False
-    assert sent == []
+def test_case_v1_then_v2_then_v1_redelivered_re_emits_v1s_dispatch(rules: RuleSet) -> None:
+    kv, p = DictKV(), Processor(lambda: rules)
+    first = p.case(kv, ("cases", 3, 10), case(1))
+    second = p.case(kv, ("cases", 3, 11), case(2, "noise"))  # re-routed: v1's dispatch withdrawn
+    assert first.effects.dispatches and second.effects.dispatches
+    again = p.case(kv, ("cases", 3, 10), case(1))  # the crash lost both records; v1 comes again
+    assert again.replayed and ids(again) == ids(first)
+    assert ids(p.case(kv, ("cases", 3, 11), case(2, "noise"))) == ids(second)
+    # a NEW record with v1's content (another offset) is still a no-op: the version was seen
+    assert not p.case(kv, ("cases", 3, 12), case(1)).effects
+
+
+def test_sign_then_resolve_then_sign_redelivered(rules: RuleSet) -> None:
+    kv, p = DictKV(), Processor(lambda: rules)
+    d = p.case(kv, ("cases", 0, 1), case(1)).effects.dispatches[0]
+
+    def fb(action: str, at: int) -> dict[str, Any]:
+        return {"dispatchId": d["dispatchId"], "caseId": "c-1", "agency": d["agency"], "action": action,
+                "time": at, "note": None, "deadline": None}
+
+    early = p.feedback(kv, ("feedback", 0, 5), fb("resolve", T0 + 2 * MIN))  # resolve before sign: refused
+    assert early.dead and "never signed" in early.dead
+    sign = p.feedback(kv, ("feedback", 0, 6), fb("sign", T0 + 3 * MIN))
+    resolve = p.feedback(kv, ("feedback", 0, 7), fb("resolve", T0 + 4 * MIN))
+    assert resolve.effects.lifecycle  # `resolved` for fusion
+    # all three redelivered on the final state: each does exactly what it did the first time
+    assert p.feedback(kv, ("feedback", 0, 5), fb("resolve", T0 + 2 * MIN)).dead == early.dead
+    assert ids(p.feedback(kv, ("feedback", 0, 6), fb("sign", T0 + 3 * MIN))) == ids(sign)
+    assert ids(p.feedback(kv, ("feedback", 0, 7), fb("resolve", T0 + 4 * MIN))) == ids(resolve)
+
+
+def test_outbox_is_pruned_once_the_committed_offset_passed(rules: RuleSet) -> None:
+    committed: dict[tuple[str, int], int] = {}
+    kv = DictKV()
+    p = Processor(lambda: rules, committed=lambda t, part: committed.get((t, part)))
+    p.case(kv, ("cases", 0, 1), case(1))
+    p.case(kv, ("cases", 0, 2), case(2))
+    assert [e["at"] for e in decode(kv.data[b"c-1"])["outbox"]] == [["cases", 0, 1], ["cases", 0, 2]]
+    committed[("cases", 0)] = 2  # offset 1 committed (2 is the next to read): it is never redelivered
+    p.case(kv, ("cases", 0, 3), case(3, "noise"))
+    assert [e["at"] for e in decode(kv.data[b"c-1"])["outbox"]] == [["cases", 0, 2], ["cases", 0, 3]]
+
+
+def test_outbox_without_committed_offsets_is_bounded(rules: RuleSet) -> None:
+    kv, p = DictKV(), Processor(lambda: rules)
+    for v in range(1, proc.OUTBOX_KEEP + 10):
+        p.case(kv, ("cases", 0, v), case(v))
+    assert len(decode(kv.data[b"c-1"])["outbox"]) == proc.OUTBOX_KEEP
+
+
+def test_device_events_redelivered_re_emit_their_own_effects(rules: RuleSet) -> None:
+    kv, p = DictKV(), Processor(lambda: rules)
+    owners = devices.Owners((), "town")
+
+    def ev(event_id: str, kind: str, at: int) -> dict[str, Any]:
+        return {"event_id": event_id, "device_id": "SMK-1", "event_type": kind, "at": at,
+                "county_code": "330502", "street_code": "330502001", "owner": None, "address": None, "detail": None}
+
+    opened = p.device(kv, ("device-events", 1, 1), ev("e1", "offline", T0), owners, rules.catalog)
+    closed = p.device(kv, ("device-events", 1, 2), ev("e2", "online", T0 + MIN), owners, rules.catalog)
+    assert opened.effects.dispatches and closed.effects.dispatches[0]["action"] == "withdraw"
+    assert ids(p.device(kv, ("device-events", 1, 1), ev("e1", "offline", T0), owners, rules.catalog)) == ids(opened)
+    assert ids(p.device(kv, ("device-events", 1, 2), ev("e2", "online", T0 + MIN), owners, rules.catalog)) \
+        == ids(closed)
+
+
+def test_write_behind_writes_each_changed_key_once(rules: RuleSet) -> None:
+    table = DictKV()
+    kv = proc.WriteBehind(table.get)
+    p = Processor(lambda: rules)
+    for v in (1, 2, 3):
+        p.case(kv, ("cases", 0, v), case(v))
+    assert table.data == {}  # nothing reaches the table before the flush
+    changes = kv.changes()
+    assert list(changes) == [b"c-1"] and decode(changes[b"c-1"])["case_version"] == 3
+
+
+def test_a_state_written_before_the_outbox_still_re_emits_its_last_input(rules: RuleSet) -> None:
+    """Upgrade: the previous version kept the last input's effects as fx_src / fx."""
+    kv, p = DictKV(), Processor(lambda: rules)
+    first = p.case(kv, ("cases", 0, 1), case(1))
+    state = decode(kv.data[b"c-1"])
+    entry = state.pop("outbox")[0]
+    state["fx_src"], state["fx"] = entry["at"], entry["fx"]
+    kv.data[b"c-1"] = proc.encode(state)
+    assert ids(p.case(kv, ("cases", 0, 1), case(1))) == ids(first)
+    p.case(kv, ("cases", 0, 2), case(2, "noise"))
+    upgraded = decode(kv.data[b"c-1"])
+    assert "fx_src" not in upgraded and [e["at"] for e in upgraded["outbox"]] == [["cases", 0, 1], ["cases", 0, 2]]
+
+
+def test_the_worker_reads_committed_offsets_from_the_faust_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """agents._committed: Faust's Consumer._committed_offset (the next offset after a restart), None if unknown."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    from streams.routing import agents
+
+    offsets: defaultdict[TP, int | None] = defaultdict(lambda: None, {TP("t.cases", 1): 5})
+    monkeypatch.setattr(agents, "app", SimpleNamespace(consumer=SimpleNamespace(_committed_offset=offsets)))
+    assert agents._committed("t.cases", 1) == 5
+    assert agents._committed("t.cases", 2) is None and TP("t.cases", 2) not in offsets  # no entry created
+    monkeypatch.setattr(agents, "app", SimpleNamespace())  # no consumer yet
+    assert agents._committed("t.cases", 1) is None
+
+
+def test_an_unreadable_input_is_dead_lettered_and_the_batch_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """agents._run over a fake one-batch stream: the record whose transition raises goes to the dlq, the
+    others of its batch are applied and written once."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams.routing import agents
+
+    class Event:  # weak-referenceable, as partition_batches needs (Faust's current-event contextvar)
+        def __init__(self, offset: int) -> None:
+            self.message = SimpleNamespace(topic="t.cases", partition=2, offset=offset, value=b"x", key=b"k")
+            self.key = b"k"
+
+    class Stream:
+        async def take_events(self, max_events: int, within: float) -> Any:
+            yield [Event(7), Event(8)]
+
+    dead: list[tuple[int, str]] = []
+
+    async def dead_letter(out: Any, event: Any, stage: str, reason: str) -> None:
+        dead.append((event.message.offset, reason))
+
+    monkeypatch.setattr(agents, "_dead_letter", dead_letter)
+
+    def handle(kv: proc.WriteBehind, event: Any) -> proc.Outcome:
+        if event.message.offset == 7:
+            raise KeyError("version")
+        kv.set(b"c-8", b"{}")
+        return proc.Outcome()
+
+    table: dict[bytes, bytes] = {}
+    asyncio.run(agents._run(Stream(), "routing", table, handle))
+    assert dead == [(7, "cannot process: KeyError: 'version'")]
+    assert table == {b"c-8": b"{}"}
