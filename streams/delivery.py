@@ -51,6 +51,26 @@ class Deliveries:
         future = await topic.send(key=key, value=value, headers=headers, partition=partition)
         self.track(future)
 
+    def table_write(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
+        """Write ``key`` of a Faust table in ``partition`` (None: delete) and keep its changelog record's future.
+
+        What ``table[key] = value`` does (the store, then ``Table.send_changelog``), with the
+        changelog record's ``FutureMessage`` kept so that :meth:`confirm` waits for it too: Faust
+        only logs a refused changelog record (``Collection._on_changelog_sent``).  The partition
+        is explicit, so a batch flush needs no current event for the changelog (the RocksDB store
+        still picks its per-partition database from the current event: :func:`partition_batches`
+        sets it to the batch's).
+        """
+        if value is None:
+            try:
+                del table.data[key]
+            except KeyError:
+                pass
+            self.track(table.send_changelog(partition, key, None, value_serializer="raw"))
+        else:
+            table.data[key] = value
+            self.track(table.send_changelog(partition, key, value))
+
     def track(self, future: Any) -> None:
         """Also wait for a future produced elsewhere (a table's changelog record, ``send_soon``)."""
         self._pending.append(future)
