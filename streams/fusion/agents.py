@@ -17,12 +17,12 @@ it on the new owner.  One table rather than one per index so that all writes
 of one report are in one changelog partition, in order (crash safety: see
 ``streams/fusion/state.py``).
 
-Batches and delivery (issue 14): the agent takes one partition's events at a
-time (``streams.delivery.partition_batches``) and runs the engine over a
-per-batch write-behind cache (``streams.fusion.state.BatchCache``).  Per batch:
+Batches and delivery (issue 14): the agent takes Faust's ``take_events`` lists
+grouped by partition (``streams.delivery.partition_groups``) and runs the engine
+over a per-partition write-behind cache (``streams.fusion.state.BatchCache``).  Per list:
 outputs (and dead letters) are sent through one ``Deliveries`` and confirmed by
 the broker; then the state changes are flushed, one changelog record per changed
-key behind a redo journal, and confirmed; only then does the agent ask for the
+key behind a redo journal (one record), and confirmed; only then does the agent ask for the
 next batch, which is when Faust acknowledges the inputs.  A record Kafka refuses
 stops the worker with status 70 without acknowledging the batch
 (``streams.app.fail_stop``).  Why a crash at any point of that is safe is in
@@ -43,10 +43,10 @@ from gridhub.core.logging import get_logger
 from gridhub.core.topics import CASE_EVENTS, CASE_LIFECYCLE, CASES, DLQ, REPORTS, REPORTS_LINKED
 from streams.app import (app, dead_letter, ensure_topics, settings, stop_on_infrastructure_error, table_options,
                          topic)
-from streams.delivery import Deliveries, partition_batches
+from streams.delivery import Deliveries, current_event, partition_groups
 from streams.fusion.config import load_config
 from streams.fusion.engine import FusionEngine, FusionResult
-from streams.fusion.state import KV, BatchCache, flush_plan, journal_changes, journal_cleanup
+from streams.fusion.state import KV, BatchCache, flush_plan, journal_changes
 
 log = get_logger(__name__)
 
@@ -153,20 +153,30 @@ def _write_all(out: Deliveries, partition: int, writes: Sequence[tuple[str, byte
         out.table_write(state_table, partition, key.encode("utf-8"), value)
 
 
+#: Partitions whose journal this process re-applied (or wrote) since the last rebalance.
+_journal_checked: set[int] = set()
+
+
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]  # (mode types handlers with a signal= keyword)
+async def _forget_journal_checks(app: Any, *args: Any, **kwargs: Any) -> None:
+    """A partition may come back after another worker flushed it: re-check every journal."""
+    _journal_checked.clear()
+
+
 def recover_journal(out: Deliveries, partition: int) -> None:
-    """Finish a flush a crash interrupted (``state.journal_changes``) before the redelivered batch."""
-    found = journal_changes(_kv, partition)
-    if found is None:
+    """Re-apply the partition's latest journal (``state.journal_changes``) once per assignment, before
+    its first event: after a crash in a flush it finishes that flush; otherwise it changes nothing."""
+    if partition in _journal_checked:
         return
-    changes, journal_keys = found
-    log.warning("fusion_journal_recovered", partition=partition, writes=len(changes),
-                stale=not changes, hint="a flush was interrupted; its batch is being redelivered")
-    _write_all(out, partition, changes)
-    _write_all(out, partition, [(key, None) for key in journal_keys])
+    _journal_checked.add(partition)
+    changes = journal_changes(_kv, partition)
+    if changes:
+        log.info("fusion_journal_reapplied", partition=partition, writes=len(changes))
+        _write_all(out, partition, changes)
 
 
-async def process_batch(out: Deliveries, events: Sequence[faust.EventT]) -> None:
-    """One partition's batch: outputs confirmed, then the state flushed and confirmed (state.py, "Batches")."""
+async def _process_group(out: Deliveries, events: Sequence[faust.EventT]) -> list[tuple[str, bytes | None]]:
+    """One partition's events through the cache; returns the partition's flush plan."""
     partition = events[0].message.partition
     with stop_on_infrastructure_error(events[-1], STAGE):
         recover_journal(out, partition)
@@ -185,20 +195,33 @@ async def process_batch(out: Deliveries, events: Sequence[faust.EventT]) -> None
         else:
             with stop_on_infrastructure_error(event, STAGE):
                 await _emit(out, result)
+    plan = flush_plan(partition, _cache.changes())
+    _cache.clear()
+    return plan
+
+
+async def process_batch(out: Deliveries, groups: Sequence[Sequence[faust.EventT]]) -> None:
+    """One ``take_events`` list (its events grouped by partition): outputs confirmed, then each
+    partition's state flushed behind its journal and confirmed (state.py, "Batches").
+
+    Confirmed once per list, not per partition: two broker round trips per list whatever the
+    number of partitions in it."""
+    events = [event for group in groups for event in group]
+    plans = []
+    for group in groups:
+        with current_event(group[-1]):
+            plans.append(await _process_group(out, group))
     await out.confirm(events)  # 2. every output acknowledged before any state of the batch is written
-    with stop_on_infrastructure_error(events[-1], STAGE):
-        plan = flush_plan(partition, _cache.changes())
-        _cache.clear()
-        _write_all(out, partition, plan)  # 3. journal, then each changed key once
-    await out.confirm(events)  # 4. the state is durable: Faust may acknowledge the batch
-    with stop_on_infrastructure_error(events[-1], STAGE):
-        _write_all(out, partition, [(key, None) for key in journal_cleanup(partition, plan)])  # 5.
+    for group, plan in zip(groups, plans):
+        with current_event(group[-1]), stop_on_infrastructure_error(group[-1], STAGE):
+            _write_all(out, group[-1].message.partition, plan)  # 3. journal, then each changed key once
+    await out.confirm(events)  # 4. the state is durable: Faust may acknowledge the list
 
 
 @app.agent(inputs, name="fusion")
 async def fuse(stream: Any) -> AsyncIterator[None]:
     out = Deliveries(STAGE)
-    async for events in partition_batches(stream, max_events=settings.batch_max_events,
-                                          within_s=settings.batch_within_ms / 1000):
-        await process_batch(out, events)
+    async for groups in partition_groups(stream, max_events=settings.batch_max_events,
+                                         within_s=settings.batch_within_ms / 1000):
+        await process_batch(out, groups)
         yield None

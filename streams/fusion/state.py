@@ -37,34 +37,36 @@ to the table ONCE (one changelog record per changed key per batch instead of one
 The per-report safe-prefix argument above does not survive that on its own: a crash in the
 middle of a flush leaves a state that holds *some* of the batch's final values (those of
 several reports) next to pre-batch values, and a redelivered report could then be matched
-against a half-written neighbourhood and open a case under a new id.  So a flush is made
-all-or-nothing with a redo journal (:func:`flush_plan`), and the agent keeps this order
-(streams/fusion/agents.py):
+against a half-written neighbourhood and open a case under a new id (the model-based test,
+tests/streams/fusion/test_fusion_batch_model.py, finds that within seconds without the
+journal).  So a flush is made all-or-nothing with a redo journal (:func:`flush_plan`), and
+the agent keeps this order (streams/fusion/agents.py):
 
 1. process the batch into the cache and send its outputs;
 2. wait until the broker acknowledged every output (``Deliveries.confirm``);
-3. write the journal (``j:<p>:<i>`` chunks, then the ``j:<p>`` header naming them), then
-   every changed key (``s:`` entries last), all to the batch's changelog partition;
+3. write the journal ``j:<p>`` (the batch's writes in one record; a very large batch: chunks
+   ``j:<p>:<i>``, then the header naming them), then every changed key (``s:`` entries last),
+   all to the batch's changelog partition;
 4. wait until the broker acknowledged every changelog record, and only then let Faust
-   acknowledge the inputs (the next ``take_events``);
-5. delete the journal.
+   acknowledge the inputs (the next ``take_events``).
 
-A crash at any point is safe, because the inputs are redelivered (not acknowledged before 4):
+The journal stays: the partition's next batch that changes anything overwrites it, so the
+journal in the table is always the partition's latest flushed batch.  After a restart or a
+rebalance, before the first event of a partition, the agent re-applies it
+(:func:`journal_changes`).  A crash at any point is safe, because the inputs are redelivered
+(not acknowledged before 4):
 
-* before 3 (no journal header in the changelog): the state is exactly the pre-batch state
-  (nothing of the batch reached the table), the engine is deterministic, so the redelivered
-  events make the same decisions and re-emit the same records with the same ids;
-* in or after 3 with the header in the changelog: all outputs were acknowledged (2) and, as
-  one producer writes one changelog partition in order, every chunk before the header is
-  there too.  Before the first redelivered event the agent re-applies the journal
-  (:func:`journal_changes`), so the state is exactly the post-batch state, and every
-  redelivered report finds its ``s:`` entry and re-emits its records with the same ids.  Re-
-  applying is right even when the journal's deletion (5) was lost: a journal is deleted
-  before the partition's next batch writes anything, so a journal in the table is always
-  the partition's latest batch and its values are the keys' current ones;
-* a header whose chunks are missing or belong to another batch (only after a crash in 5,
-  or in 3 of the next batch before its header) is stale: that batch was flushed whole; it
-  is deleted, not applied.
+* before 3 (no new journal in the changelog): the state is exactly the pre-batch state (the
+  previous journal re-applied changes nothing: its values are current), the engine is
+  deterministic, so the redelivered events make the same decisions and re-emit the same
+  records with the same ids;
+* in or after 3 with the new journal in the changelog: all outputs were acknowledged (2) and,
+  as one producer writes one changelog partition in order, every chunk before a header is
+  there too.  Re-applying the journal makes the state exactly the post-batch state, and every
+  redelivered report finds its ``s:`` entry and re-emits its records with the same ids (the
+  engine's duplicate path); inputs of earlier batches not yet committed are recognised the same way;
+* a chunked header whose chunks belong to another batch (a crash while the next large batch was
+  writing its chunks, before its header) names a batch that was flushed whole: nothing to redo.
 """
 
 from __future__ import annotations
@@ -207,6 +209,10 @@ class BatchCache:
 JOURNAL_CHUNK_BYTES = 512 * 1024
 _DELETED = 0xFFFFFFFF  # value length of a delete in a journal frame
 _FRAME = struct.Struct(">II")
+_BATCH_ID_LEN = 32  # uuid4().hex
+#: First byte of a journal header: the batch's writes inline (one record: the usual case), or the
+#: JSON ``{"b": batch id, "n": chunks}`` of a journal too large for one record.
+_INLINE, _CHUNKED = b"\x01", b"\x02"
 
 
 def journal_key(partition: int, chunk: int | None = None) -> str:
@@ -215,12 +221,12 @@ def journal_key(partition: int, chunk: int | None = None) -> str:
 
 def flush_plan(partition: int, changes: list[tuple[str, bytes | None]],
                batch_id: str | None = None) -> list[tuple[str, bytes | None]]:
-    """The writes of one batch flush, in order: journal chunks, journal header, then the changes.
-
-    Empty when nothing changed (no journal either)."""
+    """The writes of one batch flush, in order: the journal (one record, or chunks then their
+    header), then the changes.  Empty when nothing changed (no journal either)."""
     if not changes:
         return []
     bid = (batch_id or uuid.uuid4().hex).encode("ascii")
+    assert len(bid) == _BATCH_ID_LEN
     chunks: list[bytes] = []
     parts: list[bytes] = [bid]
     size = len(bid)
@@ -233,7 +239,9 @@ def flush_plan(partition: int, changes: list[tuple[str, bytes | None]],
         parts.append(frame)
         size += len(frame)
     chunks.append(b"".join(parts))
-    header = dumps({"b": bid.decode("ascii"), "n": len(chunks)})
+    if len(chunks) == 1:
+        return [(journal_key(partition), _INLINE + chunks[0]), *changes]
+    header = _CHUNKED + dumps({"b": bid.decode("ascii"), "n": len(chunks)})
     return ([(journal_key(partition, i), chunk) for i, chunk in enumerate(chunks)]
             + [(journal_key(partition), header)] + list(changes))
 
@@ -256,30 +264,25 @@ def _decode_chunk(raw: bytes, bid: bytes) -> list[tuple[str, bytes | None]] | No
     return out
 
 
-def journal_changes(kv: KV, partition: int) -> tuple[list[tuple[str, bytes | None]], list[str]] | None:
-    """After a crash: the journal of the partition's interrupted flush, if any.
+def journal_changes(kv: KV, partition: int) -> list[tuple[str, bytes | None]] | None:
+    """The writes of the partition's latest flushed batch, to re-apply after a restart (None: no journal).
 
-    Returns None when there is no journal, else ``(changes to re-apply, journal keys to delete)``;
-    the changes are empty for a stale journal (see the module docstring)."""
-    header_raw = kv.get(journal_key(partition))
-    if header_raw is None:
+    Empty for a stale journal (a chunked one whose chunks belong to another batch; see the module
+    docstring).  Re-applying a journal whose flush completed changes nothing: it is the partition's
+    latest batch, so its values are the keys' current ones."""
+    raw = kv.get(journal_key(partition))
+    if raw is None:
         return None
-    header = loads(header_raw)
+    if raw[:1] == _INLINE:
+        body = raw[1:]
+        return _decode_chunk(body, body[:_BATCH_ID_LEN]) or []
+    header = loads(raw[1:])
     bid, n = str(header["b"]).encode("ascii"), int(header["n"])
-    keys = [journal_key(partition, i) for i in range(n)]
     changes: list[tuple[str, bytes | None]] = []
-    for key in keys:
-        raw = kv.get(key)
-        decoded = _decode_chunk(raw, bid) if raw is not None else None
+    for i in range(n):
+        chunk = kv.get(journal_key(partition, i))
+        decoded = _decode_chunk(chunk, bid) if chunk is not None else None
         if decoded is None:
-            changes = []
-            break
+            return []
         changes.extend(decoded)
-    return changes, [*keys, journal_key(partition)]
-
-
-def journal_cleanup(partition: int, plan: Iterable[tuple[str, bytes | None]]) -> list[str]:
-    """The journal keys of a flushed plan, to delete once its writes are acknowledged (header last)."""
-    header = journal_key(partition)
-    keys = [k for k, _ in plan if k.startswith(header + ":")]
-    return [*keys, header] if keys else []
+    return changes

@@ -63,7 +63,7 @@ from gridhub.core.codec import codec
 from gridhub.core.logging import get_logger
 from gridhub.core.topics import DEVICE_EVENTS, DLQ, RAW, REGISTRY_DEVICES, REPORTS
 from streams.app import app, dead_letter, ensure_topics, settings, stop_on_infrastructure_error, table_options, topic
-from streams.delivery import Deliveries, partition_batches
+from streams.delivery import Deliveries, current_event, partition_groups
 from gridhub.core import pii
 from streams.ingest.normalize import REPORT_NAMESPACE, Normalized, Rejected, normalize
 from streams.ingest.taxonomy import OTHER
@@ -285,11 +285,9 @@ def _write_liveness(deliveries: Deliveries, partition: int) -> None:
                                json.dumps({"last": live.last, "p": live.partition}).encode())
 
 
-async def _process_batch(source: str, deliveries: Deliveries, events: list[Any]) -> None:
-    """One partition's batch: normalise, send, write liveness, confirm (before Faust may acknowledge it)."""
+async def _process_group(source: str, deliveries: Deliveries, events: list[Any]) -> None:
+    """One partition's events: normalise, send, write the partition's liveness."""
     partition = events[0].message.partition
-    if source == "sensors" and not device_registry.ready.is_set():
-        await device_registry.ready.wait()
     for event in events:
         metrics.DOCUMENTS_IN.labels(source=source).inc()
         try:
@@ -308,14 +306,20 @@ async def _process_batch(source: str, deliveries: Deliveries, events: list[Any])
                 await _emit(source, deliveries, out, partition)
     with stop_on_infrastructure_error(events[-1], STAGE):
         _write_liveness(deliveries, partition)
-    await deliveries.confirm(events)
 
 
 async def _process(source: str, stream: Any) -> AsyncIterator[None]:
+    """Faust's ``take_events`` lists, grouped by partition, each confirmed whole before the next is asked
+    for (when Faust acknowledges it): one broker round trip per list."""
     deliveries = Deliveries(STAGE)
-    async for events in partition_batches(stream, max_events=settings.batch_max_events,
-                                          within_s=settings.batch_within_ms / 1000):
-        await _process_batch(source, deliveries, events)
+    async for groups in partition_groups(stream, max_events=settings.batch_max_events,
+                                         within_s=settings.batch_within_ms / 1000):
+        if source == "sensors" and not device_registry.ready.is_set():
+            await device_registry.ready.wait()
+        for group in groups:
+            with current_event(group[-1]):
+                await _process_group(source, deliveries, group)
+        await deliveries.confirm([event for group in groups for event in group])
         yield None
 
 

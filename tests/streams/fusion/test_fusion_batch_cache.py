@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.fusion import state
-from streams.fusion.state import BatchCache, MemoryKV, flush_plan, journal_changes, journal_cleanup
+from streams.fusion.state import BatchCache, MemoryKV, flush_plan, journal_changes
 
 
 def test_reads_see_the_batch_writes_and_each_changed_key_is_written_once() -> None:
@@ -30,35 +30,44 @@ def test_reads_see_the_batch_writes_and_each_changed_key_is_written_once() -> No
     assert len({k for k, _ in changes}) == len(changes)
 
 
+B1, B2, B3 = "1" * 32, "2" * 32, "3" * 32  # batch ids (uuid4().hex in the worker)
+
+
+def _apply(kv: MemoryKV, writes: list[tuple[str, bytes | None]]) -> None:
+    for key, value in writes:
+        kv.set(key, value) if value is not None else kv.delete(key)
+
+
+def test_journal_is_one_record_and_replays_the_batch() -> None:
+    changes: list[tuple[str, bytes | None]] = [("c:1", b"case"), ("g:gone", None), ("s:a|1", b"entry")]
+    plan = flush_plan(7, changes, batch_id=B1)
+    assert [k for k, _ in plan] == ["j:7", "c:1", "g:gone", "s:a|1"]
+    kv = MemoryKV()
+    _apply(kv, plan[:1])  # crashed right after the journal
+    assert journal_changes(kv, 7) == changes
+    assert journal_changes(kv, 8) is None  # another partition's journal is its own
+    assert flush_plan(1, []) == []  # nothing changed: no journal either
+
+
 def test_journal_round_trip_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(state, "JOURNAL_CHUNK_BYTES", 64)
     changes: list[tuple[str, bytes | None]] = [(f"c:{i}", f"value-{i}".encode() * 3) for i in range(10)]
     changes.append(("g:gone", None))
-    plan = flush_plan(7, changes, batch_id="b1")
+    plan = flush_plan(7, changes, batch_id=B1)
     journal = [k for k, _ in plan if k.startswith("j:")]
     assert len(journal) > 3 and journal[-1] == "j:7"  # several chunks, the header after them
     assert plan[len(journal):] == changes
     kv = MemoryKV()
-    for key, value in plan[:len(journal)]:  # crashed right after the header
-        assert value is not None
-        kv.set(key, value)
-    found = journal_changes(kv, 7)
-    assert found is not None
-    redo, keys = found
-    assert redo == changes and keys == journal_cleanup(7, plan) and keys[-1] == "j:7"
-    assert journal_changes(kv, 8) is None  # another partition's journal is its own
+    _apply(kv, plan[:len(journal)])  # crashed right after the header
+    assert journal_changes(kv, 7) == changes
 
 
-def test_a_journal_whose_chunks_are_from_another_batch_is_stale() -> None:
+def test_a_chunked_journal_whose_chunks_are_from_another_batch_is_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state, "JOURNAL_CHUNK_BYTES", 64)
+    big = [(f"c:{i}", b"x" * 40) for i in range(4)]
     kv = MemoryKV()
-    first = flush_plan(1, [("c:1", b"a")], batch_id="old")
-    second = flush_plan(1, [("c:1", b"b")], batch_id="new")
-    for key, value in first:
-        kv.set(key, value) if value is not None else kv.delete(key)
-    kv.delete("j:1:0")  # the old one's cleanup deleted its chunk, then the crash (header left)
-    found = journal_changes(kv, 1)
-    assert found is not None and found[0] == []
-    kv.set(*second[0])  # the next batch wrote its chunk, not yet its header
-    found = journal_changes(kv, 1)
-    assert found is not None and found[0] == []
-    assert flush_plan(1, []) == []  # nothing changed: no journal either
+    _apply(kv, flush_plan(1, big, batch_id=B1))
+    assert journal_changes(kv, 1) == big  # complete: re-applying changes nothing
+    second = flush_plan(1, [(k, b"y" * 40) for k, _ in big], batch_id=B2)
+    _apply(kv, second[:1])  # the next batch wrote its first chunk, not yet its header
+    assert journal_changes(kv, 1) == []
