@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 from contextlib import contextmanager
-from typing import Iterator, NoReturn
+from typing import TYPE_CHECKING, Iterator, NoReturn
 
 import faust
 from aiokafka.errors import KafkaError
@@ -28,6 +28,9 @@ from gridhub.core.dlq import dead_letter_headers, fit_dead_letter
 from gridhub.core.logging import get_logger
 from gridhub.core.settings import Settings, get_settings
 from gridhub.core.topics import DLQ
+
+if TYPE_CHECKING:
+    from streams.delivery import Deliveries
 
 log = get_logger(__name__)
 
@@ -94,9 +97,12 @@ def topic(name: str, **kwargs: object) -> faust.TopicT:
     return app.topic(settings.topic(name), key_type=bytes, value_type=bytes, **kwargs)  # type: ignore[arg-type]
 
 
-async def dead_letter(event: faust.EventT, stage: str, reason: str) -> None:
+async def dead_letter(event: faust.EventT, stage: str, reason: str, out: "Deliveries | None" = None) -> None:
     """Send the event's ORIGINAL key and bytes to ``dlq`` with the ``error.*`` headers; never raises
-    for the record's content, so one bad record cannot stop its partition."""
+    for the record's content, so one bad record cannot stop its partition.
+
+    With ``out`` (the agent's :class:`streams.delivery.Deliveries`) the dead letter is one of the
+    batch's effects: confirmed by the broker before the bad input is acknowledged."""
     msg = event.message
     metrics.DEAD_LETTERS.labels(stage=stage).inc()
     log.warning("dead_letter", stage=stage, reason=reason, topic=msg.topic, partition=msg.partition,
@@ -105,7 +111,10 @@ async def dead_letter(event: faust.EventT, stage: str, reason: str) -> None:
     # a dead letter Kafka refused would raise here and stall the partition it was clearing.
     value, headers = fit_dead_letter(msg.value or b"", dead_letter_headers(stage, reason, msg.topic, msg.partition,
                                                                           msg.offset))
-    await _dlq.send(key=msg.key, value=value, headers=headers)
+    if out is not None:
+        await out.send(_dlq, key=msg.key, value=value, headers=headers)
+    else:
+        await _dlq.send(key=msg.key, value=value, headers=headers)
 
 
 #: Exit status of :func:`fail_stop`: EX_SOFTWARE of BSD sysexits.h ("internal software error").

@@ -17,19 +17,25 @@ it on the new owner.  One table rather than one per index so that all writes
 of one report are in one changelog partition, in order (crash safety: see
 ``streams/fusion/state.py``).
 
-Delivery: at least once.  Outputs are sent from inside the agent before it takes
-the next record, and Faust flushes the producer before it commits offsets
-(``Consumer._commit_offsets``); a crash before the commit redelivers the input, the engine recognises
-the ``(source, source_ref, version)`` it already applied (the changelog is
-written as it goes) and emits the same records again with the same ids and
-case ids.  Bad input (undecodable bytes, a report the engine cannot use, or an
-engine bug) goes to ``dlq`` with the original bytes and never stops the
-partition.
+Batches and delivery (issue 14): the agent takes Faust's ``take_events`` lists
+grouped by partition (``streams.delivery.partition_groups``) and runs the engine
+over a per-partition write-behind cache (``streams.fusion.state.BatchCache``).  Per list:
+outputs (and dead letters) are sent through one ``Deliveries`` and confirmed by
+the broker; then the state changes are flushed, one changelog record per changed
+key behind a redo journal (one record), and confirmed; only then does the agent ask for the
+next batch, which is when Faust acknowledges the inputs.  A record Kafka refuses
+stops the worker with status 70 without acknowledging the batch
+(``streams.app.fail_stop``).  Why a crash at any point of that is safe is in
+``streams/fusion/state.py`` ("Batches").  Bad input (undecodable bytes, a report
+the engine cannot use, or an engine bug) goes to ``dlq`` with the original bytes
+and never stops the partition.
 """
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
+
+import faust
 
 from gridhub.core import metrics
 from gridhub.core.codec import DecodeError, codec
@@ -37,8 +43,10 @@ from gridhub.core.logging import get_logger
 from gridhub.core.topics import CASE_EVENTS, CASE_LIFECYCLE, CASES, DLQ, REPORTS, REPORTS_LINKED
 from streams.app import (app, dead_letter, ensure_topics, settings, stop_on_infrastructure_error, table_options,
                          topic)
+from streams.delivery import Deliveries, current_event, partition_groups
 from streams.fusion.config import load_config
 from streams.fusion.engine import FusionEngine, FusionResult
+from streams.fusion.state import KV, BatchCache, flush_plan, journal_changes
 
 log = get_logger(__name__)
 
@@ -80,6 +88,8 @@ class TableKV:
 
 
 _kv = TableKV(state_table)
+#: The batch's view of the state: the engine reads and writes only this (one batch at a time).
+_cache = BatchCache(_kv)
 
 
 
@@ -114,14 +124,14 @@ async def declare_fusion_topics() -> None:
 
 
 
-async def _emit(result: FusionResult) -> None:
+async def _emit(out: Deliveries, result: FusionResult) -> None:
     # reports.linked first: a consumer that sees a case event can already find its reports.
     for report in result.linked:
-        await linked_topic.send(key=report["case_id"].encode(), value=codec("Report").encode(report))
+        await out.send(linked_topic, key=report["case_id"].encode(), value=codec("Report").encode(report))
     for event in result.events:
-        await case_events_topic.send(key=event["case_id"].encode(), value=codec("CaseEvent").encode(event))
+        await out.send(case_events_topic, key=event["case_id"].encode(), value=codec("CaseEvent").encode(event))
     for case in result.cases:
-        await cases_topic.send(key=case["case_id"].encode(), value=codec("Case").encode(case))
+        await out.send(cases_topic, key=case["case_id"].encode(), value=codec("Case").encode(case))
     if result.outcome in ("new_case", "joined", "update", "recovered"):
         metrics.REPORTS_FUSED.labels(outcome={"update": "updated"}.get(result.outcome, result.outcome)).inc()
     if result.outcome == "new_case":
@@ -130,27 +140,88 @@ async def _emit(result: FusionResult) -> None:
         metrics.OPEN_CASES.dec(result.expired)
 
 
-def handle(value: bytes, from_lifecycle: bool) -> FusionResult:
+def handle(value: bytes, from_lifecycle: bool, kv: KV | None = None) -> FusionResult:
     """Decode and apply one input record (raises DecodeError / ValueError on bad input)."""
+    kv = _cache if kv is None else kv
     if from_lifecycle:
-        return engine.process_lifecycle(_kv, codec("CaseEvent").decode(value))
-    return engine.process_report(_kv, codec("Report").decode(value))
+        return engine.process_lifecycle(kv, codec("CaseEvent").decode(value))
+    return engine.process_report(kv, codec("Report").decode(value))
 
 
-@app.agent(inputs, name="fusion")
-async def fuse(stream: Any) -> AsyncIterator[None]:
-    async for event in stream.events():
+def _write_all(out: Deliveries, partition: int, writes: Sequence[tuple[str, bytes | None]]) -> None:
+    for key, value in writes:
+        out.table_write(state_table, partition, key.encode("utf-8"), value)
+
+
+#: Partitions whose journal this process re-applied (or wrote) since the last rebalance.
+_journal_checked: set[int] = set()
+
+
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]  # (mode types handlers with a signal= keyword)
+async def _forget_journal_checks(app: Any, *args: Any, **kwargs: Any) -> None:
+    """A partition may come back after another worker flushed it: re-check every journal."""
+    _journal_checked.clear()
+
+
+def recover_journal(out: Deliveries, partition: int) -> None:
+    """Re-apply the partition's latest journal (``state.journal_changes``) once per assignment, before
+    its first event: after a crash in a flush it finishes that flush; otherwise it changes nothing."""
+    if partition in _journal_checked:
+        return
+    _journal_checked.add(partition)
+    changes = journal_changes(_kv, partition)
+    if changes:
+        log.info("fusion_journal_reapplied", partition=partition, writes=len(changes))
+        _write_all(out, partition, changes)
+
+
+async def _process_group(out: Deliveries, events: Sequence[faust.EventT]) -> list[tuple[str, bytes | None]]:
+    """One partition's events through the cache; returns the partition's flush plan."""
+    partition = events[0].message.partition
+    with stop_on_infrastructure_error(events[-1], STAGE):
+        recover_journal(out, partition)
+    _cache.clear()
+    for event in events:
         msg = event.message
         try:
             # infrastructure errors stop the worker: dead-lettering would lose a good record
             with stop_on_infrastructure_error(event, STAGE):
                 result = handle(msg.value or b"", msg.topic == _lifecycle_topic)
         except (DecodeError, ValueError, KeyError, TypeError) as exc:
-            await dead_letter(event, STAGE, f"{type(exc).__name__}: {exc}"[:500])
+            await dead_letter(event, STAGE, f"{type(exc).__name__}: {exc}"[:500], out)
         except Exception as exc:  # an engine bug must cost one record, not the partition
             log.exception("fusion_failed", topic=msg.topic, partition=msg.partition, offset=msg.offset)
-            await dead_letter(event, STAGE, f"internal error {type(exc).__name__}: {exc}"[:500])
+            await dead_letter(event, STAGE, f"internal error {type(exc).__name__}: {exc}"[:500], out)
         else:
             with stop_on_infrastructure_error(event, STAGE):
-                await _emit(result)
+                await _emit(out, result)
+    plan = flush_plan(partition, _cache.changes())
+    _cache.clear()
+    return plan
+
+
+async def process_batch(out: Deliveries, groups: Sequence[Sequence[faust.EventT]]) -> None:
+    """One ``take_events`` list (its events grouped by partition): outputs confirmed, then each
+    partition's state flushed behind its journal and confirmed (state.py, "Batches").
+
+    Confirmed once per list, not per partition: two broker round trips per list whatever the
+    number of partitions in it."""
+    events = [event for group in groups for event in group]
+    plans = []
+    for group in groups:
+        with current_event(group[-1]):
+            plans.append(await _process_group(out, group))
+    await out.confirm(events)  # 2. every output acknowledged before any state of the batch is written
+    for group, plan in zip(groups, plans):
+        with current_event(group[-1]), stop_on_infrastructure_error(group[-1], STAGE):
+            _write_all(out, group[-1].message.partition, plan)  # 3. journal, then each changed key once
+    await out.confirm(events)  # 4. the state is durable: Faust may acknowledge the list
+
+
+@app.agent(inputs, name="fusion")
+async def fuse(stream: Any) -> AsyncIterator[None]:
+    out = Deliveries(STAGE)
+    async for groups in partition_groups(stream, max_events=settings.batch_max_events,
+                                         within_s=settings.batch_within_ms / 1000):
+        await process_batch(out, groups)
         yield None

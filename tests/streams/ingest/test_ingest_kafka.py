@@ -110,3 +110,42 @@ def test_silent_device_reported_offline_once(settings: Settings, worker: Callabl
     assert [(e["device_id"], e["event_type"], e["street_code"]) for e in offline] == [
         ("HB-SHORT-1", "offline", "330502001")]
     assert not consume(REPORTS, 0, timeout=1)  # heartbeats never reach the case stream
+
+
+def test_offline_detection_survives_a_crash(settings: Settings, worker: Callable[..., Any], kafka_producer: Any,
+                                            consume: Callable[..., list[Any]]) -> None:
+    """Issue 14 heartbeat fast path: last-seen lives in memory, the table is its copy for a restart.
+
+    A device the table does not know yet is written with the heartbeat's batch, so a worker killed
+    right after the heartbeat was committed still reports the device offline after its restart,
+    with the episode id of the last-seen time the crashed worker saw."""
+    from streams.ingest.agents import offline_event
+
+    record = {"deviceId": "HB-CRASH-1", "deviceType": "smoke", "streetCode": "330502001",
+              "heartbeatSeconds": 8}  # offline after 2.5 x 8 = 20 s of silence
+    kafka_producer.send(settings.topic(REGISTRY_DEVICES), key=b"HB-CRASH-1", value=json.dumps(record).encode())
+    kafka_producer.flush()
+    w = worker(settings, only="ingest")
+    at_s = int(time.time())
+    heartbeat = {"deviceId": "HB-CRASH-1", "deviceType": "smoke", "eventType": "heartbeat",
+                 "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(at_s))}
+    kafka_producer.send(settings.topic(RAW["sensors"]), key=b"HB-CRASH-1", value=json.dumps(heartbeat).encode())
+    kafka_producer.flush()
+    from gridhub.core.kafka_admin import admin_client
+
+    admin = admin_client(settings, client_id="test-liveness")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the heartbeat's batch is committed (so its liveness write is done)
+            offsets = admin.list_group_offsets({settings.faust_app_id: None})[settings.faust_app_id]
+            if sum(m.offset for tp, m in offsets.items() if tp.topic == settings.topic(RAW["sensors"])) == 1:
+                break
+            time.sleep(0.5)
+    finally:
+        admin.close()
+    assert not consume(DEVICE_EVENTS, 0, timeout=1)  # not reported yet (silent for less than 20 s)
+    w.restart(kill=True)  # SIGKILL: the in-memory last-seen is gone, the table's copy is all there is
+    events = [codec("DeviceEvent").decode(r.value) for r in consume(DEVICE_EVENTS, 1, timeout=60)]
+    expected = offline_event("HB-CRASH-1", record, at_s * 1000, 0)["event_id"]
+    assert [(e["device_id"], e["event_type"], e["event_id"]) for e in events] == [
+        ("HB-CRASH-1", "offline", expected)]
