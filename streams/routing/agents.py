@@ -44,10 +44,9 @@ from gridhub.core import topics as T
 from gridhub.core.clock import HubClock
 from gridhub.core.codec import DecodeError, codec
 from gridhub.core.logging import get_logger
-from gridhub.core.dlq import dead_letter_headers, fit_dead_letter
-from gridhub.core.metrics import DEAD_LETTERS, DISPATCHES, OVERDUE_CASES
+from gridhub.core.metrics import DISPATCHES, OVERDUE_CASES
 from gridhub.core.kafka_admin import ensure_topics_off_loop, spec_partitions
-from streams.app import app, settings, stop_on_infrastructure_error, table_options
+from streams.app import app, dead_letter, settings, stop_on_infrastructure_error, table_options
 from streams.delivery import Deliveries, partition_batches
 from gridhub.core.shadow import is_shadow
 from streams.routing import centre
@@ -155,46 +154,13 @@ def _committed(topic: str, partition: int) -> int | None:
 
 deadline_index = DeadlineIndex()
 processor = Processor(lambda: rules.current, committed=_committed, index=deadline_index)
-#: Changelog futures of table writes, collected so the batch's Deliveries waits for them too.
-_changelog_futures: list[Any] = []
-
-
-def _track_changelog(tbl: Any) -> None:
-    """Keep the broker future of every changelog record the table sends (Faust only logs a failure)."""
-    send = tbl.send_changelog
-
-    def tracked(*args: Any, **kwargs: Any) -> Any:
-        fut = send(*args, **kwargs)
-        _changelog_futures.append(fut)
-        return fut
-
-    tbl.send_changelog = tracked
-
-
-_track_changelog(table)
-
-
-def _flush(tbl: Any, kv: WriteBehind, out: Deliveries) -> None:
-    """The batch's state writes: one changelog record per changed key (a tombstone for a deleted one)."""
+def _flush(tbl: Any, partition: int, kv: WriteBehind, out: Deliveries) -> None:
+    """The batch's state writes: one changelog record per changed key (a tombstone for a deleted one),
+    each confirmed with the batch (:meth:`streams.delivery.Deliveries.table_write`)."""
     for key, value in kv.changes().items():
-        if value is None:
-            if key in tbl:
-                del tbl[key]
-        else:
-            tbl[key] = value
-    while _changelog_futures:
-        out.track(_changelog_futures.pop())
-
-
-async def _dead_letter(out: Deliveries, event: faust.EventT, stage: str, reason: str) -> None:
-    """As streams.app.dead_letter (original key and bytes, ``error.*`` headers), confirmed with the batch."""
-    msg = event.message
-    DEAD_LETTERS.labels(stage=stage).inc()
-    log.warning("dead_letter", stage=stage, reason=reason, topic=msg.topic, partition=msg.partition,
-                offset=msg.offset)
-    value, headers = fit_dead_letter(msg.value or b"", dead_letter_headers(stage, reason, msg.topic, msg.partition,
-                                                                          msg.offset))
-    await out.send(dlq_topic, key=msg.key, value=value, headers=headers)
+        if value is None and key not in tbl:
+            continue  # nothing to delete: no tombstone
+        out.table_write(tbl, partition, key, value)
 
 
 Handler = Callable[[WriteBehind, faust.EventT], Outcome]
@@ -222,11 +188,11 @@ async def _run(stream: faust.StreamT, stage: str, tbl: Any, handle: Handler) -> 
                     outcome = Outcome(dead=f"cannot process: {exc.__class__.__name__}: {exc}", stage=stage)
                 results.append((event, outcome))
             with stop_on_infrastructure_error(events[-1], stage):
-                _flush(tbl, kv, out)
+                _flush(tbl, events[-1].message.partition, kv, out)
         with stop_on_infrastructure_error(events[-1], stage):
             for event, outcome in results:
                 if outcome.dead is not None:
-                    await _dead_letter(out, event, outcome.stage, outcome.dead)
+                    await dead_letter(event, outcome.stage, outcome.dead, out)
                 if outcome.effects:
                     await _send_effects(out, outcome.effects)
         await _confirm(out, events, stage)
@@ -465,7 +431,6 @@ device_table = app.Table("routing-devices", default=None, key_type=bytes, value_
 device_owners = devices.owners_beside(settings.routing_rules, rules.current.catalog)
 
 
-_track_changelog(device_table)
 
 
 def _handle_device(kv: WriteBehind, event: faust.EventT) -> Outcome:
