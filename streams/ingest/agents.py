@@ -17,10 +17,10 @@ plain reader is the safer global view.  The sensors agent waits until the
 reader has caught up with the topic's end offsets at start-up, so a device
 registered before the worker started is always known.
 
-Batches (issue 14): each agent takes one partition's events at a time
-(``streams.delivery.partition_batches``); its reports, device events and dead
-letters go through one ``Deliveries`` and are confirmed by the broker before the
-next batch is asked for (when Faust acknowledges the batch).  A record Kafka
+Batches (issue 14): each agent takes Faust's ``take_events`` lists, processed one
+partition at a time (``streams.delivery.partition_groups``); its reports, device
+events and dead letters go through one ``Deliveries`` and are confirmed by the
+broker before the next list is asked for (when Faust acknowledges the list).  A record Kafka
 refuses stops the worker with status 70 without acknowledging the batch.
 
 Liveness (heartbeat fast path): every sensor event proves the device is alive

@@ -16,6 +16,13 @@ from gridhub.core.settings import Settings
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
+#: Time in epoch ms for the pure routing tests: an arbitrary instant (2025-10-09) and its units.
+T0 = 1_760_000_000_000
+MIN = 60_000
+HOUR = 60 * MIN
+DAY = 24 * HOUR
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -18,11 +18,9 @@ from streams.routing import businesstime as bt
 from streams.routing import lifecycle as lc
 from streams.routing.rules import RuleSet, load_rules
 from gridhub.core.yamlconf import ConfigError
-from helpers.routing import write_rules
+from helpers.routing import HOUR, DAY, write_rules
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
-HOUR = 3_600_000
-DAY = 24 * HOUR
 
 
 def bj(text: str) -> int:

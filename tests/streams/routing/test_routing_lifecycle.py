@@ -11,12 +11,7 @@ import pytest
 from gridhub.core.codec import codec
 from streams.routing import lifecycle as lc
 from streams.routing.rules import RuleSet, load_rules
-from helpers.routing import write_rules
-
-T0 = 1_760_000_000_000  # an arbitrary epoch-ms instant (2025-10-09)
-MIN = 60_000
-HOUR = 60 * MIN
-DAY = 24 * HOUR
+from helpers.routing import T0, MIN, HOUR, DAY, write_rules
 
 
 @pytest.fixture(scope="module")

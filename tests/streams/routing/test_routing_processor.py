@@ -11,12 +11,7 @@ from gridhub.core.settings import Settings
 from streams.routing import lifecycle as lc
 from streams.routing.processor import DeadlineIndex, DictKV, Outcome, Processor, decode
 from streams.routing.rules import RuleSet, load_rules
-from helpers.routing import write_rules
-
-T0 = 1_760_000_000_000  # an arbitrary epoch-ms instant (2025-10-09)
-MIN = 60_000
-HOUR = 60 * MIN
-DAY = 24 * HOUR
+from helpers.routing import T0, MIN, HOUR, DAY, write_rules
 
 
 @pytest.fixture(scope="module")

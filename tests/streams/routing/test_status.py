@@ -11,11 +11,9 @@ import pytest
 from streams.routing import lifecycle as lc
 from streams.routing import status as st
 from streams.routing.rules import RuleSet, load_rules
+from helpers.routing import T0, HOUR, DAY
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
-T0 = 1_760_000_000_000  # 2025-10-09 (an arbitrary instant)
-HOUR = 3_600_000
-DAY = 24 * HOUR
 
 
 @pytest.fixture(scope="module")
