@@ -32,6 +32,7 @@ import faust
 from faust.streams import _current_event
 
 from gridhub.core.logging import get_logger
+from streams.faust_fixes import mark_processed
 
 log = get_logger(__name__)
 
@@ -39,8 +40,9 @@ log = get_logger(__name__)
 class Deliveries:
     """The not-yet-confirmed records of the inputs being processed (one per agent, reused)."""
 
-    def __init__(self, stage: str) -> None:
+    def __init__(self, stage: str, timeout_s: float | None = None) -> None:
         self.stage = stage
+        self.timeout_s = timeout_s
         self._pending: list[asyncio.Future[Any]] = []
 
     def __len__(self) -> int:
@@ -82,14 +84,36 @@ class Deliveries:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        results = await asyncio.gather(*pending, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
+        timeout = self.timeout_s if self.timeout_s is not None else _confirm_timeout_s()
+        _, unresolved = await asyncio.wait(pending, timeout=timeout)
+        failed: list[BaseException]
+        if unresolved:
+            # Neither acknowledged nor refused in that time: the producer is stuck (a dead broker it
+            # keeps waiting for, a send task that died).  Waiting longer would stall the partition
+            # silently; the restarted worker produces the same records again.
+            failed = [asyncio.TimeoutError(f"{len(unresolved)} of {len(pending)} records "
+                                           f"unconfirmed after {timeout:.0f} s")]
+        else:
+            failed = [_failure(f) for f in pending if f.cancelled() or f.exception() is not None]
         if failed:
             from streams.app import fail_stop  # late: keeps this module importable without building the app
 
             log.critical("effects_refused", stage=self.stage, refused=len(failed), of=len(pending),
                          inputs=len(events), error=f"{type(failed[0]).__name__}: {failed[0]}")
             fail_stop(events[-1], self.stage, failed[0])
+
+
+def _failure(future: asyncio.Future[Any]) -> BaseException:
+    """Why a resolved future did not deliver its record."""
+    if future.cancelled():
+        return asyncio.CancelledError("send cancelled")
+    return future.exception() or RuntimeError("no exception")
+
+
+def _confirm_timeout_s() -> float:
+    from gridhub.core.settings import get_settings  # late: no settings read at import
+
+    return float(get_settings().confirm_timeout_s)
 
 
 @contextmanager
@@ -118,6 +142,10 @@ async def partition_groups(stream: Any, *, max_events: int,
         for event in events:
             groups.setdefault(event.message.partition, []).append(event)
         yield list(groups.values())
+        # The caller asked for the next list: it confirmed this one's effects.  Only now may Faust's
+        # acknowledgement (take_events, on the next iteration) count towards the committed offset;
+        # a list abandoned half-way (the agent cancelled, the worker stopping) is read again.
+        mark_processed(events)
 
 
 async def partition_batches(stream: Any, *, max_events: int, within_s: float) -> AsyncIterator[list[faust.EventT]]:

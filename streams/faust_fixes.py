@@ -1,11 +1,11 @@
-"""Fixes for faust-streaming 0.15.3: stream records lost when a worker resumes after a rebalance.
+"""Fixes for faust-streaming 0.15.3: stream records lost or stalled around a rebalance or a failed send.
 
 Found with tests/streams/fusion/test_fusion_worker.py (SIGKILL a fusion worker
 mid-stream, restart it, compare with an uninterrupted run), which failed in
 about half of the local runs: the restarted worker either skipped a run of
 ~150 records per partition (the group's committed offset then stuck at the hole
-for good) or processed nothing at all.  Two bugs, one defence, and a
-fourth found by a CI run:
+for good) or processed nothing at all.  Two bugs and one defence; 4-6 were
+found later by CI runs and the two-worker kill tests:
 
 1. **Queues cleared after the fetcher filled them** (upstream
    faust-streaming/faust#596, open).  ``Recovery.on_recovery_completed`` (and
@@ -47,6 +47,32 @@ fourth found by a CI run:
    raises for two known, different counts.  The start-up hooks
    (streams/fusion ``prepare_topics``, streams/routing/service.py) create the
    changelogs and wait for their leaders, so the window is rarely open.
+5. **Records acknowledged that no agent processed** (not reported upstream;
+   found by tests/scale/test_two_workers_per_domain.py and the 3-broker kill
+   test in CI: runs of consecutive records committed unprocessed around a
+   rebalance).  The stream iterator (``Stream._c_aiter``) *skips and acks* every
+   event it takes while the flow is suspended (a rebalance, a recovery) or whose
+   fetch generation is not the current one.  Such an ack lands in
+   ``Consumer._acked`` while the partition's committed offset is unknown
+   (``on_partitions_revoked`` popped it), so ``_new_offset`` treats the skipped
+   run as done: for a partition the group never committed it commits past the
+   unprocessed records before them, and the next rebalance seeks there.  Fix:
+   the consumer records an ack only for a message an agent finished with
+   (:func:`mark_processed`, called by ``streams.delivery.partition_groups``
+   once the batch's effects were confirmed) and fetched in the current
+   generation; any other ack only releases the message (``wait_empty``), and its
+   record is read again.  Cost: a batch processed across a rebalance is
+   processed again (same ids), never skipped.
+6. **A producer buffer that dies on its first failed send** (not reported
+   upstream).  A table's changelog records go through ``ProducerBuffer``: its one
+   task awaits ``Topic.publish_message``, which raises when the producer cannot
+   take the record (``KafkaTimeoutError`` waiting for metadata or buffer space
+   while a broker is down); the exception ends the task, the record's future is
+   never resolved, and neither is any later changelog record's: agents waiting
+   for them (``Deliveries.confirm``) hang, and so does Faust's commit
+   (``producer.flush``).  Seen in CI as a stream stalled for 300 s.  Fix: the
+   exception is set on that record's future (``confirm`` then stops the worker,
+   exit 70) and the task carries on.
 
 :func:`install` refuses any other Faust version, so an upgrade gets a fresh look
 (is #596 fixed there?) instead of a silent override.
@@ -55,12 +81,21 @@ fourth found by a CI run:
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping, cast
+import weakref
+from typing import Any, Iterable, Mapping, cast
 
 import faust
 from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
+from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.producer import ProducerBuffer
+from faust.types.tuples import FutureMessage, Message, ack_lock
+from mode.utils.futures import notify
+
+from gridhub.core.logging import get_logger
+
+log = get_logger(__name__)
 
 FIXED_VERSION = "0.15.3"
 
@@ -68,6 +103,43 @@ FIXED_VERSION = "0.15.3"
 ORIGINAL_ON_RECOVERY_COMPLETED = Recovery.on_recovery_completed
 ORIGINAL_GETMANY = AIOKafkaConsumerThread.getmany
 ORIGINAL_VERIFY_PARTITIONS = Collection._verify_source_topic_partitions
+ORIGINAL_ACK = Consumer.ack
+ORIGINAL_SEND_PENDING = ProducerBuffer._send_pending
+
+#: Messages whose batch an agent finished (5 in the module doc); weak: a message is forgotten with its event.
+_processed: "weakref.WeakSet[Message]" = weakref.WeakSet()
+
+
+def mark_processed(events: Iterable[faust.EventT]) -> None:
+    """The events' effects are confirmed: their acks may count towards the committed offset."""
+    for event in events:
+        _processed.add(event.message)
+
+
+def ack(self: Consumer, message: Message) -> bool:
+    """``Consumer.ack`` that records only processed messages of the current generation (5 in the module doc)."""
+    if message in _processed and message.generation_id == cast(Any, self.app).consumer_generation_id:
+        result: bool = ORIGINAL_ACK(self, message)
+        return result
+    with ack_lock:
+        if not message.acked:
+            message.acked = True  # released, not done: nothing of it reaches _acked, so it is read again
+            self._unacked_messages.discard(message)
+            notify(self._waiting_for_ack)
+    return False
+
+
+async def _send_pending(self: ProducerBuffer, fut: FutureMessage) -> None:
+    """``ProducerBuffer._send_pending`` that fails the record's future instead of the buffer (6 in the module doc)."""
+    try:
+        await ORIGINAL_SEND_PENDING(self, fut)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure belongs to the record, which confirm() reports
+        log.warning("changelog_send_failed", topic=fut.message.channel.get_topic_name(),
+                    error=f"{type(exc).__name__}: {exc}")
+        if not fut.done():
+            fut.set_exception(exc)
 
 
 async def _seek_resume_and_finish(recovery: Any, standbys_ready: bool) -> None:
@@ -151,7 +223,7 @@ def _verify_source_topic_partitions(self: Collection, source_topic: str) -> None
 
 
 def install() -> None:
-    """Replace the five methods (idempotent)."""
+    """Replace the seven methods (idempotent)."""
     if faust.__version__ != FIXED_VERSION:
         raise RuntimeError(f"streams/faust_fixes.py patches faust-streaming {FIXED_VERSION}, found "
                            f"{faust.__version__}: check whether faust-streaming/faust#596 is fixed there "
@@ -161,3 +233,5 @@ def install() -> None:
     AIOKafkaConsumerThread.getmany = getmany  # type: ignore[method-assign]
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign,assignment]
     Collection._verify_source_topic_partitions = _verify_source_topic_partitions  # type: ignore[method-assign]
+    Consumer.ack = ack  # type: ignore[method-assign]
+    ProducerBuffer._send_pending = _send_pending  # type: ignore[method-assign]

@@ -99,3 +99,30 @@ def test_fusion_output_refused_stops_without_commit(settings: Settings, worker: 
     kafka_producer.send(settings.topic(REPORTS), key=r["county_code"].encode(), value=codec("Report").encode(r))
     kafka_producer.flush()
     assert_refused_then_delivered(settings, w, REPORTS, REPORTS_LINKED, consume, "refused-1")
+
+
+def test_a_record_never_acknowledged_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A future that never resolves (a stuck producer) ends in a fail-stop, not a stalled partition."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import streams.app
+    from streams.delivery import Deliveries
+
+    stopped: list[str] = []
+
+    def fake_fail_stop(event: Any, stage: str, exc: BaseException) -> None:
+        stopped.append(f"{stage}: {exc}")
+
+    monkeypatch.setattr(streams.app, "fail_stop", fake_fail_stop)
+
+    async def run() -> None:
+        out = Deliveries("ingest", timeout_s=0.05)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        out.track(done)
+        out.track(asyncio.get_running_loop().create_future())  # never acknowledged nor refused
+        await out.confirm([SimpleNamespace(message=None)])  # type: ignore[list-item]
+
+    asyncio.run(run())
+    assert stopped == ["ingest: 1 of 2 records unconfirmed after 0 s"]

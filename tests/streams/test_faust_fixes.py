@@ -174,3 +174,83 @@ def test_a_changelog_missing_from_the_metadata_is_not_a_mismatch() -> None:
 def test_two_known_different_partition_counts_still_raise() -> None:
     with pytest.raises(faust.exceptions.PartitionsMismatch, match="has 6 partitions"):
         faust_fixes._verify_source_topic_partitions(_table({"reports": 12, "fusion-state-changelog": 6}), "reports")
+
+
+def _acking_consumer(generation: int) -> Any:
+    """What ``Consumer.ack`` reads and writes, with a rebalance's state: the committed offset unknown."""
+    from collections import defaultdict
+
+    app = SimpleNamespace(consumer_generation_id=generation, topics=SimpleNamespace(acks_enabled_for=lambda t: True))
+    return SimpleNamespace(app=app, _committed_offset=defaultdict(lambda: None), _acked_index=defaultdict(set),
+                           _acked=defaultdict(list), _unacked_messages=set(), _n_acked=0, _waiting_for_ack=None)
+
+
+def _messages(offsets: range, generation: int) -> list[Any]:
+    from faust.types.tuples import Message
+
+    out = []
+    for offset in offsets:
+        m = Message("raw.sensors", 0, offset, 0.0, 0, None, None, b"v", None, generation_id=generation)
+        out.append(m)
+    return out
+
+
+def test_a_skipped_record_does_not_count_towards_the_commit() -> None:
+    """The stream iterator skips and acks what it takes during a rebalance; the library commits it."""
+    from faust.types import TP
+
+    tp = TP("raw.sensors", 0)
+    library, fixed = _acking_consumer(3), _acking_consumer(3)
+    skipped = _messages(range(520, 541), 3)  # taken while the flow was suspended: never processed
+    for m in skipped:
+        faust_fixes.ORIGINAL_ACK(library, m)
+    assert library._acked[tp] == list(range(520, 541))  # -> _new_offset commits 541, past 0..519
+    for m in _messages(range(520, 541), 3):
+        assert faust_fixes.ack(fixed, m) is False
+    assert fixed._acked[tp] == [] and fixed._unacked_messages == set()
+
+
+def test_a_processed_record_counts_only_in_its_own_generation() -> None:
+    from faust.types import TP
+
+    tp = TP("raw.sensors", 0)
+    consumer = _acking_consumer(4)
+    old, new = _messages(range(0, 5), 3), _messages(range(5, 10), 4)
+    faust_fixes.mark_processed([SimpleNamespace(message=m) for m in old + new])  # type: ignore[misc]
+    for m in old + new:
+        consumer._unacked_messages.add(m)
+        faust_fixes.ack(consumer, m)
+    assert consumer._acked[tp] == [5, 6, 7, 8, 9]  # the old generation's are read again by their new owner
+    assert consumer._unacked_messages == set()  # and released: wait_empty does not wait for them
+
+
+def test_a_failed_changelog_send_fails_its_future_and_the_buffer_carries_on() -> None:
+    from faust.transport.producer import ProducerBuffer
+
+    async def run() -> tuple[Any, Any]:
+        sent: list[str] = []
+
+        async def publish(fut: Any, wait: bool) -> None:
+            if fut.name == "refused":
+                raise RuntimeError("KafkaTimeoutError: no metadata in 60 s")
+            sent.append(fut.name)
+            fut.set_result("ok")
+
+        def future(name: str) -> Any:
+            fut = asyncio.get_running_loop().create_future()
+            fut.name = name  # type: ignore[attr-defined]
+            fut.message = SimpleNamespace(channel=SimpleNamespace(publish_message=publish,  # type: ignore[attr-defined]
+                                                                  get_topic_name=lambda: "t-changelog"))
+            return fut
+
+        refused, after = future("refused"), future("after")
+        buffer = SimpleNamespace()
+        with pytest.raises(RuntimeError):  # the library: the buffer's one task ends here
+            await faust_fixes.ORIGINAL_SEND_PENDING(buffer, refused)  # type: ignore[arg-type]
+        await faust_fixes._send_pending(buffer, refused)  # type: ignore[arg-type]
+        await faust_fixes._send_pending(buffer, after)  # type: ignore[arg-type]
+        assert sent == ["after"]
+        return refused, after
+
+    refused, after = asyncio.run(run())
+    assert isinstance(refused.exception(), RuntimeError) and after.result() == "ok"
