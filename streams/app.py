@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, NoReturn
+from typing import TYPE_CHECKING, Any, Iterator, NoReturn
 
 import faust
 from aiokafka.errors import KafkaError
@@ -131,9 +131,14 @@ def fail_stop(event: faust.EventT, stage: str, exc: BaseException) -> NoReturn:
     redelivers the record, which the tests show is safe (tests/streams/fusion/test_fusion_worker.py).
     """
     msg = event.message
-    log.critical("worker_fail_stop", stage=stage, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                 error=f"{type(exc).__name__}: {exc}", exit_status=EXIT_FAIL_STOP,
-                 hint="infrastructure error, not bad data: the record stays uncommitted for the restarted worker")
+    exit_now("worker_fail_stop", stage=stage, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+             error=f"{type(exc).__name__}: {exc}",
+             hint="infrastructure error, not bad data: the record stays uncommitted for the restarted worker")
+
+
+def exit_now(reason: str, **fields: Any) -> NoReturn:
+    """Log ``reason`` (critical) and exit with :data:`EXIT_FAIL_STOP` at once: nothing is committed."""
+    log.critical(reason, exit_status=EXIT_FAIL_STOP, **fields)
     logging.shutdown()  # flush the handlers: os._exit skips them
     sys.stderr.flush()
     os._exit(EXIT_FAIL_STOP)

@@ -129,6 +129,30 @@ def compute_lag(committed: Mapping[TopicPart, int | None], ends: Mapping[TopicPa
     return lag
 
 
+def stalled_partitions(seen: dict[TopicPart, tuple[int | None, float]], committed: Mapping[TopicPart, int | None],
+                       lag: Mapping[TopicPart, int], now: float, after_s: float) -> list[TopicPart]:
+    """Pure: the partitions with records waiting whose committed offset has not moved for ``after_s``.
+
+    ``seen`` (updated in place) holds, per partition, the committed offset last seen and since when.
+    A partition without waiting records, or whose offset moved, starts again from ``now``.  A worker
+    commits every few seconds while it has work (Faust's ``broker_commit_interval``, 2.8 s), so a
+    partition that has waited minutes with nothing committed is not being processed: the "never read
+    again" of docs/scaling.md, or an agent stuck on a call that never returns.
+    """
+    stalled = []
+    for tp in list(seen):
+        if tp not in lag:
+            del seen[tp]  # no longer assigned here
+    for tp, behind in lag.items():
+        offset = committed.get(tp)
+        last = seen.get(tp)
+        if behind <= 0 or last is None or last[0] != offset:
+            seen[tp] = (offset, now)
+        elif now - last[1] > after_s:
+            stalled.append(tp)
+    return sorted(stalled)
+
+
 class LagProbe:
     """Blocking measurement of a consumer group's lag (run it in an executor)."""
 
@@ -136,6 +160,8 @@ class LagProbe:
         self.settings = settings
         self.group_id = group_id or settings.faust_app_id
         self._admin: Any = None
+        #: The committed offsets behind the last :meth:`measure` (the stall watch reads them).
+        self.last_committed: dict[TopicPart, int | None] = {}
 
     def _client(self) -> Any:
         if self._admin is None:
@@ -154,6 +180,7 @@ class LagProbe:
         admin = self._client()
         offsets = admin.list_group_offsets({self.group_id: None}).get(self.group_id, {})
         committed: dict[TopicPart, int | None] = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+        self.last_committed = committed
         wanted = set(partitions) if partitions is not None else set(committed)
         if not wanted:
             return {}
@@ -182,6 +209,25 @@ def _assigned(app: Any) -> set[TopicPart] | None:
             if tp.topic not in changelogs and not tp.topic.endswith("-__assignor-__leader")}
 
 
+def _consumer_state(app: Any, tps: Iterable[TopicPart]) -> dict[str, Any]:
+    """Faust's view of ``tps`` (active / paused / buffered, offsets read and committed): for the log of a stall."""
+    consumer = app.consumer
+    out: dict[str, Any] = {"flow_active": getattr(consumer, "flow_active", None),
+                           "app_flow_active": app.flow_control.is_active(),
+                           "unacked": len(getattr(consumer, "_unacked_messages", ()))}
+    for topic, partition in tps:
+        found = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) == (topic, partition)]
+        if not found:
+            continue
+        tp = found[0]
+        out[f"{topic}[{partition}]"] = {
+            "active": tp in (consumer._active_partitions or ()), "paused": tp in consumer._paused_partitions,
+            "buffered": tp in consumer._buffered_partitions, "read": consumer._read_offset.get(tp),
+            "committed": consumer._committed_offset.get(tp), "acked": len(consumer._acked.get(tp, ())),
+            "highwater": consumer.highwater(tp)}
+    return out
+
+
 def install(app: Any, settings: Settings) -> None:
     """Register ``/metrics``, ``/healthz`` and the lag timer on a Faust app (once)."""
     if getattr(app, "_gridhub_health_installed", False):
@@ -192,6 +238,7 @@ def install(app: Any, settings: Settings) -> None:
     state: dict[str, Any] = {"lag_total": None, "lag_measured_at": None, "lag_error": None,
                              "rebalancing_since": None}
     shown: set[TopicPart] = set()
+    progress: dict[TopicPart, tuple[int | None, float]] = {}
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -278,6 +325,20 @@ def install(app: Any, settings: Settings) -> None:
             CONSUMER_LAG.labels(topic, str(partition)).set(value)
             shown.add((topic, partition))
         state.update(lag_total=sum(lag.values()), lag_measured_at=int(time.time() * 1000), lag_error=None)
+        if getattr(app, "rebalancing", False):
+            progress.clear()  # a rebalance moves partitions and offsets: watch afresh after it
+            return
+        stalled = stalled_partitions(progress, probe.last_committed, lag, time.monotonic(),
+                                     settings.partition_stall_seconds)
+        if stalled:
+            from streams.app import exit_now  # late: streams.app builds the worker's app
+
+            # Restarting is safe (nothing uncommitted is lost: it is read again) and frees the
+            # partitions for a worker that reads them; staying would hold them unread for good.
+            exit_now("partition_stalled", partitions=[f"{t}[{p}]" for t, p in stalled],
+                     lag={f"{t}[{p}]": lag[(t, p)] for t, p in stalled},
+                     seconds=settings.partition_stall_seconds, faust=_consumer_state(app, stalled),
+                     hint="records waiting and nothing committed: the worker stops (exit 70) for a restart")
 
     del metrics, healthz, readyz, update_consumer_lag, watch_rebalance  # registered on the app; nothing else refers to them
     app._gridhub_lag_probe = probe

@@ -179,6 +179,11 @@ class Settings(BaseSettings):
     # (a week of province-scale fusion state: gridhub bench state); longer is a stuck worker.
     rebalance_stall_seconds: float = Field(default=600.0, gt=0,
                                            description="/healthz says 'stalled' (503) after a rebalance this long")
+    # 2 minutes: a worker with work commits every 2.8 s (Faust's broker_commit_interval); a partition
+    # with records waiting and nothing committed for 40 commit intervals is not being read.  The lag is
+    # measured every 15 s (streams/health.py LAG_INTERVAL_S), so the stop comes 120-135 s in.
+    partition_stall_seconds: float = Field(default=120.0, gt=0,
+                                           description="exit 70 when an assigned partition waits this long")
     # 1 s: how often routing's deadline clock wakes up; it scans at the rules' clock.scan_interval
     # (deploy/routing.yaml, reloaded without a restart), so this is the finest scan interval that works.
     routing_wake_seconds: float = Field(default=1.0, gt=0, description="how often routing's deadline clock wakes")

@@ -94,3 +94,27 @@ def test_a_rebalance_longer_than_the_stall_limit_makes_the_worker_unhealthy() ->
     assert status(since=399.0) == "stalled"       # 601 s
     assert status(since=399.0, crashed=True) == "crashed"
     assert status(None, stopping=True) == "stopping"
+
+
+def test_a_partition_waiting_with_nothing_committed_is_stalled() -> None:
+    from streams.health import stalled_partitions
+
+    seen: dict[tuple[str, int], tuple[int | None, float]] = {}
+    a, b, c = ("cases", 0), ("cases", 1), ("cases", 2)
+    assert stalled_partitions(seen, {a: 10, b: 5, c: None}, {a: 3, b: 0, c: 4}, now=0.0, after_s=60) == []
+    # a: same offset, records waiting; b: nothing waiting; c: never committed, records waiting
+    assert stalled_partitions(seen, {a: 10, b: 5, c: None}, {a: 3, b: 0, c: 4}, now=59.0, after_s=60) == []
+    assert stalled_partitions(seen, {a: 10, b: 5, c: None}, {a: 3, b: 0, c: 4}, now=61.0, after_s=60) == [a, c]
+
+
+def test_progress_or_an_empty_partition_restarts_the_watch() -> None:
+    from streams.health import stalled_partitions
+
+    seen: dict[tuple[str, int], tuple[int | None, float]] = {}
+    a = ("reports", 3)
+    stalled_partitions(seen, {a: 10}, {a: 3}, now=0.0, after_s=60)
+    assert stalled_partitions(seen, {a: 12}, {a: 3}, now=50.0, after_s=60) == []  # moved at 50
+    assert stalled_partitions(seen, {a: 12}, {a: 3}, now=100.0, after_s=60) == []
+    assert stalled_partitions(seen, {a: 12}, {a: 3}, now=111.0, after_s=60) == [a]
+    assert stalled_partitions(seen, {a: 15}, {a: 0}, now=112.0, after_s=60) == []  # caught up
+    assert stalled_partitions(seen, {}, {}, now=500.0, after_s=60) == [] and seen == {}  # moved away
