@@ -31,7 +31,8 @@ class TopicReader:
         self.decode = decode
         self.records: list[Any] = []
         self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                      auto_offset_reset="earliest", group_id=None)
+                                      auto_offset_reset="earliest", group_id=None,
+                                      **settings.kafka_client_options())  # the secured broker's login too
         self.assigned = False
 
     def values(self) -> list[Any]:

@@ -60,7 +60,10 @@ def wait_exit(w: Any, timeout: float = 120.0) -> int | None:
 
 
 def assert_refused_then_delivered(settings: Settings, w: Any, input_topic: str, output_topic: str,  # the refusing one
-                                  consume: Callable[..., list[Any]], source_ref: str) -> None:
+                                  consume: Callable[..., list[Any]], source_ref: str,
+                                  fix: Callable[[], None] | None = None) -> None:
+    """The worker exits 70 with the input uncommitted and nothing on ``output_topic``; after ``fix``
+    (default: the topic's ``max.message.bytes`` back to Kafka's default) and a restart, it is delivered."""
     code = wait_exit(w)
     assert code == EXIT_FAIL_STOP, w.log_tail(40)
     assert "effects_refused" in w.log_text()
@@ -69,7 +72,7 @@ def assert_refused_then_delivered(settings: Settings, w: Any, input_topic: str, 
     assert sum(committed(settings, input_topic).values()) == 0
     assert not [r for r in consume(output_topic, 0, timeout=2)
                 if codec("Report").decode(r.value)["source_ref"] == source_ref]
-    set_max_message_bytes(settings, output_topic, KAFKA_DEFAULT)
+    (fix or (lambda: set_max_message_bytes(settings, output_topic, KAFKA_DEFAULT)))()
     w.start()
     out = [codec("Report").decode(r.value) for r in consume(output_topic, 1, timeout=90)]
     assert {r["source_ref"] for r in out} == {source_ref}
@@ -99,6 +102,51 @@ def test_fusion_output_refused_stops_without_commit(settings: Settings, worker: 
     kafka_producer.send(settings.topic(REPORTS), key=r["county_code"].encode(), value=codec("Report").encode(r))
     kafka_producer.flush()
     assert_refused_then_delivered(settings, w, REPORTS, REPORTS_LINKED, consume, "refused-1")
+
+
+def test_ingest_output_to_a_topic_the_hub_may_not_write_stops_without_commit(
+        secure: Any, settings: Settings, worker: Callable[..., Any]) -> None:
+    """The secured broker (SASL/SCRAM + ACLs): a DENY WRITE for the hub on ``reports`` makes the broker
+    refuse ingest's output (TopicAuthorizationFailed); the worker stops without committing the raw
+    document, and delivers it once the ACL is gone."""
+    from helpers.kafka import read_topic
+    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka.admin import ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern
+    from kafka.admin import ResourceType
+
+    from gridhub.infra.secure import ADMIN, HUB
+    from helpers.secure import on_secured_broker
+
+    hub = on_secured_broker(secure, settings)
+    deny = ACL(f"User:{HUB}", "*", ACLOperation.WRITE, ACLPermissionType.DENY,
+               ResourcePattern(ResourceType.TOPIC, hub.topic(REPORTS), ACLResourcePatternType.LITERAL))
+    admin = KafkaAdminClient(bootstrap_servers=secure.bootstrap, **secure.client_options(ADMIN))
+    try:
+        created = admin.create_acls([deny])
+        assert not created["failed"], created
+        records, _ = sample(60, seed=4, end_ms=int(time.time() * 1000))
+        doc = next(r for r in records if r.source == "four-platforms")
+        w = worker(hub, only="ingest")
+        producer = KafkaProducer(bootstrap_servers=hub.kafka_bootstrap, acks="all", **hub.kafka_client_options())
+        try:
+            producer.send(hub.topic(RAW["four-platforms"]), key=doc.key.encode(), value=doc.value()).get(30)
+        finally:
+            producer.close()
+
+        def consume(topic: str, n: int, timeout: float = 30.0) -> list[Any]:
+            return read_topic(hub, topic, n, timeout)
+
+        def allow_again() -> None:
+            deleted = admin.delete_acls([ACLFilter(f"User:{HUB}", "*", ACLOperation.WRITE, ACLPermissionType.DENY,
+                                                   ResourcePattern(ResourceType.TOPIC, hub.topic(REPORTS),
+                                                                   ACLResourcePatternType.LITERAL))])
+            assert deleted and deleted[0][1], deleted  # (filter, the ACLs it removed, error)
+
+        assert_refused_then_delivered(hub, w, RAW["four-platforms"], REPORTS, consume,
+                                      json.loads(doc.value())["eventId"], fix=allow_again)
+        assert "TopicAuthorization" in w.log_text()
+    finally:
+        admin.close()
 
 
 def test_a_record_never_acknowledged_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
