@@ -164,9 +164,13 @@ def test_an_unreadable_input_is_dead_lettered_and_the_batch_goes_on(monkeypatch:
 
     from streams.routing import agents
 
+    class Message:  # hashable and weak-referenceable, as streams.faust_fixes.mark_processed needs
+        def __init__(self, **fields: Any) -> None:
+            self.__dict__.update(fields)
+
     class Event:  # weak-referenceable, as partition_batches needs (Faust's current-event contextvar)
         def __init__(self, offset: int) -> None:
-            self.message = SimpleNamespace(topic="t.cases", partition=2, offset=offset, value=b"x", key=b"k")
+            self.message = Message(topic="t.cases", partition=2, offset=offset, value=b"x", key=b"k")
             self.key = b"k"
 
     class Stream:
