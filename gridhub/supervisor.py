@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from gridhub.core.errors import EXIT_FAIL_STOP
 from gridhub.core.settings import REPO_ROOT, Settings
 
 _VENV_GRIDHUB = REPO_ROOT / ".venv" / "bin" / "gridhub"
@@ -198,6 +199,18 @@ class WorkerProcess:
                 pass
             self.proc.wait(30)
         return self.proc.returncode
+
+    def restart_if_fail_stopped(self) -> bool:
+        """Start the worker again if it stopped itself with exit status 70 (a fail-stop: a refused or
+        unconfirmed record, a stalled partition), as a restart policy does (deploy/k8s, systemd).
+        Returns whether it did; any other exit is a crash and raises with the log's tail."""
+        if self.proc is None or self.proc.poll() is None:
+            return False
+        if self.proc.returncode != EXIT_FAIL_STOP:
+            raise RuntimeError(f"gridhub run crashed with exit status {self.proc.returncode} "
+                               f"(log: {self.log_path}):\n{self.log_tail()}")
+        self.start(wait=False)
+        return True
 
     def restart(self, kill: bool = False, wait: bool = True) -> WorkerProcess:
         """Stop (SIGTERM, or SIGKILL with ``kill=True``) and start again with the same settings and ports."""

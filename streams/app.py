@@ -23,7 +23,7 @@ import faust
 from aiokafka.errors import KafkaError
 from faust.exceptions import PartitionsMismatch
 
-from gridhub.core import metrics
+from gridhub.core import errors, metrics
 from gridhub.core.dlq import dead_letter_headers, fit_dead_letter
 from gridhub.core.logging import get_logger
 from gridhub.core.settings import Settings, get_settings
@@ -117,8 +117,8 @@ async def dead_letter(event: faust.EventT, stage: str, reason: str, out: "Delive
         await _dlq.send(key=msg.key, value=value, headers=headers)
 
 
-#: Exit status of :func:`fail_stop`: EX_SOFTWARE of BSD sysexits.h ("internal software error").
-EXIT_FAIL_STOP = 70
+#: Exit status of :func:`fail_stop` (defined in the kernel, for the tools that restart workers).
+EXIT_FAIL_STOP = errors.EXIT_FAIL_STOP
 
 
 def fail_stop(event: faust.EventT, stage: str, exc: BaseException) -> NoReturn:

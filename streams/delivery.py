@@ -44,6 +44,7 @@ class Deliveries:
         self.stage = stage
         self.timeout_s = timeout_s
         self._pending: list[asyncio.Future[Any]] = []
+        self._topics: list[str] = []  # of each pending record: the log names the ones never confirmed
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -52,7 +53,7 @@ class Deliveries:
                    headers: Any = None, partition: int | None = None) -> None:
         """Hand the record to the producer (it batches them: ``producer_linger_ms``) and keep its future."""
         future = await topic.send(key=key, value=value, headers=headers, partition=partition)
-        self.track(future)
+        self.track(future, topic.get_topic_name())
 
     def table_write(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         """Write ``key`` of a Faust table in ``partition`` (None: delete) and keep its changelog record's future.
@@ -69,14 +70,15 @@ class Deliveries:
                 del table.data[key]
             except KeyError:
                 pass
-            self.track(table.send_changelog(partition, key, None, value_serializer="raw"))
+            self.track(table.send_changelog(partition, key, None, value_serializer="raw"), table.changelog_topic_name)
         else:
             table.data[key] = value
-            self.track(table.send_changelog(partition, key, value))
+            self.track(table.send_changelog(partition, key, value), table.changelog_topic_name)
 
-    def track(self, future: Any) -> None:
+    def track(self, future: Any, topic: str = "?") -> None:
         """Also wait for a future produced elsewhere (a table's changelog record, ``send_soon``)."""
         self._pending.append(future)
+        self._topics.append(topic)
 
     async def confirm(self, events: Sequence[faust.EventT]) -> None:
         """Wait until the broker acknowledged every pending record; on any refusal stop the worker
@@ -84,6 +86,7 @@ class Deliveries:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
+        topics, self._topics = self._topics, []
         timeout = self.timeout_s if self.timeout_s is not None else _confirm_timeout_s()
         _, unresolved = await asyncio.wait(pending, timeout=timeout)
         failed: list[BaseException]
@@ -91,8 +94,9 @@ class Deliveries:
             # Neither acknowledged nor refused in that time: the producer is stuck (a dead broker it
             # keeps waiting for, a send task that died).  Waiting longer would stall the partition
             # silently; the restarted worker produces the same records again.
+            waiting = sorted({topic for future, topic in zip(pending, topics) if future in unresolved})
             failed = [asyncio.TimeoutError(f"{len(unresolved)} of {len(pending)} records "
-                                           f"unconfirmed after {timeout:.0f} s")]
+                                           f"unconfirmed after {timeout:.0f} s (topics: {', '.join(waiting)})")]
         else:
             failed = [_failure(f) for f in pending if f.cancelled() or f.exception() is not None]
         if failed:

@@ -21,6 +21,12 @@ Stage = Literal["normalize", "fusion", "routing", "feedback", "sink", "webhook",
                 "registry", "replay"]
 
 
+#: Exit status of a worker that stopped itself on an infrastructure error without committing
+#: (``streams.app.fail_stop``): EX_SOFTWARE of BSD sysexits.h ("internal software error").  A restart
+#: policy (deploy/k8s, systemd, ``WorkerProcess.restart_if_fail_stopped``) starts it again.
+EXIT_FAIL_STOP = 70
+
+
 class HubError(Exception):
     """Root of the hub's own errors."""
 

@@ -173,4 +173,4 @@ def test_a_record_never_acknowledged_stops_the_worker(monkeypatch: pytest.Monkey
         await out.confirm([SimpleNamespace(message=None)])  # type: ignore[list-item]
 
     asyncio.run(run())
-    assert stopped == ["ingest: 1 of 2 records unconfirmed after 0 s"]
+    assert stopped == ["ingest: 1 of 2 records unconfirmed after 0 s (topics: ?)"]

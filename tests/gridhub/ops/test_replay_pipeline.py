@@ -67,8 +67,9 @@ def _sink_partitions(settings: Settings) -> list[tuple[str, int]]:
         admin.close()
 
 
-def _caught_up(settings: Settings, timeout: float) -> None:
-    """Both consumer groups (stream worker, ClickHouse sink) at the log end, twice in a row."""
+def _caught_up(settings: Settings, timeout: float, w: Any) -> None:
+    """Both consumer groups (stream worker, ClickHouse sink) at the log end, twice in a row; the worker
+    restarted if it stopped itself (exit 70), as a restart policy would."""
     worker_probe = LagProbe(settings)
     sink_probe = LagProbe(settings, f"{settings.faust_app_id}.clickhouse-sink")
     probes = [worker_probe, sink_probe]
@@ -76,6 +77,7 @@ def _caught_up(settings: Settings, timeout: float) -> None:
     zero_in_a_row = 0
     try:
         while time.monotonic() < deadline:
+            w.restart_if_fail_stopped()
             lags = [worker_probe.measure(), sink_probe.measure(_sink_partitions(settings))]
             if all(lag and sum(lag.values()) == 0 for lag in lags):
                 zero_in_a_row += 1
@@ -99,12 +101,12 @@ def test_replaying_a_day_leaves_aggregates_unchanged(settings: Settings, worker:
     migrate_database(settings)
     ensure_topics(settings)
     start = time.time() - 1
-    worker(settings)
+    w = worker(settings)
     sim = subprocess.run([GRIDHUB, "simulate", "--rate", "10", "--duration", "30", "--speed", "120", "--no-pace",
                           "--no-progress", "--seed", "3", "--out", str(tmp_path / "sim")],
                          env={**os.environ, **settings.as_env()}, capture_output=True, text=True, timeout=300)
     assert sim.returncode == 0, sim.stderr[-2000:]
-    _caught_up(settings, timeout=300)
+    _caught_up(settings, timeout=300, w=w)
     before = _snapshot(ch_client, settings.ch_database)
     assert before["reports"][0][0] > 100 and before["cases"][0][0] > 10 and before["dispatches"]
 
@@ -113,7 +115,7 @@ def test_replaying_a_day_leaves_aggregates_unchanged(settings: Settings, worker:
     replayed = run_cli(settings, "replay", "--from", since, "--yes", "--no-progress")
     assert replayed.exit_code == 0, replayed.output
     assert f"replayed {raw} records" in replayed.output
-    _caught_up(settings, timeout=300)
+    _caught_up(settings, timeout=300, w=w)
     after = _snapshot(ch_client, settings.ch_database)
     for name in QUERIES:
         assert after[name] == before[name], name

@@ -191,6 +191,8 @@ def test_an_unreadable_input_is_dead_lettered_and_the_batch_goes_on(monkeypatch:
         return proc.Outcome()
 
     class Table:  # what Deliveries.table_write uses of a Faust table: the store and the changelog
+        changelog_topic_name = "t.routing-cases-changelog"
+
         def __init__(self) -> None:
             self.data: dict[bytes, bytes] = {}
             self.changelog: list[tuple[int, bytes, bytes | None]] = []
