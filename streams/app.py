@@ -62,6 +62,13 @@ def create_app(settings: Settings) -> faust.App:
         # Lets one produce request carry many small records (the e2e profile showed 29.5k mostly
         # tiny requests dominating socket time); see Settings.producer_linger_ms.
         producer_linger_ms=settings.producer_linger_ms,
+        # aiokafka waits this long for a produce response AND for a topic to appear in its metadata
+        # (AIOKafkaClient._wait_on_metadata).  Faust's default, 1200 s, let one record for a topic missing
+        # from the metadata block Faust's single changelog-sending task for 20 minutes (every table write
+        # behind it unconfirmed, and the conductor throttled to 10 records/s by "producer buffer full").
+        # 60 s is twice Kafka's own producer default (request.timeout.ms 30 s) and half of
+        # GRIDHUB_CONFIRM_TIMEOUT_S, so the refusal, naming its topic, arrives before the confirm gives up.
+        producer_request_timeout=60.0,
         web_port=settings.web_port,
         web_bind=settings.web_bind,
         web_enabled=True,
