@@ -169,8 +169,8 @@ class Settings(BaseSettings):
     batch_within_ms: int = Field(default=20, ge=1, le=60_000, description="longest wait to fill a batch (ms)")
     # Longest wait for the broker to acknowledge a batch's records before the worker fail-stops (exit 70)
     # and is restarted: 2 min covers a partition leader's failover (seconds in tests/scale/test_kafka_cluster.py)
-    # with a wide margin, and is far below Faust's 20-minute producer request timeout, which would stall
-    # the partition that long.
+    # with a wide margin, and is twice the producer's request timeout (60 s, streams/app.py), so a record
+    # the producer gives up on is reported as refused, with its error, before this deadline.
     confirm_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="broker acknowledgement deadline (s)")
     # The worker's event loop (gridhub/runner.py): libuv's (uvloop) used 16 % less CPU per document than
     # asyncio's on the hub's client stack (gridhub bench baseline, docs/benchmarks.md "Client stack").
