@@ -20,9 +20,9 @@ What it measures, and how (docs/benchmarks.md has the figures):
 
 The expected reports are computed with the pure ``normalize`` on the same documents
 (with the same device registry), so "done" is exact, not a timeout.  Six counties are
-simulated (each on its own partition of 12): the agencies of all 90 would make routing
-create hundreds of dispatch topics during the run, which measures topic creation, not
-the pipeline (production creates them ahead with ``gridhub topics ensure``).
+simulated (each on its own partition of 12), and their agencies' topics are created before the
+worker starts (:func:`agency_topics`), as production does with ``gridhub topics ensure
+--dispatch``: topics created on first use would measure topic creation, not the pipeline.
 """
 
 from __future__ import annotations
@@ -163,10 +163,26 @@ def _producer(settings: Settings) -> Any:
                          batch_size=256 * 1024, **settings.kafka_client_options())
 
 
+def agency_topics(settings: Settings) -> list[str]:
+    """The bench counties' ``dispatch.<agency>`` topics, created before the worker starts as production
+    does (``gridhub topics ensure --dispatch``, docs/scaling.md).  Not their ``feedback.<agency>``
+    topics: the benchmark sends no feedback, and routing's relay would subscribe to each of them.
+
+    Created on first use instead, about 90 topics appear within seconds in the middle of the timed
+    window; one run of 2026-12-04 then had its producer stuck for 60 s after a NotLeaderForPartition
+    on a new topic, every pending batch expired and the worker fail-stopped (exit 70): the benchmark
+    measured topic creation, not the pipeline.
+    """
+    from gridhub.core.agencies import catalog_for_rules
+    from gridhub.core.topics import dispatch_topic
+
+    return [dispatch_topic(agency) for agency in catalog_for_rules(settings.routing_rules).dispatch_agencies(COUNTIES)]
+
+
 def preload(settings: Settings, load: Workload) -> None:
     from gridhub.core.kafka_admin import ensure_topics
 
-    ensure_topics(settings, names=[*RAW.values(), REGISTRY_DEVICES])
+    ensure_topics(settings, names=[*RAW.values(), REGISTRY_DEVICES, *agency_topics(settings)])
     producer = _producer(settings)
     for device_id, row in load.registry.items():
         producer.send(settings.topic(REGISTRY_DEVICES), key=device_id.encode(),
