@@ -118,3 +118,14 @@ def baseline_cmd(documents: int, seed: int, as_json: bool) -> None:
     from bench.e2e import run_baseline
 
     run_baseline(documents, seed, as_json)
+
+
+@bench.command("logic")
+@click.option("-n", "--documents", default=6_000, show_default=True, help="documents of the e2e mix")
+@click.option("--seed", default=141, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
+def logic_cmd(documents: int, seed: int, as_json: bool) -> None:
+    """CPU per document of the hub's own transforms (normalize, fusion, routing, Avro), no Kafka."""
+    from bench.logic import run_logic_bench
+
+    run_logic_bench(documents, seed, as_json)

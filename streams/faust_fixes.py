@@ -4,7 +4,7 @@ Found with tests/streams/fusion/test_fusion_worker.py (SIGKILL a fusion worker
 mid-stream, restart it, compare with an uninterrupted run), which failed in
 about half of the local runs: the restarted worker either skipped a run of
 ~150 records per partition (the group's committed offset then stuck at the hole
-for good) or processed nothing at all.  Two bugs and one defence; 4-6 were
+for good) or processed nothing at all.  Two bugs and one defence; 4-7 were
 found later by CI runs and the two-worker kill tests:
 
 1. **Queues cleared after the fetcher filled them** (upstream
@@ -73,6 +73,29 @@ found later by CI runs and the two-worker kill tests:
    (``producer.flush``).  Seen in CI as a stream stalled for 300 s.  Fix: the
    exception is set on that record's future (``confirm`` then stops the worker,
    exit 70) and the task carries on.
+7. **Records fetched before a rebalance stamped with the new generation** (not
+   reported upstream; found by tests/scale/test_two_workers_per_domain.py with
+   ~1,000 topics on the broker: 33 linked reports lost).  ``Consumer.getmany``
+   reads the generation *after* waiting for the consumer thread's fetch, so a
+   fetch that began before a rebalance and returns after it hands over records
+   from the old position (offsets 104.. of ``reports``) as current ones, just
+   after ``perform_seek`` set the partition back to its committed offset (74).
+   ``_drain_messages`` then records 75..103 as a "gap" (offsets the log does not
+   have, as after compaction) and counts them as done: once 104 is processed the
+   commit passes 75..103, which no agent ever saw.  Fix: the generation is read
+   before the wait, and a fetch that straddled a generation change is dropped
+   (its records are read again from the committed offset).  That was not all: the
+   two-worker routing case still logged gaps on ``cases`` (not compacted in the
+   test: no real hole) within one generation, with aiokafka's position past the
+   record.  Whatever put the position there, a gap is now verified before it
+   counts: the fetch loop seeks back to the first skipped offset once
+   (``offset_gap_rechecked``); records that exist come back in order, and a real
+   hole (compaction, a transaction marker) brings the same record again and only
+   then becomes a gap, logged as ``consumer_offset_gap``.  And a seek stored the
+   offset to read *next* where the loop keeps the offset read *last*, so a first
+   record one past the sought offset skipped that offset unnoticed (a fusion run
+   lost one sensor alarm this way: no gap logged, the commit passed it); a seek
+   now stores the offset before its target.
 
 :func:`install` refuses any other Faust version, so an upgrade gets a fresh look
 (is #596 fixed there?) instead of a silent override.
@@ -82,12 +105,12 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any, Iterable, Mapping, cast
+from typing import Any, AsyncIterator, Iterable, Mapping, cast
 
 import faust
 from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import CONSUMER_FETCHING, Consumer, ensure_TP
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import FutureMessage, Message, ack_lock
@@ -105,6 +128,10 @@ ORIGINAL_GETMANY = AIOKafkaConsumerThread.getmany
 ORIGINAL_VERIFY_PARTITIONS = Collection._verify_source_topic_partitions
 ORIGINAL_ACK = Consumer.ack
 ORIGINAL_SEND_PENDING = ProducerBuffer._send_pending
+ORIGINAL_ADD_GAP = Consumer._add_gap
+ORIGINAL_DRAIN_MESSAGES = Consumer._drain_messages
+ORIGINAL_PERFORM_SEEK = Consumer.perform_seek
+ORIGINAL_CONSUMER_GETMANY = Consumer.getmany
 
 #: Messages whose batch an agent finished (5 in the module doc); weak: a message is forgotten with its event.
 _processed: "weakref.WeakSet[Message]" = weakref.WeakSet()
@@ -140,6 +167,148 @@ async def _send_pending(self: ProducerBuffer, fut: FutureMessage) -> None:
                     error=f"{type(exc).__name__}: {exc}")
         if not fut.done():
             fut.set_exception(exc)
+
+
+async def consumer_getmany(self: Consumer, timeout: float) -> AsyncIterator[tuple[Any, Message]]:
+    """``Consumer.getmany`` of 0.15.3 with the generation read before the fetch (7 in the module doc)."""
+    app = cast(Any, self.app)
+    generation_id = app.consumer_generation_id
+    records, active_partitions = await self._wait_next_records(timeout)
+    if records is None or self.should_stop:
+        return
+    if app.consumer_generation_id != generation_id:
+        # Fetched from the positions before the rebalance; the partitions were sought to their
+        # committed offsets since, and these records are read again from there.
+        dropped = sum(len(r) for r in records.values())
+        if dropped:
+            log.info("stale_fetch_dropped", records=dropped, fetched_in=generation_id, now=app.consumer_generation_id)
+        return
+    records_it = self.scheduler.iterate(records)
+    to_message = self._to_message
+    if self.flow_active:
+        for tp, record in records_it:
+            if not self.flow_active or app.consumer_generation_id != generation_id:
+                break
+            if active_partitions is None or tp in active_partitions or tp in self._buffered_partitions:
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                yield tp, to_message(tp, record)
+    else:
+        try:
+            await self.perform_seek()
+        except Exception as ex:  # as the library: logged, the next rebalance seeks again
+            self.log.warning(f"exception performing seek when flow not active {ex}")
+
+
+def gap_to_recheck(checked: Mapping[Any, int], tp: Any, offset: int, read_offset: int | None) -> bool:
+    """Whether the record at ``offset`` skips offsets after ``read_offset`` that were not verified yet.
+
+    Faust takes any such skip for a hole in the log (compaction, a transaction marker) and counts the
+    skipped offsets as done.  It is also what a record fetched from a stale position looks like (7 in
+    the module doc), so the consumer seeks back to the first skipped offset once: a real hole brings
+    the same record right after the seek (``checked[tp] == offset``: now counted as a gap), records
+    that exist come back in order.
+    """
+    return read_offset is not None and offset - read_offset > 1 and checked.get(tp) != offset
+
+
+def last_read_before(offset: int | None) -> int | None:
+    """The read offset after a seek to ``offset``: the offset *before* it (7 in the module doc).
+
+    Faust's fetch loop keeps the last offset read per partition, but its seeks stored the offset to
+    read next; so the first record after a seek could skip exactly one offset unnoticed (a gap of 1
+    is "the next record"), and the commit then passed it: one record lost.
+    """
+    return offset - 1 if offset is not None and offset >= 0 else None
+
+
+async def perform_seek(self: Consumer) -> None:
+    """``Consumer.perform_seek`` of 0.15.3 with the read offsets as "last read" (7 in the module doc)."""
+    committed = await self.seek_to_committed()
+    self._read_offset.update({tp: last_read_before(offset) for tp, offset in committed.items()})
+    self._committed_offset.update({ensure_TP(tp): offset if offset else None  # as the library
+                                   for tp, offset in committed.items() if offset is not None})
+
+
+async def seek(self: Consumer, partition: Any, offset: int) -> None:
+    """``Consumer.seek`` of 0.15.3 with the read offset as "last read" (7 in the module doc)."""
+    await self._seek(partition, offset)
+    self._read_offset[ensure_TP(partition)] = last_read_before(offset)
+
+
+async def _drain_messages(self: Consumer, fetcher: Any) -> None:  # pragma: no cover - the fetcher loop
+    """``Consumer._drain_messages`` of 0.15.3 that verifies a gap with the broker before counting its
+    offsets as done (7 in the module doc)."""
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = cast(Any, self)._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    get_read_offset = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    yield_every, num_since_yield = 100, 0  # the library's: yield to the loop every 100 records
+    gaps_checked: dict[Any, int] = {}  # tp -> the record after the last gap sought back to verify
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            rechecking: set[Any] = set()  # partitions sought back during this fetch
+            set_flag(CONSUMER_FETCHING)
+            ait = cast(Any, getmany(timeout=1.0))
+            await self.sleep(0)
+            if not self.should_stop:
+                async for tp, message in ait:
+                    num_since_yield += 1
+                    if num_since_yield > yield_every:
+                        await asyncio.sleep(0)
+                        num_since_yield = 0
+                    if tp in rechecking:
+                        continue  # the rest of a fetch taken back by a seek: fetched again in order
+                    offset = message.offset
+                    r_offset = get_read_offset(tp)
+                    if r_offset is None or offset >= r_offset:
+                        gap = offset - (r_offset or 0)
+                        if gap > 1 and r_offset is not None and acks_enabled_for(message.topic):
+                            if gap_to_recheck(gaps_checked, tp, offset, r_offset):
+                                gaps_checked[tp] = offset
+                                rechecking.add(tp)
+                                log.warning("offset_gap_rechecked", topic=tp.topic, partition=tp.partition,
+                                            offset=offset, read_offset=r_offset)
+                                try:
+                                    await seek(self, tp, r_offset + 1)
+                                except Exception as exc:  # noqa: BLE001 - revoked meanwhile: re-sought on assignment
+                                    log.warning("offset_gap_recheck_failed", topic=tp.topic,
+                                                partition=tp.partition, error=f"{type(exc).__name__}: {exc}")
+                                continue
+                            await self._add_gap(tp, r_offset + 1, offset)
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                        set_read_offset(tp, offset)
+                unset_flag(CONSUMER_FETCHING)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        unset_flag(CONSUMER_FETCHING)
+
+
+async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:
+    """``Consumer._add_gap``, logged: offsets the consumer will count as done without reading them."""
+    log.warning("consumer_offset_gap", topic=tp.topic, partition=tp.partition, offset_from=offset_from,
+                offset_to=offset_to, committed=self._committed_offset.get(tp),
+                generation=cast(Any, self.app).consumer_generation_id)
+    await ORIGINAL_ADD_GAP(self, tp, offset_from, offset_to)
 
 
 async def _seek_resume_and_finish(recovery: Any, standbys_ready: bool) -> None:
@@ -223,7 +392,7 @@ def _verify_source_topic_partitions(self: Collection, source_topic: str) -> None
 
 
 def install() -> None:
-    """Replace the seven methods (idempotent)."""
+    """Replace the twelve methods (idempotent)."""
     if faust.__version__ != FIXED_VERSION:
         raise RuntimeError(f"streams/faust_fixes.py patches faust-streaming {FIXED_VERSION}, found "
                            f"{faust.__version__}: check whether faust-streaming/faust#596 is fixed there "
@@ -235,3 +404,8 @@ def install() -> None:
     Collection._verify_source_topic_partitions = _verify_source_topic_partitions  # type: ignore[method-assign]
     Consumer.ack = ack  # type: ignore[method-assign]
     ProducerBuffer._send_pending = _send_pending  # type: ignore[method-assign]
+    Consumer._add_gap = _add_gap  # type: ignore[method-assign]
+    Consumer.getmany = consumer_getmany  # type: ignore[method-assign]
+    Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
+    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    Consumer.seek = seek  # type: ignore[method-assign]

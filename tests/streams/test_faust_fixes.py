@@ -254,3 +254,80 @@ def test_a_failed_changelog_send_fails_its_future_and_the_buffer_carries_on() ->
 
     refused, after = asyncio.run(run())
     assert isinstance(refused.exception(), RuntimeError) and after.result() == "ok"
+
+
+def _fetching_consumer(generation_after_wait: int) -> Any:
+    """A consumer whose fetch began in generation 3 and returns offsets 104-106 of ``reports``/0 once the
+    generation is ``generation_after_wait`` (a rebalance, with its seek, happened during the wait)."""
+    from faust.types import TP
+
+    tp = TP("reports", 0)
+    app = SimpleNamespace(consumer_generation_id=3, monitor=SimpleNamespace(track_tp_end_offset=lambda tp, hw: None))
+
+    async def wait_next_records(timeout: float) -> Any:
+        app.consumer_generation_id = generation_after_wait
+        return {tp: [104, 105, 106]}, {tp}
+
+    return SimpleNamespace(
+        app=app, should_stop=False, flow_active=True, _buffered_partitions=set(), highwater=lambda tp: 200,
+        _wait_next_records=wait_next_records,
+        scheduler=SimpleNamespace(iterate=lambda records: ((tp, r) for tp, rs in records.items() for r in rs)),
+        _to_message=lambda tp, offset: _messages(range(offset, offset + 1), app.consumer_generation_id)[0])
+
+
+async def _fetched(getmany: Any, consumer: Any) -> list[tuple[int, int]]:
+    return [(m.offset, m.generation_id) async for _, m in getmany(consumer, 1.0)]
+
+
+def test_a_fetch_that_straddles_a_rebalance_is_dropped() -> None:
+    """The library stamps records fetched before the rebalance with the new generation: processed and
+    acked as current, they let the commit pass the offsets between the seek and them (fix 7)."""
+    stale_as_current = asyncio.run(_fetched(faust_fixes.ORIGINAL_CONSUMER_GETMANY, _fetching_consumer(4)))
+    assert stale_as_current == [(104, 4), (105, 4), (106, 4)]
+    assert asyncio.run(_fetched(faust_fixes.consumer_getmany, _fetching_consumer(4))) == []
+
+
+def test_a_fetch_within_one_generation_is_handed_over_whole() -> None:
+    assert asyncio.run(_fetched(faust_fixes.consumer_getmany, _fetching_consumer(3))) == [(104, 3), (105, 3), (106, 3)]
+
+
+def test_a_gap_is_sought_back_once_before_it_counts() -> None:
+    """Faust counts offsets a record skips as done; the fixed loop first seeks back to them (fix 7)."""
+    checked: dict[Any, int] = {}
+    tp = ("cases", 2)
+    assert faust_fixes.gap_to_recheck(checked, tp, 33, read_offset=26) is True  # 27..32 skipped: verify
+    checked[tp] = 33
+    # after the seek back, the same record first again: a real hole (compaction), now a gap
+    assert faust_fixes.gap_to_recheck(checked, tp, 33, read_offset=27) is False
+    assert faust_fixes.gap_to_recheck(checked, tp, 40, read_offset=34) is True  # another gap: verified too
+    assert faust_fixes.gap_to_recheck(checked, tp, 27, read_offset=26) is False  # the next record: no gap
+    assert faust_fixes.gap_to_recheck(checked, tp, 33, read_offset=None) is False  # nothing read yet
+
+
+def test_install_replaces_the_fetcher_loop() -> None:
+    from faust.transport.consumer import Consumer
+
+    faust_fixes.install()
+    assert Consumer._drain_messages is faust_fixes._drain_messages
+    assert Consumer.getmany is faust_fixes.consumer_getmany
+
+
+def test_a_seek_leaves_the_offset_before_its_target_as_read() -> None:
+    """After a seek to the committed 26, a first record 27 must look like a skip (fix 7): Faust stored
+    26 as *read*, so 27 passed as the next record and 26 was committed unprocessed."""
+    from collections import defaultdict
+
+    from faust.types import TP
+
+    async def seek_to_committed() -> dict[Any, int | None]:
+        return {TP("cases", 0): 26, TP("cases", 1): 0, TP("cases", 2): None}
+
+    consumer = SimpleNamespace(seek_to_committed=seek_to_committed, _read_offset=defaultdict(lambda: None),
+                               _committed_offset={})
+    asyncio.run(faust_fixes.perform_seek(consumer))  # type: ignore[arg-type]
+    assert dict(consumer._read_offset) == {TP("cases", 0): 25, TP("cases", 1): -1, TP("cases", 2): None}
+    assert consumer._committed_offset == {TP("cases", 0): 26, TP("cases", 1): None}
+    checked: dict[Any, int] = {}
+    assert faust_fixes.gap_to_recheck(checked, TP("cases", 0), 27, consumer._read_offset[TP("cases", 0)]) is True
+    assert faust_fixes.gap_to_recheck(checked, TP("cases", 0), 26, consumer._read_offset[TP("cases", 0)]) is False
+    assert faust_fixes.gap_to_recheck(checked, TP("cases", 1), 1, consumer._read_offset[TP("cases", 1)]) is True
