@@ -38,8 +38,9 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -78,13 +79,19 @@ class Workload:
     report_ids: set[str] = field(default_factory=set)
 
 
-def workload(seed: int, documents: int, start_ms: int) -> Workload:
-    """``documents`` simulator records from ``start_ms`` on, with the report ids normalize gives them."""
+def simulated(seed: int, documents: int, start_ms: int) -> tuple[dict[str, dict[str, Any]], Iterator[Any]]:
+    """The benchmark's device registry and its first ``documents`` simulator records (the e2e mix)."""
     duration = documents / SIM_RATE * 1.2  # a margin: the generator's rate is a mean
     registry = {d.device_id: d.registry_row()
                 for d in devices_for(seed, SIM_RATE, duration, start_ms=start_ms, counties=COUNTIES)}
+    return registry, islice(generate(seed, SIM_RATE, duration, start_ms=start_ms, counties=COUNTIES), documents)
+
+
+def workload(seed: int, documents: int, start_ms: int) -> Workload:
+    """``documents`` simulator records from ``start_ms`` on, with the report ids normalize gives them."""
+    registry, records = simulated(seed, documents, start_ms)
     out = Workload([], registry)
-    for rec in generate(seed, SIM_RATE, duration, start_ms=start_ms, counties=COUNTIES):
+    for rec in records:
         value = rec.value()
         try:
             result = normalize(rec.source, value, registry=registry, received_at_ms=rec.at_ms, pii_key=b"bench")
@@ -94,8 +101,6 @@ def workload(seed: int, documents: int, start_ms: int) -> Workload:
         out.docs.append(Doc(rec.source, rec.key.encode(), value, rid))
         if rid:
             out.report_ids.add(rid)
-        if len(out.docs) == documents:
-            break
     return out
 
 

@@ -52,10 +52,10 @@ class LogicRun:
 
 def run_logic(documents: int, seed: int) -> LogicRun:
     """The four stages over ``documents`` simulator records of the e2e mix (see the module doc)."""
-    from bench.e2e import COUNTIES, SIM_RATE
+    from bench.e2e import simulated
     from gridhub.core.codec import codec
     from gridhub.core.settings import get_settings
-    from gridhub.simulate.generator import DEFAULT_START_MS, devices_for, generate
+    from gridhub.simulate.generator import DEFAULT_START_MS
     from streams.fusion.config import load_config
     from streams.fusion.engine import FusionEngine
     from streams.fusion.state import MemoryKV
@@ -63,12 +63,8 @@ def run_logic(documents: int, seed: int) -> LogicRun:
     from streams.routing.processor import DictKV, Processor
     from streams.routing.rules import load_rules
 
-    duration = documents / SIM_RATE * 1.2  # as bench e2e: the generator's rate is a mean
-    registry = {d.device_id: d.registry_row()
-                for d in devices_for(seed, SIM_RATE, duration, start_ms=DEFAULT_START_MS, counties=COUNTIES)}
-    raw = [(rec.source, rec.value(), rec.at_ms)
-           for _, rec in zip(range(documents), generate(seed, SIM_RATE, duration, start_ms=DEFAULT_START_MS,
-                                                        counties=COUNTIES))]
+    registry, simulator_records = simulated(seed, documents, DEFAULT_START_MS)
+    raw = [(rec.source, rec.value(), rec.at_ms) for rec in simulator_records]
     run = LogicRun(documents=len(raw))
 
     # Start-up work a worker does once (jieba's dictionary, compiled patterns) is not per document.

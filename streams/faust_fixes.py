@@ -129,7 +129,6 @@ ORIGINAL_VERIFY_PARTITIONS = Collection._verify_source_topic_partitions
 ORIGINAL_ACK = Consumer.ack
 ORIGINAL_SEND_PENDING = ProducerBuffer._send_pending
 ORIGINAL_ADD_GAP = Consumer._add_gap
-ORIGINAL_DRAIN_MESSAGES = Consumer._drain_messages
 ORIGINAL_PERFORM_SEEK = Consumer.perform_seek
 ORIGINAL_CONSUMER_GETMANY = Consumer.getmany
 
