@@ -24,7 +24,6 @@ agent dead-letters it with the reason; nothing changes).
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 from typing import Any, Mapping
@@ -150,7 +149,7 @@ def on_command(state: dict[str, Any] | None, cmd: Mapping[str, Any],
     action, at = cmd["action"], int(cmd["time"])
     if state.get("merged_into") and action != ABSORB:
         raise Rejected(f"case {state['case_id']} was merged into {state['merged_into']}: act on that case")
-    state = copy.deepcopy(state)
+    state = lc.copy_state(state)
     fx = Effects()
     pins = state.setdefault("pinned", {})
 

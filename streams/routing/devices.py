@@ -23,7 +23,6 @@ keeps ``state`` in its own table keyed by device id.  Ids are deterministic
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import uuid
@@ -33,7 +32,7 @@ from typing import Any, Mapping
 
 from gridhub.core.agencies import AgencyCatalog
 from gridhub.core.yamlconf import ConfigError, line_of, load_yaml
-from streams.routing.lifecycle import Effects
+from streams.routing.lifecycle import Effects, copy_state
 
 TROUBLES = ("offline", "fault", "low_battery")
 HEALTHY = ("online", "selftest")
@@ -147,7 +146,7 @@ def _dispatch(case: Mapping[str, Any], ev: Mapping[str, Any], action: str = "dis
 def on_device_event(state: dict[str, Any] | None, ev: Mapping[str, Any], owners: Owners,
                     catalog: AgencyCatalog) -> tuple[dict[str, Any], Effects]:
     """Apply one DeviceEvent to the device's open cases."""
-    state = copy.deepcopy(state) if state is not None else {"device_id": ev["device_id"], "open": {}, "seen": []}
+    state = copy_state(state) if state is not None else {"device_id": ev["device_id"], "open": {}, "seen": []}
     fx = Effects()
     if ev["event_id"] in state["seen"]:
         return state, fx

@@ -29,9 +29,10 @@ deadline scan reads only the entries that are due, not every case ever routed.
 from __future__ import annotations
 
 import heapq
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Protocol
+
+import orjson
 
 from gridhub.core.errors import Rejected
 from gridhub.core.logging import get_logger
@@ -120,11 +121,14 @@ class Outcome:
 
 
 def encode(state: Mapping[str, Any]) -> bytes:
-    return json.dumps(state, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON, as ``json.dumps(ensure_ascii=False, separators=(",", ":"))`` wrote it before
+    (byte for byte on every routing state ``gridhub bench json`` tried), at about a third of its CPU;
+    the old and the new bytes decode alike, so a changelog written by either stays readable."""
+    return orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS)
 
 
 def decode(raw: bytes | None) -> dict[str, Any] | None:
-    return json.loads(raw) if raw else None
+    return orjson.loads(raw) if raw else None
 
 
 def _expiry(state: Mapping[str, Any], rules: RuleSet) -> int | None:
@@ -189,7 +193,7 @@ class Processor:
             kept.append(entry)
         entry_doc: dict[str, Any] = {"at": list(pos)}
         if fx:
-            entry_doc["fx"] = asdict(fx)
+            entry_doc["fx"] = fx.as_doc()
         if dead is not None:
             entry_doc["dead"], entry_doc["stage"] = dead, stage
         kept.append(entry_doc)

@@ -298,18 +298,9 @@ def supervise(workers: list[Any], kills: list[str]) -> None:
             kills.append(f"worker {i} stopped itself (exit 70) and was restarted")
 
 
-#: Issue 14.  With 250-1,200 extra topics on the broker (as late in the full suite), fusion and routing
-#: lost records until streams/faust_fixes.py 7 (2026-12-04): records fetched before a rebalance taken
-#: for current ones, and the offsets before them counted as a hole in the log or skipped by one.  While
-#: it was found, 5 of 22 runs lost: fusion 33 and 1 linked reports, routing 33, 38 and 93 dispatches.
-#: With the whole fix: 6 of 6 runs (3 each), 0 lost.  Non-strict until CI shows it too; docs/scaling.md.
-REBALANCE_LOSS = pytest.mark.xfail(strict=False, reason=(
-    "issue 14: fixed by streams/faust_fixes.py 7 (0 lost in 6 of 6 local runs under broker load); "
-    "kept non-strict until CI confirms; docs/scaling.md Known issues"))
-
-
-@pytest.mark.parametrize("name", ["ingest", pytest.param("fusion", marks=REBALANCE_LOSS),
-                                  pytest.param("routing", marks=REBALANCE_LOSS), "clickhouse"])
+#: Issue 14: fusion and routing lost records here (records fetched before a rebalance taken for current
+#: ones, skipped offsets counted as done) until streams/faust_fixes.py 7; docs/scaling.md has the runs.
+@pytest.mark.parametrize("name", ["ingest", "fusion", "routing", "clickhouse"])
 def test_two_workers_one_killed_at_three_points(name: str, settings: Settings, kafka_producer: Any,
                                                 worker: Callable[..., Any], ch_client: Any, tmp_path: Path) -> None:
     began = time.monotonic()

@@ -68,6 +68,27 @@ def routed(rules: RuleSet, **kw: Any) -> dict[str, Any]:
     return state
 
 
+def test_transitions_leave_the_callers_state_as_it_was(rules: RuleSet) -> None:
+    """Each transition works on a copy (``lc.copy_state``): the state handed in, which the processor
+    may still need (a rejection keeps the old state), is the same value after the call."""
+    state, _ = lc.on_case(None, make_case(1), rules)
+    before = json.dumps(state, sort_keys=True)
+    signed, fx = lc.on_feedback(state, fb(state, "sign", T0 + MIN), rules)
+    assert fx.events and signed["status"] == "signed" and state["status"] != "signed"
+    rerouted, _ = lc.on_case(signed, make_case(2, category="noise"), rules)
+    assert json.dumps(state, sort_keys=True) == before
+    assert rerouted is not signed and signed["status"] == "signed"
+
+
+def test_copy_state_is_a_deep_json_copy() -> None:
+    state = {"a": [1, {"b": [2.5, None, True]}], "c": {"d": "网格"}, 7: "int key, as JSON writes it"}
+    copied = lc.copy_state(state)
+    assert copied == {"a": [1, {"b": [2.5, None, True]}], "c": {"d": "网格"}, "7": "int key, as JSON writes it"}
+    copied["a"][1]["b"].append("x")
+    copied["c"]["d"] = "changed"
+    assert state["a"] == [1, {"b": [2.5, None, True]}] and state["c"] == {"d": "网格"}
+
+
 def test_first_version_dispatches_lead_with_deadlines(rules: RuleSet) -> None:
     state, fx = lc.on_case(None, make_case(), rules)
     assert state["status"] == "dispatched"

@@ -9,7 +9,7 @@ import pytest
 from gridhub.core.clock import HubClock
 from gridhub.core.settings import Settings
 from streams.routing import lifecycle as lc
-from streams.routing.processor import DeadlineIndex, DictKV, Outcome, Processor, decode
+from streams.routing.processor import DeadlineIndex, DictKV, Outcome, Processor, decode, encode
 from streams.routing.rules import RuleSet, load_rules
 from helpers.routing import T0, MIN, HOUR, DAY, write_rules
 
@@ -219,3 +219,14 @@ def test_a_placeholder_whose_case_never_came_expires_too(rules: RuleSet) -> None
     assert decode(kv.data[b"c-gone"])["placeholder"] and decode(kv.data[b"c-gone"])["expires"] == T0 + 7 * DAY
     Scanner(p, kv, index).scan(T0 + 7 * DAY)
     assert b"c-gone" not in kv.data
+
+
+def test_state_bytes_are_the_compact_json_written_before() -> None:
+    """``encode`` moved from json to orjson; a changelog written by either must read the same, and the
+    states routing writes (text, floats, nested outboxes) encode to the very bytes json wrote."""
+    import json
+    state = {"case_id": "c-1", "title": "垃圾乱堆 \"引号\"", "lng": 120.123456, "lat": 30.8, "severity": 1,
+             "due": None, "dispatchable": True, "outbox": [{"at": ["cases", 3, 17], "fx": {"dispatches": []}}]}
+    old = json.dumps(state, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    assert encode(state) == old
+    assert decode(old) == decode(encode(state)) == state
