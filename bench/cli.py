@@ -60,15 +60,17 @@ def fusion_cmd(hours: float, rate: float, warmup: float, seed: int, store: str, 
 @click.option("--profile", type=click.Path(dir_okay=False), default=None,
               help="run the worker under cProfile, write the stats here and print the top functions")
 @click.option("--quick", is_flag=True, help="6,000 documents, 20 s at the offered rate: under 3 minutes")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 12),
+              help="hub workers in one group (at most the 12 partitions); CPU is their sum, RSS the largest")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
 def e2e_cmd(documents: int, latency_seconds: float, offered: float, seed: int, profile: str | None, quick: bool,
-            as_json: bool) -> None:
+            workers: int, as_json: bool) -> None:
     """The whole hub end to end (needs gridhub infra up): throughput, latency, baseline, RSS."""
     from bench.e2e import run_e2e
 
     if quick:
         documents, latency_seconds = 6_000, 20.0
-    run_e2e(documents, latency_seconds, offered, seed, profile, quick, as_json)
+    run_e2e(documents, latency_seconds, offered, seed, profile, quick, as_json, workers)
 
 
 @bench.command("state")

@@ -337,7 +337,47 @@ def kafka_records(settings: Settings, documents: int) -> dict[str, Any]:
             "written_by_topic": dict(sorted(written.items(), key=lambda kv: -kv[1]))}
 
 
-def saturation(settings: Settings, load: Workload, proc: Process, timeout: float) -> dict[str, Any]:
+class Workers:
+    """Several hub workers in one consumer group (``--workers N``), used where one :class:`Process` is.
+
+    Each has its own state directory and web port, as two pods would.  CPU is their sum (CPU per
+    document stays comparable with one worker's), peak RSS the largest one's, the log the first's.
+    """
+
+    def __init__(self, procs: list[Process]) -> None:
+        self.procs = procs
+        self.log_path = procs[0].log_path
+
+    def wait_ready(self) -> None:
+        for proc in self.procs:
+            proc.wait_ready()
+
+    def cpu_seconds(self) -> float:
+        return sum(proc.cpu_seconds() for proc in self.procs)
+
+    def peak_rss_mb(self) -> float:
+        return max(proc.peak_rss_mb() for proc in self.procs)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.stop()
+
+
+def start_workers(settings: Settings, work: Path, count: int, profile: str | None) -> tuple[Workers, list[Settings]]:
+    """``count`` ``gridhub run`` workers of ``settings``' namespace; the first under cProfile if asked."""
+    procs, settings_of = [], []
+    for i in range(count):
+        own = settings if i == 0 else settings.model_copy(update={"run_dir": work / f"hub{i}", "web_port": free_port()})
+        (Path(own.run_dir) / "faust").mkdir(parents=True, exist_ok=True)
+        command = [str(REPO_ROOT / ".venv" / "bin" / "gridhub"), "run"]
+        if profile and i == 0:
+            command = [sys.executable, "-m", "cProfile", "-o", profile, *command]
+        procs.append(Process(own, command, work / ("hub.log" if i == 0 else f"hub{i}.log")))
+        settings_of.append(own)
+    return Workers(procs), settings_of
+
+
+def saturation(settings: Settings, load: Workload, proc: Process | Workers, timeout: float) -> dict[str, Any]:
     """Throughput of the pre-loaded documents, from the first ``reports.linked`` record until done.
 
     Done = the worker's group has committed every raw and ``reports`` record, and ClickHouse holds
@@ -513,7 +553,7 @@ def bench_workspace(prefix: str) -> tuple[Settings, Path]:
 
 
 def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, profile: str | None, quick: bool,
-            as_json: bool) -> None:
+            as_json: bool, workers: int = 1) -> None:
     import logging
 
     if as_json:  # stdout carries the one JSON object; progress lines of the tools used stay quiet
@@ -531,11 +571,9 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
     # Phase 1 documents dated in the last hours; phase 2 documents are new incidents after them.
     load = workload(seed, documents, now - int(documents / SIM_RATE * 1.2 * 1000) - 3600_000)
     preload(settings, load)
-    command = [str(REPO_ROOT / ".venv" / "bin" / "gridhub"), "run"]
-    if profile:
-        command = [sys.executable, "-m", "cProfile", "-o", profile, *command]
-    proc = Process(settings, command, work / "hub.log")
-    result: dict[str, Any] = {"namespace": ns, "quick": quick, "counties": len(COUNTIES), **stack(settings)}
+    proc, worker_settings = start_workers(settings, work, workers, profile)
+    result: dict[str, Any] = {"namespace": ns, "quick": quick, "counties": len(COUNTIES), "workers": workers,
+                              **stack(settings)}
     try:
         proc.wait_ready()
         phase("setup")
@@ -552,10 +590,10 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
         result.update(latency(settings, live, rate, seconds=latency_seconds, timeout=120))
         phase("latency")
         result["peak_rss_mb"] = proc.peak_rss_mb()
-        faust_dir = settings.faust_datadir
-        tables = faust_dir / "v1" / "tables"
-        result["state_mb"] = {"total": _dir_mb(faust_dir),
-                              "fusion": round(sum(_dir_mb(p) for p in tables.glob("fusion-state-*")), 2)}
+        dirs = [own.faust_datadir for own in worker_settings]
+        result["state_mb"] = {"total": round(sum(_dir_mb(d) for d in dirs), 2),
+                              "fusion": round(sum(_dir_mb(p) for d in dirs
+                                                  for p in (d / "v1" / "tables").glob("fusion-state-*")), 2)}
     finally:
         proc.stop()
         delete_namespace(settings)
@@ -564,7 +602,8 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
     phase("baseline")
     result["phase_seconds"] = {**phases, "total": round(time.monotonic() - t0, 1)}
     # Keep the logs (hub.log, baseline.log) for a look afterwards; the table state is only a cache.
-    shutil.rmtree(work / "hub" / "faust", ignore_errors=True)
+    for own in worker_settings:
+        shutil.rmtree(Path(own.run_dir) / "faust", ignore_errors=True)
     shutil.rmtree(work / "baseline", ignore_errors=True)
     result["logs"] = str(work)
     result["ratio"] = round(result["throughput_rps"] / result["baseline_rps"], 3)
@@ -579,7 +618,7 @@ def run_e2e(documents: int, latency_seconds: float, offered: float, seed: int, p
     click.echo(f"documents {result['documents']} ({result['reports']} reports, {result['linked']} linked), "
                f"{len(COUNTIES)} counties")
     click.echo(f"throughput   {result['throughput_rps']:>9.1f} documents/s  ({result['reports_per_s']} reports/s, "
-               f"{result['seconds']} s)")
+               f"{result['seconds']} s; {workers} worker{'s' if workers > 1 else ''})")
     click.echo(f"baseline     {result['baseline_rps']:>9.1f} documents/s  (Faust raw -> raw pass-through)")
     click.echo(f"ratio        {result['ratio']:>9.3f}")
     click.echo(f"CPU per doc  {result['worker_cpu_ms_per_doc']:>9.3f} ms worker, {result['baseline_cpu_ms_per_doc']:.3f} ms "
