@@ -43,12 +43,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 #: Simulator run: 6 records/s for 6 simulated minutes -> ~2,100 records, ~1,000 reports (the rest are
 #: heartbeats and maintenance events): enough cases in every partition, about a minute of work.
 SEED, RATE, DURATION = 23, 6.0, 360.0
-#: Six counties that hash to six different partitions (of 12), so both workers own some of them;
-#: fewer counties also means fewer agencies, hence fewer dispatch topics created on demand.
 #: The stages under test (domains of `gridhub run --only`).  Routing was left out while two routing
 #: workers could hang or lose records at a rebalance; since Faust fix 7 it is in, and the dispatch ids
 #: are compared too (docs/scaling.md "Issues met, and what became of them").
 ONLY = "fusion,routing"
+#: Six counties that hash to six different partitions (of 12), so both workers own some of them;
+#: fewer counties also means fewer agencies, hence fewer dispatch topics created on demand.
 COUNTIES = ("330502", "330503", "330902", "331081", "330381", "330110")
 
 
