@@ -570,10 +570,11 @@ def render_html(answers: dict[str, Answer], period: Period, title_area: str) -> 
                                        ("sign_hours_p90", "签收用时P90"), ("resolve_hours_p50", "办结用时中位数(小时)"),
                                        ("resolve_hours_p90", "办结用时P90"), ("on_time_rate", "按期办结率"),
                                        ("overdue", "超期"), ("returned", "退单")])),
+        # None overdue is an answer ("无超期未办结案件", said by the chart), not missing data: no empty table.
         section("overdue_open", overdue_svg(a["overdue_open"]),
                 _table(a["overdue_open"], [("agency_name", "部门"), ("open_overdue", "超期未办结"),
                                            ("resolve_clock", "办结超期"), ("sign_clock_only", "仅签收超期"),
-                                           ("oldest_dispatch", "最早派发时间")])),
+                                           ("oldest_dispatch", "最早派发时间")]) if a["overdue_open"].rows else ""),
         section("dedupe_by_source", _table(a["dedupe_by_source"], [("source_name", "渠道"), ("reports", "上报数"),
                                                                    ("linked_cases", "对应案件数"),
                                                                    ("per_case", "每案件上报数")])),

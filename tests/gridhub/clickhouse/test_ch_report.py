@@ -85,6 +85,22 @@ def test_empty_answers_say_so_in_chinese_and_the_page_has_no_script() -> None:
             assert title in page
 
 
+def test_no_overdue_case_is_an_answer_not_missing_data() -> None:
+    """The demo's page once failed "no 无数据" when every overdue dispatch had been resolved by the time
+    of the report: the overdue section said 无超期未办结案件 and then 无数据 under it."""
+    answers = {name: Answer(NamedQuery(name, title, ""), [], []) for name, title in TITLES.items()}
+    page = render_html(answers, Period(0, 86400), "吴兴区")
+    overdue = page[page.index('<section id="overdue_open">'):]
+    overdue = overdue[:overdue.index("</section>")]
+    assert "无超期未办结案件" in overdue and "无数据" not in overdue
+    answers["overdue_open"] = Answer(NamedQuery("overdue_open", TITLES["overdue_open"], ""),
+                                     ["agency_name", "open_overdue", "resolve_clock", "sign_clock_only", "oldest_dispatch"],
+                                     [("区综合执法局", 3, 2, 1, "2026-12-01 08:00:00")])
+    page = render_html(answers, Period(0, 86400), "吴兴区")
+    overdue = page[page.index('<section id="overdue_open">'):]
+    assert "<table>" in overdue[:overdue.index("</section>")] and "区综合执法局" in overdue
+
+
 def test_heat_table_is_townships_by_categories() -> None:
     cols = ["county", "township", "category_name", "cases"]
     rows_ = [("吴兴区", "月河街道", "噪声扰民", 3), ("吴兴区", "月河街道", "井盖", 1), ("南浔区", "练市镇", "噪声扰民", 5)]
