@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -112,6 +113,8 @@ class WorkerProcess:
         self.log_path = log_dir / f"{settings.namespace}-worker-{self.web_port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        #: One restart per fail-stop when a test and the fixture's keeper (tests/conftest.py) both look.
+        self._restart_lock = threading.Lock()
 
     @property
     def env(self) -> dict[str, str]:
@@ -204,13 +207,14 @@ class WorkerProcess:
         """Start the worker again if it stopped itself with exit status 70 (a fail-stop: a refused or
         unconfirmed record, a stalled partition), as a restart policy does (deploy/k8s, systemd).
         Returns whether it did; any other exit is a crash and raises with the log's tail."""
-        if self.proc is None or self.proc.poll() is None:
-            return False
-        if self.proc.returncode != EXIT_FAIL_STOP:
-            raise RuntimeError(f"gridhub run crashed with exit status {self.proc.returncode} "
-                               f"(log: {self.log_path}):\n{self.log_tail()}")
-        self.start(wait=False)
-        return True
+        with self._restart_lock:
+            if self.proc is None or self.proc.poll() is None:
+                return False
+            if self.proc.returncode != EXIT_FAIL_STOP:
+                raise RuntimeError(f"gridhub run crashed with exit status {self.proc.returncode} "
+                                   f"(log: {self.log_path}):\n{self.log_tail()}")
+            self.start(wait=False)
+            return True
 
     def restart(self, kill: bool = False, wait: bool = True) -> WorkerProcess:
         """Stop (SIGTERM, or SIGKILL with ``kill=True``) and start again with the same settings and ports."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,6 +46,7 @@ from gridhub.core.kafka_admin import delete_namespace
 from gridhub.core.settings import Settings
 
 from gridhub.ops.common import settings_for
+from gridhub.core.errors import EXIT_FAIL_STOP
 from gridhub.supervisor import WorkerProcess, free_port
 from helpers.kafka import read_topic
 
@@ -147,6 +149,11 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 # --- hub worker subprocesses -----------------------------------------------------------------
 
+#: How often the worker fixture looks for a fail-stopped worker (seconds): a restart policy's reaction
+#: time, small against the 10-120 s the tests wait for outputs.
+FAIL_STOP_CHECK_S = 0.5
+
+
 @pytest.fixture
 def worker(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Callable[..., WorkerProcess]]:
     """Factory: ``worker(settings, only="ingest,fusion", env={...})`` -> a ready :class:`WorkerProcess`.
@@ -157,20 +164,42 @@ def worker(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Calla
     topic would sit without partitions.  ``command=[...]`` runs another Faust
     worker program instead of ``gridhub run`` (same environment, same
     readiness signal, no topics.yaml).
+
+    A worker that stops itself with status 70 (a fail-stop: a record the broker refused, e.g. after
+    aiokafka's producer stalled on a NotLeaderForPartition, aio-libs/aiokafka#1018) is started again
+    within a second, as deploy/k8s's restart policy does; its input was not committed, so nothing is
+    lost.  A test that expects the fail-stop itself passes ``restart_on_fail_stop=False``.
     """
     started: list[WorkerProcess] = []
+    kept: list[WorkerProcess] = []  # the workers the keeper restarts after a fail-stop
     request.node.gridhub_workers = started
+    done = threading.Event()
+
+    def keep() -> None:
+        while not done.wait(FAIL_STOP_CHECK_S):
+            for w in list(kept):
+                if w.proc is not None and w.proc.poll() == EXIT_FAIL_STOP and w.restart_if_fail_stopped():
+                    with w.log_path.open("ab") as log:
+                        log.write(b"--- restarted by the test fixture after a fail-stop (exit 70)\n")
+
+    keeper = threading.Thread(target=keep, name="worker-keeper", daemon=True)
+    keeper.start()
 
     def _start(s: Settings | None = None, only: str = "", env: dict[str, str] | None = None,
                args: list[str] | None = None, ready_timeout: float = 120.0, wait: bool = True,
                command: list[str] | None = None, topics: list[str] | None = None,
-               ensure_topics: bool = True) -> WorkerProcess:
+               ensure_topics: bool = True, restart_on_fail_stop: bool = True) -> WorkerProcess:
         w = WorkerProcess(s or settings, only=only, env=env, args=args, ready_timeout=ready_timeout,
                           command=command, topics=topics, ensure_topics=ensure_topics)
         started.append(w)
-        return w.start(wait=wait)
+        w.start(wait=wait)
+        if restart_on_fail_stop:
+            kept.append(w)
+        return w
 
     yield _start
+    done.set()
+    keeper.join(10)
     for w in started:
         w.stop(timeout=30)
 

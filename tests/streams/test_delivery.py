@@ -86,7 +86,7 @@ def test_ingest_output_refused_stops_without_commit(settings: Settings, worker: 
                                                     kafka_producer: Any, consume: Callable[..., list[Any]]) -> None:
     records, _ = sample(60, seed=3, end_ms=int(time.time() * 1000))
     doc = next(r for r in records if r.source == "four-platforms")
-    w = worker(settings, only="ingest")
+    w = worker(settings, only="ingest", restart_on_fail_stop=False)
     set_max_message_bytes(settings, REPORTS, TOO_SMALL)
     kafka_producer.send(settings.topic(RAW["four-platforms"]), key=doc.key.encode(), value=doc.value())
     kafka_producer.flush()
@@ -97,7 +97,7 @@ def test_ingest_output_refused_stops_without_commit(settings: Settings, worker: 
 def test_fusion_output_refused_stops_without_commit(settings: Settings, worker: Callable[..., Any],
                                                     kafka_producer: Any, consume: Callable[..., list[Any]]) -> None:
     r = report("refused-1", t=int(time.time() * 1000))
-    w = worker(settings, only="fusion")
+    w = worker(settings, only="fusion", restart_on_fail_stop=False)
     set_max_message_bytes(settings, REPORTS_LINKED, TOO_SMALL)
     kafka_producer.send(settings.topic(REPORTS), key=r["county_code"].encode(), value=codec("Report").encode(r))
     kafka_producer.flush()
@@ -126,7 +126,7 @@ def test_ingest_output_to_a_topic_the_hub_may_not_write_stops_without_commit(
         assert not created["failed"], created
         records, _ = sample(60, seed=4, end_ms=int(time.time() * 1000))
         doc = next(r for r in records if r.source == "four-platforms")
-        w = worker(hub, only="ingest")
+        w = worker(hub, only="ingest", restart_on_fail_stop=False)
         producer = KafkaProducer(bootstrap_servers=hub.kafka_bootstrap, acks="all", **hub.kafka_client_options())
         try:
             producer.send(hub.topic(RAW["four-platforms"]), key=doc.key.encode(), value=doc.value()).get(30)
