@@ -186,6 +186,8 @@ def _parse(value: bytes) -> dict[str, Any]:
         raise Rejected(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise Rejected("malformed JSON: nested too deeply") from None
+    if _too_deep(doc):  # the parser's own limit depends on the caller's stack: same bytes, same answer
+        raise Rejected("malformed JSON: nested too deeply")
     if not isinstance(doc, dict):
         raise Rejected(f"document must be a JSON object, got {_type_name(doc)}")
     if _SURROGATE_ESCAPE.search(text) and not _is_unicode(doc):
@@ -193,6 +195,25 @@ def _parse(value: bytes) -> dict[str, Any]:
         # (UTF-8) cannot encode it, so it would fail after normalisation, far from its cause.
         raise Rejected("document holds an unpaired UTF-16 surrogate escape (not Unicode text)")
     return doc
+
+
+#: Nesting the hub accepts: the source formats nest a few levels (a document, its lists of attachments
+#: or readings); 64 leaves room for extensions.  json's RecursionError comes near
+#: Python's recursion limit (1,000) *minus the caller's stack*, so a document nested ~990 deep was
+#: accepted by a worker and rejected under pytest (the fuzz test's prediction): a fixed bound decides.
+MAX_NESTING = 64
+
+
+def _too_deep(doc: Any) -> bool:
+    """Whether any value is nested more than MAX_NESTING containers deep (iterative: no recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return True
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 #: A \uD800-\uDFFF escape; only documents that have one need the (slower) walk of _is_unicode.

@@ -28,3 +28,37 @@ def test_rejected_with_reason(bad: object) -> None:
         normalize(bad.source, bad.value, registry={}, received_at_ms=NOW, pii_key=b"k")
     assert bad.reason in info.value.reason
     assert info.value.reason == str(info.value) and "\n" not in info.value.reason  # one sentence, one line
+
+
+def _nested(depth: int) -> bytes:
+    """A hotline document whose ``extra`` holds ``depth`` - 1 nested lists (the document is level 1)."""
+    inner = "[" * (depth - 1) + "]" * (depth - 1)
+    return ('{"workOrderNo": "JX1", "extra": ' + inner + '}').encode()
+
+
+@pytest.mark.parametrize("depth", [65, 500, 990])
+def test_deep_nesting_is_rejected_whatever_the_callers_stack(depth: int) -> None:
+    """Found by the fuzz test: json's own limit depends on the stack below the call, so a document
+    nested ~990 deep passed in a worker and was rejected under pytest.  A fixed bound decides now,
+    also at a shallow stack (a fresh thread)."""
+    import threading
+
+    outcomes: list[str] = []
+
+    def call() -> None:
+        try:
+            normalize("hotline-12345", _nested(depth), registry={}, received_at_ms=NOW, pii_key=b"k")
+            outcomes.append("accepted")
+        except Rejected as exc:
+            outcomes.append(exc.reason if hasattr(exc, "reason") else str(exc))
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join(30)
+    assert outcomes and "nested too deeply" in outcomes[0]
+
+
+def test_nesting_up_to_the_bound_is_not_what_rejects() -> None:
+    with pytest.raises(Rejected) as err:  # rejected for its missing fields, not for its nesting
+        normalize("hotline-12345", _nested(64), registry={}, received_at_ms=NOW, pii_key=b"k")
+    assert "nested too deeply" not in str(err.value)
