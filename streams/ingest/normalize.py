@@ -186,7 +186,9 @@ def _parse(value: bytes) -> dict[str, Any]:
         raise Rejected(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise Rejected("malformed JSON: nested too deeply") from None
-    if _too_deep(doc):  # the parser's own limit depends on the caller's stack: same bytes, same answer
+    # The parser's own limit depends on the caller's stack: same bytes, same answer.  Nesting needs an
+    # opening bracket per level, so a document with few of them (every real one) skips the walk.
+    if text.count("[") + text.count("{") > MAX_NESTING and _too_deep(doc):
         raise Rejected("malformed JSON: nested too deeply")
     if not isinstance(doc, dict):
         raise Rejected(f"document must be a JSON object, got {_type_name(doc)}")
